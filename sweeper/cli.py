@@ -1,0 +1,126 @@
+"""`sweep`: run, plan, status, report and config of a study spec."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from .errors import LockError, SpecError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sweep", description="Ray-distributed scientific parameter sweeps.")
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run or resume a sweep; prints the study directory")
+    r.add_argument("spec")
+    r.add_argument("overrides", nargs="*", help="key=value (dotted keys, YAML values); +key=value adds a key")
+    r.add_argument("--out", default="outputs")
+    r.add_argument("--address", default=None, help="Ray cluster address, e.g. auto")
+    r.add_argument("--max-in-flight", type=int, default=None)
+    r.add_argument("--no-progress", action="store_true")
+    pl = sub.add_parser("plan", help="the run table, without running anything")
+    pl.add_argument("spec")
+    pl.add_argument("overrides", nargs="*")
+    st = sub.add_parser("status", help="ok / failed / pending counts of a study directory")
+    st.add_argument("dir")
+    rp = sub.add_parser("report", help="draw the figures again from results.parquet")
+    rp.add_argument("dir")
+    c = sub.add_parser("config", help="the resolved spec; --origin says which file and line set each key")
+    c.add_argument("spec")
+    c.add_argument("overrides", nargs="*")
+    c.add_argument("--origin", action="store_true")
+    return p
+
+
+def _cmd_run(a) -> int:
+    from .driver import run
+
+    res = run(a.spec, a.overrides, out=a.out, address=a.address, max_in_flight=a.max_in_flight,
+              progress=not a.no_progress)
+    c = res.counts()
+    print(f"{c['ok']} ok, {c['failed']} failed, {c['pending']} pending", file=sys.stderr)
+    print(res.dir)
+    return 0 if c["failed"] == 0 else 1
+
+
+def _cmd_plan(a) -> int:
+    from .plan import expand
+    from .spec import load_spec
+
+    plan = expand(load_spec(a.spec, a.overrides))
+    axes = list(plan.runs[0].axes) if plan.runs else []
+    head = ["run_id", "data_key", "repeat_data", "repeat_fit", *axes]
+    rows = [[r.run_id, r.data_key, str(r.repeat_data), str(r.repeat_fit), *(str(r.axes[k]) for k in axes)]
+            for r in plan.runs]
+    widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(head)]
+    for row in [head, *rows]:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+    print(f"{len(plan.runs)} runs, {len(plan.data_keys)} datasets ({plan.spec.data_mode} data)")
+    return 0
+
+
+def _cmd_status(a) -> int:
+    import pyarrow.parquet as pq
+
+    from .store import StudyDir
+
+    root = Path(a.dir)
+    if not (root / "plan.parquet").is_file():
+        raise SpecError("not a study directory (no plan.parquet)", where=str(root))
+    ids = pq.read_table(root / "plan.parquet").column("run_id").to_pylist()
+    sd = StudyDir(root)
+    status = [(sd.read_result(i) or {}).get("status", "pending") for i in ids]
+    print(f"{status.count('ok')} ok, {status.count('failed')} failed, {status.count('pending')} pending "
+          f"of {len(ids)} runs in {root}")
+    return 0
+
+
+def _cmd_report(a) -> int:
+    import yaml
+
+    from .driver import draw_report, load_results
+    from .store import StudyDir
+
+    root = Path(a.dir)
+    spec = yaml.safe_load((root / "spec.yaml").read_text())
+    table = load_results(root)
+    for p in draw_report(spec["study"], table, StudyDir(root)):
+        print(p)
+    return 0
+
+
+def _cmd_config(a) -> int:
+    import yaml
+
+    from .spec import load_spec
+    from .store import _jsonable
+
+    spec = load_spec(a.spec, a.overrides)
+    print(yaml.safe_dump(_jsonable(spec.to_dict()), sort_keys=False), end="")
+    if a.origin:
+        print("# where each key was set:")
+        for k, v in sorted(spec.origins.items()):
+            print(f"{k}: {v}")
+    return 0
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    a = _parser().parse_args(argv)
+    try:
+        return {"run": _cmd_run, "plan": _cmd_plan, "status": _cmd_status, "report": _cmd_report,
+                "config": _cmd_config}[a.command](a)
+    except SpecError as e:
+        print(f"sweep: error: {e}", file=sys.stderr)
+        return 2
+    except LockError as e:
+        print(f"sweep: {e}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        print("sweep: interrupted; finished runs are saved, run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

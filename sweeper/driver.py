@@ -1,0 +1,228 @@
+"""The driver: spec -> plan -> Ray tasks (simulate once per data key, fit per run) -> store, with resume."""
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import ray
+from ray.exceptions import RayTaskError
+from tqdm.auto import tqdm
+
+from .plan import Plan, expand
+from .spec import Spec, import_study, load_spec
+from .store import StudyDir
+from .worker import StudyRef, execute_run, simulate_dataset
+
+log = logging.getLogger("sweeper")
+
+
+@dataclass
+class Result:
+    dir: Path
+    table: pa.Table
+    plan: Plan
+    figures: list
+
+    def counts(self) -> dict:
+        status = self.table.column("status").to_pylist() if self.table.num_rows else []
+        return {"ok": status.count("ok"), "failed": status.count("failed"),
+                "pending": len(self.plan.runs) - len(status)}
+
+
+@contextlib.contextmanager
+def ray_session(address=None):
+    """Use the Ray session already running in this process, else start (and later stop) one."""
+    if ray.is_initialized():
+        yield
+        return
+    ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+class TaskExecutor:
+    """Each run is one Ray task with the spec's resources."""
+
+    def __init__(self, spec: Spec, study_ref: StudyRef):
+        opts = {k: v for k, v in spec.resources.items() if v}
+        self._fit = ray.remote(execute_run).options(max_retries=0, **opts)
+        self.study_ref = study_ref
+
+    def capacity(self, default: int) -> int:
+        return default
+
+    def submit(self, run, data_ref, attempt: int):
+        return self._fit.remote(self.study_ref, data_ref, run.fit, run.seed_fit, attempt)
+
+    def done(self, ref) -> None:
+        pass
+
+    def shutdown(self) -> None:
+        pass
+
+
+def make_executor(spec: Spec, study_ref: StudyRef):
+    if spec.executor == "actor":
+        from .actors import ActorExecutor
+
+        return ActorExecutor(spec, study_ref)
+    return TaskExecutor(spec, study_ref)
+
+
+def study_dir(spec: Spec, out) -> StudyDir:
+    return StudyDir(Path(out) / spec.name / spec.sweep_id())
+
+
+def run(spec, overrides=(), out="outputs", address=None, max_in_flight=None, progress=True,
+        report=True) -> Result:
+    """Run (or resume) a sweep; returns its directory and results table. Bad specs fail before any Ray work."""
+    spec = load_spec(spec, overrides)
+    plan = expand(spec)
+    sd = study_dir(spec, out)
+    sd.lock()
+    ids = [r.run_id for r in plan.runs]
+    try:
+        sd.write_spec(spec.to_dict(), spec.origins)
+        sd.write_plan(plan.table())
+        done = sd.completed(ids)
+        todo = [r for r in plan.runs if r.run_id not in done]
+        if done:
+            log.info("resuming %s: %d of %d runs already done", sd.root, len(done), len(ids))
+        try:
+            if todo:
+                with ray_session(address):
+                    _execute(spec, sd, todo, max_in_flight or spec.max_in_flight, progress)
+        finally:
+            table = sd.gather(ids)
+        figures = draw_report(spec.study, table, sd) if report else []
+    finally:
+        sd.unlock()
+    return Result(sd.root, table, plan, figures)
+
+
+def draw_report(study, table: pa.Table, sd: StudyDir) -> list:
+    """The study's report(table, figures_dir), or the generic one; a failing report never loses the sweep."""
+    from . import report as generic
+
+    sd.figures.mkdir(parents=True, exist_ok=True)
+    try:
+        fn = getattr(import_study(study), "report", None)
+        return list(fn(table, sd.figures) or []) if callable(fn) else generic.metrics_by_axis(table, sd.figures)
+    except Exception:
+        log.exception("the report step failed; the results are saved in %s", sd.root)
+        return []
+
+
+def _default_in_flight() -> int:
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    return max(8, 4 * cpus)
+
+
+def _execute(spec: Spec, sd: StudyDir, todo: list, max_in_flight, progress: bool) -> None:
+    study_ref = StudyRef.of(spec.study)
+    executor = make_executor(spec, study_ref)
+    simulate = ray.remote(simulate_dataset).options(num_returns=2, max_retries=max(spec.retries, 1),
+                                                    num_cpus=spec.resources.get("num_cpus", 1) or 1)
+    limit = executor.capacity(max_in_flight or _default_in_flight())
+    remaining = collections.Counter(r.data_key for r in todo)
+    datasets: dict = {}      # data key -> ObjectRef, while runs still need submitting
+    metas: dict = {}         # meta ObjectRef -> (data key, dataset ref), until saved
+    meta_of: dict = {}       # data key -> meta dict once known
+    pending: dict = {}       # fit ObjectRef -> (run, dataset ref, attempt)
+    queue = collections.deque(todo)
+    counts = collections.Counter()
+    bar = tqdm(total=len(todo), desc=spec.name, unit="run", disable=not progress, smoothing=0.05)
+
+    def dataset_ref(run):
+        if run.data_key not in datasets:
+            saved = sd.load_dataset(run.data_key) if spec.save_datasets else None
+            if saved is not None:
+                from .hashing import arrays_sha256
+
+                datasets[run.data_key] = ray.put(saved)
+                meta_of[run.data_key] = {"sha256": arrays_sha256(saved), "seed": run.seed_data}
+            else:
+                data_ref, meta_ref = simulate.remote(study_ref, run.data, run.seed_data)
+                datasets[run.data_key] = data_ref
+                metas[meta_ref] = (run.data_key, data_ref)
+        ref = datasets[run.data_key]
+        remaining[run.data_key] -= 1
+        if remaining[run.data_key] == 0:
+            del datasets[run.data_key]  # in-flight runs keep it alive; Ray frees it after them
+        return ref
+
+    def finish(run, result):
+        if run.data_key in meta_of:
+            result["data_sha256"] = meta_of[run.data_key]["sha256"]
+        sd.write_run(run, result)
+        counts[result["status"]] += 1
+        bar.update(1)
+        bar.set_postfix(ok=counts["ok"], failed=counts["failed"], refresh=False)
+
+    try:
+        while queue or pending:
+            while queue and len(pending) < limit:
+                run = queue.popleft()
+                ref = dataset_ref(run)
+                pending[executor.submit(run, ref, 1)] = (run, ref, 1)
+            ready, _ = ray.wait(list(metas) + list(pending), num_returns=1, timeout=1.0)
+            for r in ready:
+                if r in metas:
+                    key, data_ref = metas.pop(r)
+                    _record_dataset(sd, spec, key, r, data_ref, meta_of)
+                    continue
+                run, data_ref, attempt = pending.pop(r)
+                executor.done(r)
+                try:
+                    result = ray.get(r)
+                except RayTaskError as e:  # the simulate task this run depends on raised
+                    result = {"status": "failed", "error": str(e), "attempt": attempt, "metrics": {}}
+                except ray.exceptions.RayError as e:  # a worker or node died, or an object was lost
+                    if attempt <= spec.retries:
+                        log.warning("run %s lost (%s); retrying, attempt %d", run.run_id, type(e).__name__,
+                                    attempt + 1)
+                        pending[executor.submit(run, data_ref, attempt + 1)] = (run, data_ref, attempt + 1)
+                        continue
+                    result = {"status": "failed", "error": f"{type(e).__name__}: {e}", "attempt": attempt,
+                              "metrics": {}}
+                finish(run, result)
+    except KeyboardInterrupt:
+        for r in pending:
+            ray.cancel(r, force=True)
+        bar.close()
+        log.warning("stopped: %d runs saved, %d not run; run the same command again to resume",
+                    sum(counts.values()), len(queue) + len(pending))
+        raise
+    finally:
+        bar.close()
+        executor.shutdown()
+
+
+def _record_dataset(sd: StudyDir, spec: Spec, key: str, meta_ref, data_ref, meta_of: dict) -> None:
+    try:
+        meta = ray.get(meta_ref)
+    except ray.exceptions.RayError:
+        return  # the runs that need it will carry the simulate error
+    meta_of[key] = meta
+    if spec.save_datasets:
+        sd.save_dataset(key, ray.get(data_ref), meta)
+
+
+def load_results(path) -> pa.Table:
+    """The results table of a study directory (results.parquet; rebuilt from runs/ if it is unreadable)."""
+    import pyarrow.parquet as pq
+
+    root = Path(path)
+    try:
+        return pq.read_table(root / "results.parquet")
+    except Exception:
+        plan = pq.read_table(root / "plan.parquet").column("run_id").to_pylist()
+        log.warning("%s is missing or unreadable; rebuilding it from runs/*/result.json", root / "results.parquet")
+        return StudyDir(root).gather(plan)

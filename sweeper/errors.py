@@ -1,0 +1,14 @@
+"""The errors the engine raises for bad input: one message naming the file, the key and what was expected."""
+
+
+class SpecError(ValueError):
+    """A spec that cannot run. `where` is "file:line" (or the override), `key` the dotted key."""
+
+    def __init__(self, message: str, where: str | None = None, key: str | None = None):
+        self.where, self.key, self.detail = where, key, message
+        prefix = ": ".join(p for p in (where, key) if p)
+        super().__init__(f"{prefix}: {message}" if prefix else message)
+
+
+class LockError(RuntimeError):
+    """Another sweep is writing into the same study directory."""

@@ -1,0 +1,37 @@
+"""Stable content hashes: the same values always give the same id, on any machine."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+
+
+def _plain(obj):
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, float) and obj.is_integer():
+        return obj  # 1e9 and 1000000000.0 are the same float; ints stay ints
+    return obj
+
+
+def canonical_json(obj) -> str:
+    return json.dumps(_plain(obj), sort_keys=True, separators=(",", ":"), default=repr)
+
+
+def short_hash(obj, n: int = 12) -> str:
+    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:n]
+
+
+def arrays_sha256(data: dict) -> str:
+    """sha256 over a dataset's keys, dtypes, shapes and bytes (arrays and scalars), in key order."""
+    h = hashlib.sha256()
+    for key in sorted(data):
+        a = np.ascontiguousarray(np.asarray(data[key]))
+        h.update(f"{key}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes() if a.dtype != object else repr(a.tolist()).encode())
+    return h.hexdigest()

@@ -1,0 +1,257 @@
+"""The resolved, validated spec of a study: what every later step reads, checked before any Ray work."""
+from __future__ import annotations
+
+import importlib
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+
+from . import config
+from .errors import SpecError
+from .hashing import short_hash
+
+TOP_KEYS = {"study", "name", "description", "seed", "data", "fit", "sweep", "zip", "data_mode", "repeats",
+            "resources", "executor", "actors", "retries", "save_datasets", "max_in_flight"}
+DATA_MODES = ("shared", "independent", "crossed")
+EXECUTORS = ("task", "actor")
+
+
+@dataclass
+class Spec:
+    study: object                 # module name (str) or an object with simulate / fit
+    name: str
+    seed: int
+    data: dict
+    fit: dict
+    sweep: dict = field(default_factory=dict)
+    zip: dict = field(default_factory=dict)
+    data_mode: str = "shared"
+    repeats_data: int = 1
+    repeats_fit: int = 1
+    resources: dict = field(default_factory=lambda: {"num_cpus": 1, "num_gpus": 0})
+    executor: str = "task"
+    actors: int | None = None
+    retries: int = 1
+    save_datasets: bool = True
+    max_in_flight: int | None = None
+    sessions: dict = field(default_factory=dict)   # name -> {"data": ..., "fit": ...}
+    origins: dict = field(default_factory=dict)
+    path: str | None = None
+    description: str = ""
+
+    @property
+    def study_name(self) -> str:
+        s = self.study
+        return s if isinstance(s, str) else getattr(s, "__name__", type(s).__name__)
+
+    def where(self, key: str) -> str | None:
+        return self.origins.get(key, self.path)
+
+    def repeats(self):
+        if self.data_mode == "crossed":
+            return {"data": self.repeats_data, "fit": self.repeats_fit}
+        return self.repeats_data if self.data_mode == "independent" else self.repeats_fit
+
+    def to_dict(self) -> dict:
+        """The resolved spec as plain YAML-able values (spec.yaml)."""
+        d = {"study": self.study_name, "name": self.name, "seed": self.seed, "data": self.data, "fit": self.fit,
+             "sweep": self.sweep, "zip": self.zip, "data_mode": self.data_mode, "repeats": self.repeats(),
+             "resources": self.resources, "executor": self.executor, "retries": self.retries,
+             "save_datasets": self.save_datasets}
+        if self.actors is not None:
+            d["actors"] = self.actors
+        if self.sessions:
+            d["sessions"] = self.sessions
+        return d
+
+    def sweep_id(self) -> str:
+        """Hash of what decides the runs' results (not resources or executor), so a re-run resumes."""
+        keys = ("study", "name", "seed", "data", "fit", "sweep", "zip", "data_mode", "repeats", "sessions")
+        d = self.to_dict()
+        return short_hash({k: d.get(k) for k in keys}, 10)
+
+
+def import_study(ref, where=None):
+    """The study module (by dotted name) or object; it must have callable simulate and fit."""
+    if isinstance(ref, str):
+        if "." not in sys.path and "" not in sys.path:
+            sys.path.insert(0, "")  # a study module beside the user's working directory
+        try:
+            study = importlib.import_module(ref)
+        except Exception as e:  # the module itself may raise on import
+            raise SpecError(f"cannot import study module {ref!r}: {type(e).__name__}: {e}", where=where,
+                            key="study") from None
+    else:
+        study = ref
+    missing = [f for f in ("simulate", "fit") if not callable(getattr(study, f, None))]
+    if missing:
+        name = ref if isinstance(ref, str) else repr(ref)
+        raise SpecError(f"study {name} has no callable {' or '.join(missing)} (a study needs simulate and fit)",
+                        where=where, key="study")
+    return study
+
+
+def get_dotted(d: dict, dotted: str):
+    node = d
+    for p in dotted.split("."):
+        if not isinstance(node, dict) or p not in node:
+            raise KeyError(dotted)
+        node = node[p]
+    return node
+
+
+def set_dotted(d: dict, dotted: str, value) -> None:
+    *head, last = dotted.split(".")
+    for p in head:
+        d = d[p]
+    d[last] = value
+
+
+def _int(values, key, origins, path, low=0):
+    v = values[key]
+    if isinstance(v, bool) or not isinstance(v, int) or v < low:
+        raise SpecError(f"expected an integer >= {low}, got {v!r}", where=origins.get(key, path), key=key)
+    return v
+
+
+def _axes(values, key, origins, path, spec_data, spec_fit, sessions) -> dict:
+    axes = values.get(key) or {}
+    if not isinstance(axes, dict):
+        raise SpecError("expected a mapping of dotted keys to lists of values", where=origins.get(key, path), key=key)
+    for axis, vals in axes.items():
+        where = origins.get(f"{key}.{axis}", origins.get(key, path))
+        if not isinstance(vals, list):
+            raise SpecError(f"expected a list of values, got {vals!r}", where=where, key=f"{key}.{axis}")
+        if not vals:
+            raise SpecError("the list of values is empty", where=where, key=f"{key}.{axis}")
+        section, _, rest = str(axis).partition(".")
+        if section not in ("data", "fit") or not rest:
+            raise SpecError("a sweep key is data.<key> or fit.<key>", where=where, key=f"{key}.{axis}")
+        trees = [{"data": spec_data, "fit": spec_fit}] + list(sessions.values())
+        if not any(_has(t, axis) for t in trees):
+            raise SpecError(f"{axis} does not exist in the spec's {section} section (sweep only keys that are set)",
+                            where=where, key=f"{key}.{axis}")
+    return axes
+
+
+def _has(tree, dotted):
+    try:
+        get_dotted(tree, dotted)
+        return True
+    except KeyError:
+        return False
+
+
+def from_config(cfg: config.Config, path: str | None = None) -> Spec:
+    """Validate a merged Config into a Spec; every problem is a SpecError naming the file and key."""
+    values, origins = cfg.values, cfg.origins
+    unknown = sorted(set(values) - TOP_KEYS - {"_sessions"})
+    if unknown:
+        raise SpecError(f"unknown key (expected one of {', '.join(sorted(TOP_KEYS))})",
+                        where=origins.get(unknown[0], path), key=unknown[0])
+    if "study" not in values:
+        raise SpecError("missing: the study module to run (study: package.module)", where=path, key="study")
+    if "seed" not in values:
+        raise SpecError("missing: an integer seed (seeds are explicit; there is no default)", where=path, key="seed")
+    seed = _int(values, "seed", origins, path)
+    for section in ("data", "fit"):
+        if not isinstance(values.get(section, {}), dict):
+            raise SpecError("expected a mapping of parameters", where=origins.get(section, path), key=section)
+    data, fit = values.get("data") or {}, values.get("fit") or {}
+    sessions = {}
+    for name, sess in (values.get("_sessions") or {}).items():
+        sessions[name] = {"data": sess.values.get("data") or {}, "fit": sess.values.get("fit") or {}}
+    sweep = _axes(values, "sweep", origins, path, data, fit, sessions)
+    zips = _axes(values, "zip", origins, path, data, fit, sessions)
+    lengths = {k: len(v) for k, v in zips.items()}
+    if len(set(lengths.values())) > 1:
+        raise SpecError(f"zip lists must have equal lengths, got {lengths}", where=origins.get("zip", path), key="zip")
+    both = sorted(set(sweep) & set(zips))
+    if both:
+        raise SpecError("a key is either swept or zipped, not both", where=origins.get("zip", path), key=both[0])
+
+    mode = values.get("data_mode", "shared")
+    if mode not in DATA_MODES:
+        raise SpecError(f"expected one of {', '.join(DATA_MODES)}, got {mode!r}", where=origins.get("data_mode", path),
+                        key="data_mode")
+    reps = values.get("repeats", 1)
+    rwhere = origins.get("repeats", path)
+    if mode == "crossed":
+        if not isinstance(reps, dict) or set(reps) != {"data", "fit"}:
+            raise SpecError("crossed data needs repeats: {data: D, fit: F}", where=rwhere, key="repeats")
+        rd = _int(reps, "data", {"data": rwhere}, path, 1)
+        rf = _int(reps, "fit", {"fit": rwhere}, path, 1)
+    else:
+        if isinstance(reps, bool) or not isinstance(reps, int) or reps < 1:
+            raise SpecError(f"expected an integer >= 1 (or {{data: D, fit: F}} with data_mode: crossed), got {reps!r}",
+                            where=rwhere, key="repeats")
+        rd, rf = (reps, 1) if mode == "independent" else (1, reps)
+
+    resources = {"num_cpus": 1, "num_gpus": 0, **(values.get("resources") or {})}
+    for k, v in resources.items():
+        if k not in ("num_cpus", "num_gpus", "memory"):
+            raise SpecError("resources are num_cpus, num_gpus and memory", where=origins.get(f"resources.{k}", path),
+                            key=f"resources.{k}")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or not math.isfinite(v):
+            raise SpecError(f"expected a number >= 0, got {v!r}", where=origins.get(f"resources.{k}", path),
+                            key=f"resources.{k}")
+    if resources["num_gpus"] > 1 and resources["num_gpus"] != int(resources["num_gpus"]):
+        raise SpecError("fractional num_gpus must be below 1", where=origins.get("resources.num_gpus", path),
+                        key="resources.num_gpus")
+    executor = values.get("executor", "task")
+    if executor not in EXECUTORS:
+        raise SpecError(f"expected one of {', '.join(EXECUTORS)}, got {executor!r}",
+                        where=origins.get("executor", path), key="executor")
+    actors = values.get("actors")
+    if actors is not None:
+        actors = _int(values, "actors", origins, path, 1)
+    retries = _int(values, "retries", origins, path) if "retries" in values else 1
+    mif = _int(values, "max_in_flight", origins, path, 1) if "max_in_flight" in values else None
+    save = values.get("save_datasets", True)
+    if not isinstance(save, bool):
+        raise SpecError(f"expected true or false, got {save!r}", where=origins.get("save_datasets", path),
+                        key="save_datasets")
+    study = values["study"]
+    if not isinstance(study, str) and not (callable(getattr(study, "simulate", None))):
+        raise SpecError("expected an importable module name", where=origins.get("study", path), key="study")
+    import_study(study, where=origins.get("study", path))
+    name = values.get("name") or (Path(path).stem if path else None)
+    if not name or not isinstance(name, str) or "/" in name:
+        raise SpecError("expected a name (letters, digits, _ and -) for the study directory",
+                        where=origins.get("name", path), key="name")
+    return Spec(study=study, name=name, seed=seed, data=data, fit=fit, sweep=sweep, zip=zips, data_mode=mode,
+                repeats_data=rd, repeats_fit=rf, resources=resources, executor=executor, actors=actors,
+                retries=retries, save_datasets=save, max_in_flight=mif, sessions=sessions, origins=origins,
+                path=path, description=str(values.get("description", "")))
+
+
+def load_spec(spec, overrides=()) -> Spec:
+    """A Spec from a YAML path or a dict (whose `study` may be a module or object), overrides applied last."""
+    if isinstance(spec, Spec):
+        if overrides:
+            raise SpecError("overrides apply to a YAML path or a dict, not to a Spec object")
+        return spec
+    if isinstance(spec, dict):
+        values = dict(spec)
+        study = values.get("study")
+        if isinstance(study, ModuleType):
+            values["study"] = study.__name__
+        cfg, path = config.Config(values, {}, []), None
+        if "extends" in values:
+            raise SpecError("extends needs a YAML file (a dict spec has no directory to resolve it from)",
+                            key="extends")
+    else:
+        path = str(Path(spec).resolve())
+        cfg = config.load(path)
+    sessions = config.load_sessions(cfg, Path(path) if path else Path.cwd())
+    for text in overrides:
+        cfg = config.apply_override(cfg, text)
+        sessions = {name: config.apply_override(s, text) for name, s in sessions.items()}
+    if sessions:
+        cfg.values["_sessions"] = sessions
+    try:
+        return from_config(cfg, path)
+    finally:
+        cfg.values.pop("_sessions", None)

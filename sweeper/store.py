@@ -1,0 +1,240 @@
+"""The study directory: atomic writes, the lock, resume bookkeeping, datasets and the Arrow gather."""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import socket
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+from .errors import LockError
+from .hashing import arrays_sha256
+
+log = logging.getLogger("sweeper")
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call write(tmp_path) then rename onto `path`, so a reader never sees a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda p: p.write_text(text))
+
+
+def write_npz(path: Path, arrays: dict) -> None:
+    def w(p):
+        with open(p, "wb") as f:
+            np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
+    atomic_write(path, w)
+
+
+def write_parquet(path: Path, table: pa.Table) -> None:
+    atomic_write(path, lambda p: pq.write_table(table, p))
+
+
+def _jsonable(v):
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return repr(v)
+    return v
+
+
+def _flatten(prefix: str, d: dict) -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}.{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(key, v))
+        else:
+            out[key] = v
+    return out
+
+
+class StudyDir:
+    """OUT/<name>/<sweep_id>/ and everything in it."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.runs = self.root / "runs"
+        self.datasets = self.root / "datasets"
+        self.figures = self.root / "figures"
+        self._locked = False
+
+    # -- the lock -----------------------------------------------------------------
+    @property
+    def lock_path(self) -> Path:
+        return self.root / ".lock"
+
+    def lock(self) -> None:
+        """Take the directory, or refuse if a live sweep holds it (a dead one's lock is taken over)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        me = {"pid": os.getpid(), "host": socket.gethostname()}
+        for _ in range(2):
+            try:
+                fd = os.open(self.lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                try:
+                    holder = json.loads(self.lock_path.read_text() or "{}")
+                except (OSError, ValueError):
+                    holder = {}
+                if holder.get("host") == me["host"] and not _alive(holder.get("pid", -1)):
+                    log.warning("taking over the lock of a sweep that is gone (pid %s)", holder.get("pid"))
+                    self.lock_path.unlink(missing_ok=True)
+                    continue
+                raise LockError(f"another sweep (pid {holder.get('pid')} on {holder.get('host')}) is writing to "
+                                f"{self.root}; wait for it to finish, or delete {self.lock_path} if it is gone")
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+            self._locked = True
+            return
+
+    def unlock(self) -> None:
+        if self._locked:
+            self.lock_path.unlink(missing_ok=True)
+            self._locked = False
+
+    # -- spec and plan --------------------------------------------------------------
+    def write_spec(self, spec_dict: dict, origins: dict) -> None:
+        text = yaml.safe_dump(_jsonable(spec_dict), sort_keys=False)
+        if origins:
+            text += "# provenance (key: file:line)\n" + "".join(f"#   {k}: {v}\n" for k, v in sorted(origins.items()))
+        write_text(self.root / "spec.yaml", text)
+
+    def write_plan(self, table: pa.Table) -> None:
+        write_parquet(self.root / "plan.parquet", table)
+
+    # -- datasets -------------------------------------------------------------------
+    def save_dataset(self, key: str, data: dict, meta: dict) -> None:
+        arrays = {k: v for k, v in data.items()}
+        write_npz(self.datasets / f"{key}.npz", arrays)
+        write_text(self.datasets / f"{key}.json", json.dumps(_jsonable(meta), indent=1))
+
+    def load_dataset(self, key: str) -> dict | None:
+        """A saved dataset whose content hash matches its metadata, else None (and why, in the log)."""
+        npz, meta_path = self.datasets / f"{key}.npz", self.datasets / f"{key}.json"
+        if not (npz.is_file() and meta_path.is_file()):
+            return None
+        try:
+            meta = json.loads(meta_path.read_text())
+            with np.load(npz, allow_pickle=False) as f:
+                data = {k: (f[k][()] if f[k].ndim == 0 else f[k]) for k in f.files}
+        except Exception as e:  # truncated or corrupt file
+            log.warning("dataset %s cannot be read (%s); it will be simulated again", key, e)
+            return None
+        if arrays_sha256(data) != meta.get("sha256"):
+            log.warning("dataset %s does not match its recorded sha256; it will be simulated again", key)
+            return None
+        return data
+
+    # -- runs -----------------------------------------------------------------------
+    def run_dir(self, run_id: str) -> Path:
+        return self.runs / run_id
+
+    def write_run(self, run, result: dict) -> None:
+        """config.yaml, arrays.npz, history.parquet, then result.json last: result.json marks it complete."""
+        d = self.run_dir(run.run_id)
+        cfg = {"run_id": run.run_id, "data_key": run.data_key, "session": run.session, "data": run.data,
+               "fit": run.fit, "repeat_data": run.repeat_data, "repeat_fit": run.repeat_fit,
+               "seed_data": run.seed_data, "seed_fit": run.seed_fit}
+        write_text(d / "config.yaml", yaml.safe_dump(_jsonable(cfg), sort_keys=False))
+        if result.get("arrays"):
+            write_npz(d / "arrays.npz", result["arrays"])
+        if result.get("history"):
+            hist = {k: pa.array(np.asarray(v, dtype=np.float64)) for k, v in result["history"].items()}
+            n = max(len(v) for v in hist.values())
+            hist = {k: v if len(v) == n else pa.array(list(v.to_pylist()) + [None] * (n - len(v)))
+                    for k, v in hist.items()}
+            write_parquet(d / "history.parquet", pa.table({"epoch": np.arange(n), **hist}))
+        if result.get("log"):
+            write_text(d / "run.log", result["log"])
+        row = {"run_id": run.run_id, "data_key": run.data_key, "status": result["status"],
+               "error": result.get("error"), "duration_s": result.get("duration_s"),
+               "attempt": result.get("attempt", 1), "node": result.get("node"), "device": result.get("device"),
+               "data_sha256": result.get("data_sha256"),
+               "repeat_data": run.repeat_data, "repeat_fit": run.repeat_fit, "seed_data": run.seed_data,
+               "seed_fit": run.seed_fit, "session": run.session, "data": run.data, "fit": run.fit,
+               "metrics": result.get("metrics") or {}}
+        write_text(d / "result.json", json.dumps(_jsonable(row), indent=1))
+
+    def read_result(self, run_id: str) -> dict | None:
+        p = self.run_dir(run_id) / "result.json"
+        try:
+            return json.loads(p.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def completed(self, run_ids) -> set:
+        """Runs whose result.json says ok (failed and missing runs are run again on resume)."""
+        done = set()
+        for rid in run_ids:
+            r = self.read_result(rid)
+            if r and r.get("status") == "ok":
+                done.add(rid)
+        return done
+
+    # -- gather ---------------------------------------------------------------------
+    def gather(self, run_ids) -> pa.Table:
+        """results.parquet from runs/*/result.json: one row per run that has a result."""
+        rows = []
+        for rid in run_ids:
+            r = self.read_result(rid)
+            if r is None:
+                continue
+            flat = {k: r.get(k) for k in ("run_id", "data_key", "status", "error", "duration_s", "attempt", "node",
+                                          "device", "data_sha256", "repeat_data", "repeat_fit", "seed_data", "seed_fit")}
+            if r.get("session") is not None:
+                flat["session"] = r["session"]
+            flat.update(_flatten("data", r.get("data") or {}))
+            flat.update(_flatten("fit", r.get("fit") or {}))
+            flat.update({f"metrics.{k}": v for k, v in (r.get("metrics") or {}).items()})
+            rows.append(flat)
+        table = _to_table(rows)
+        write_parquet(self.root / "results.parquet", table)
+        return table
+
+
+def _to_table(rows: list) -> pa.Table:
+    """Columns typed by pyarrow where their values agree; a column of mixed values becomes JSON text."""
+    names = list(dict.fromkeys(k for r in rows for k in r))
+    cols = {}
+    for name in names:
+        values = [r.get(name) for r in rows]
+        if name.startswith("metrics."):
+            values = [float(v) if isinstance(v, (int, float)) else (float(v) if isinstance(v, str) and
+                      v in ("nan", "inf", "-inf") else None) for v in values]
+        try:
+            cols[name] = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            cols[name] = pa.array([None if v is None else json.dumps(v) for v in values])
+    if not cols:
+        return pa.table({"run_id": pa.array([], pa.string()), "status": pa.array([], pa.string())})
+    return pa.table(cols)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (OSError, ValueError):
+        return False
+    return True

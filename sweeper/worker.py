@@ -1,0 +1,120 @@
+"""What runs on a Ray worker: simulate a dataset, fit one run; both plain functions, no Ray state."""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import math
+import socket
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+
+from .hashing import arrays_sha256
+
+
+@dataclass(frozen=True)
+class StudyRef:
+    """How a worker finds the study: a module name plus the sys.path entry it was imported from, or the object."""
+
+    module: str | None = None
+    path_entry: str | None = None
+    obj: object = None
+
+    @classmethod
+    def of(cls, study) -> "StudyRef":
+        if isinstance(study, str):
+            mod = importlib.import_module(study)
+            depth = study.count(".") + (1 if getattr(mod, "__path__", None) else 0)
+            root = getattr(mod, "__file__", None)
+            if root:
+                import os
+
+                root = os.path.dirname(os.path.abspath(root))
+                for _ in range(depth):
+                    root = os.path.dirname(root)
+            return cls(module=study, path_entry=root)
+        return cls(obj=study)
+
+    def load(self):
+        if self.obj is not None:
+            return self.obj
+        if self.path_entry and self.path_entry not in sys.path:
+            sys.path.insert(0, self.path_entry)
+        return importlib.import_module(self.module)
+
+
+def _where() -> str:
+    try:
+        import ray
+
+        if ray.is_initialized():
+            return ray.get_runtime_context().get_node_id()[:12] + "@" + socket.gethostname()
+    except Exception:
+        pass
+    return socket.gethostname()
+
+
+def _device() -> str:
+    try:
+        import ray
+
+        ids = ray.get_gpu_ids() if ray.is_initialized() else []
+    except Exception:
+        ids = []
+    return f"gpu:{','.join(str(i) for i in ids)}" if ids else "cpu"
+
+
+def simulate_dataset(study_ref: StudyRef, data_params: dict, seed: int):
+    """(dataset, meta): the study's simulate output and its sha256, seed, duration and node."""
+    t0 = time.perf_counter()
+    data = study_ref.load().simulate(data_params, seed)
+    if not isinstance(data, dict) or not data:
+        raise TypeError(f"simulate must return a non-empty dict of arrays and scalars, got {type(data).__name__}")
+    meta = {"sha256": arrays_sha256(data), "seed": seed, "params": data_params,
+            "duration_s": time.perf_counter() - t0, "node": _where()}
+    return data, meta
+
+
+def check_fit_output(out) -> str | None:
+    """Why a fit's return value is not a valid result, or None if it is."""
+    if not isinstance(out, dict):
+        return f"fit must return a dict with 'metrics', got {type(out).__name__}"
+    metrics = out.get("metrics")
+    if not isinstance(metrics, dict):
+        return "fit's result has no 'metrics' dict"
+    for name, v in metrics.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) and not hasattr(v, "__float__"):
+            return f"metric {name!r} is not a number: {v!r}"
+        if not math.isfinite(float(v)):
+            return f"metric {name!r} is not finite: {float(v)}"
+    for part in ("arrays", "history"):
+        if out.get(part) is not None and not isinstance(out[part], dict):
+            return f"fit's {part!r} must be a dict"
+    return None
+
+
+def execute_run(study_ref: StudyRef, dataset: dict, fit_params: dict, seed: int, attempt: int = 1) -> dict:
+    """Fit one run; a raising fit or an invalid result is a failed result with the reason, never an exception."""
+    t0 = time.perf_counter()
+    buf = io.StringIO()
+    result = {"attempt": attempt, "node": _where(), "device": _device()}
+    try:
+        with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
+            out = study_ref.load().fit(dataset, fit_params, seed)
+        problem = check_fit_output(out)
+        if problem:
+            result.update(status="failed", error=problem,
+                          metrics=out.get("metrics") if isinstance(out, dict) and isinstance(out.get("metrics"), dict)
+                          else {})
+        else:
+            result.update(status="ok", error=None, metrics={k: float(v) for k, v in out["metrics"].items()},
+                          arrays=out.get("arrays"), history=out.get("history"))
+            if out.get("device"):
+                result["device"] = str(out["device"])
+    except Exception:
+        result.update(status="failed", error=traceback.format_exc(), metrics={})
+    result["duration_s"] = time.perf_counter() - t0
+    result["log"] = buf.getvalue()
+    return result

@@ -1,0 +1,152 @@
+"""Spec loading: inheritance, sessions, overrides, provenance and validation errors (no Ray)."""
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from sweeper import SpecError, expand, load_spec
+from sweeper.cli import main
+
+
+def write(dirpath: Path, name: str, text: str) -> Path:
+    p = dirpath / name
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(textwrap.dedent(text))
+    return p
+
+
+BASE = """\
+study: tests.studies.linear
+seed: 1
+data:
+  n: 50
+  a: 1.0
+  b: 0.0
+  noise: 0.1
+fit:
+  bootstrap: false
+  opt: {lr: 0.1, steps: [1, 2, 3]}
+"""
+
+
+def test_extends_deep_merges_with_provenance(tmp_path):
+    write(tmp_path, "base.yaml", BASE)
+    write(tmp_path, "mid.yaml", """\
+        extends: base.yaml
+        fit:
+          opt: {steps: [9]}
+        """)
+    child = write(tmp_path, "sub/child.yaml", """\
+        extends: ../mid.yaml
+        data:
+          n: 80
+        sweep:
+          data.a: [1.0e9, 1e4]
+        """)
+    spec = load_spec(child)
+    assert spec.data == {"n": 80, "a": 1.0, "b": 0.0, "noise": 0.1}
+    assert spec.fit["opt"] == {"lr": 0.1, "steps": [9]}  # dict merged, list replaced
+    assert spec.sweep["data.a"] == [1e9, 1e4] and all(isinstance(v, float) for v in spec.sweep["data.a"])
+    assert spec.origins["data.n"] == f"{child}:3"
+    assert spec.origins["data.a"] == f"{tmp_path / 'base.yaml'}:5"
+    assert spec.origins["fit.opt.steps"].startswith(str(tmp_path / "mid.yaml"))
+    assert spec.origins["fit.opt.lr"].startswith(str(tmp_path / "base.yaml"))
+    assert spec.name == "child"
+
+
+def test_sessions_become_a_sweep_axis(tmp_path):
+    write(tmp_path, "parent.yaml", BASE + "session_dir: ./sessions\nsessions: [s1, s2]\n")
+    write(tmp_path, "sessions/s1.yaml", "data: {n: 11}\n")
+    write(tmp_path, "sessions/s2.yaml", "session: s2\ndata: {n: 22, b: 5.0}\nfit: {opt: {lr: 0.5}}\n")
+    spec = load_spec(tmp_path / "parent.yaml", ["data.noise=0.3"])
+    assert spec.sessions["s1"]["data"] == {"n": 11, "a": 1.0, "b": 0.0, "noise": 0.3}
+    assert spec.sessions["s2"]["fit"]["opt"] == {"lr": 0.5, "steps": [1, 2, 3]}
+    plan = expand(spec)
+    assert [r.session for r in plan.runs] == ["s1", "s2"]
+    assert plan.runs[1].data["b"] == 5.0 and plan.runs[1].data["noise"] == 0.3
+    assert len(plan.data_keys) == 2
+
+
+def test_overrides_are_typed_and_checked(tmp_path):
+    p = write(tmp_path, "s.yaml", BASE)
+    spec = load_spec(p, ["data.n=64", "fit.opt.lr=1e-3", "+fit.extra=[1, 2]", "sweep.data.a=[1, 2, 3]"])
+    assert spec.data["n"] == 64 and spec.fit["opt"]["lr"] == 1e-3 and spec.fit["extra"] == [1, 2]
+    assert spec.sweep == {"data.a": [1, 2, 3]}
+    assert spec.origins["data.n"] == "override 'data.n=64'"
+    with pytest.raises(SpecError, match=r"no such key.*\+fit.typo"):
+        load_spec(p, ["fit.typo=1"])
+
+
+def test_cli_config_origin_prints_files_and_lines(tmp_path, capsys):
+    write(tmp_path, "base.yaml", BASE)
+    child = write(tmp_path, "child.yaml", "extends: base.yaml\ndata: {n: 7}\n")
+    assert main(["config", str(child), "--origin"]) == 0
+    out = capsys.readouterr().out
+    assert f"data.n: {child}:2" in out and f"data.a: {tmp_path / 'base.yaml'}:5" in out
+
+
+BAD = [
+    # (file contents, overrides, expected key, expected message fragment)
+    ("bogus: 1\n", [], "bogus", "unknown key"),
+    ("sweep: {data.missing: [1, 2]}\n", [], "sweep.data.missing", "does not exist"),
+    ("sweep: {data.a: []}\n", [], "sweep.data.a", "empty"),
+    ("sweep: {data.a: 3}\n", [], "sweep.data.a", "list"),
+    ("sweep: {model.a: [1]}\n", [], "sweep.model.a", "data.<key> or fit.<key>"),
+    ("zip: {data.a: [1, 2], data.b: [1]}\n", [], "zip", "equal lengths"),
+    ("data_mode: sometimes\n", [], "data_mode", "shared, independent, crossed"),
+    ("repeats: three\n", [], "repeats", "integer"),
+    ("repeats: 0\n", [], "repeats", "integer >= 1"),
+    ("data_mode: crossed\nrepeats: 3\n", [], "repeats", "{data: D, fit: F}"),
+    ("executor: cluster\n", [], "executor", "task, actor"),
+    ("resources: {num_gpus: -1}\n", [], "resources.num_gpus", ">= 0"),
+    ("seed: 1.5\n", [], "seed", "integer"),
+    ("", ["data.nope=1"], "data.nope", "no such key"),
+    ("", ["justtext"], None, "key=value"),
+]
+
+
+@pytest.mark.parametrize("extra, overrides, key, fragment", BAD)
+def test_validation_errors_name_file_and_key(tmp_path, extra, overrides, key, fragment):
+    p = write(tmp_path, "bad.yaml", BASE + extra)
+    with pytest.raises(SpecError) as e:
+        load_spec(p, overrides)
+    assert fragment in str(e.value)
+    assert e.value.key == key
+    assert e.value.where and (str(p) in e.value.where or "override" in e.value.where)
+
+
+def test_study_errors(tmp_path):
+    p = write(tmp_path, "a.yaml", BASE.replace("tests.studies.linear", "tests.studies.no_such_module"))
+    with pytest.raises(SpecError, match="cannot import study module") as e:
+        load_spec(p)
+    assert e.value.key == "study" and e.value.where == f"{p}:1"
+    p = write(tmp_path, "b.yaml", BASE.replace("tests.studies.linear", "json"))
+    with pytest.raises(SpecError, match="no callable simulate or fit"):
+        load_spec(p)
+
+
+def test_inheritance_errors(tmp_path):
+    write(tmp_path, "x.yaml", "extends: y.yaml\nseed: 1\n")
+    write(tmp_path, "y.yaml", "extends: x.yaml\n")
+    with pytest.raises(SpecError, match=r"inheritance cycle: x.yaml -> y.yaml -> x.yaml") as e:
+        load_spec(tmp_path / "x.yaml")
+    assert e.value.key == "extends"
+    write(tmp_path, "z.yaml", "extends: nowhere.yaml\n")
+    with pytest.raises(SpecError, match="does not exist") as e:
+        load_spec(tmp_path / "z.yaml")
+    assert e.value.where == f"{tmp_path / 'z.yaml'}:1"
+    write(tmp_path, "p.yaml", BASE + "sessions: [gone]\n")
+    with pytest.raises(SpecError, match="session file .*gone.yaml does not exist"):
+        load_spec(tmp_path / "p.yaml")
+    write(tmp_path, "syntax.yaml", "seed: [1, 2\n")
+    with pytest.raises(SpecError, match="YAML syntax error"):
+        load_spec(tmp_path / "syntax.yaml")
+
+
+def test_cli_bad_spec_exits_2_and_writes_nothing(tmp_path, capsys):
+    p = write(tmp_path, "bad.yaml", BASE + "sweep: {data.nope: [1]}\n")
+    out = tmp_path / "out"
+    assert main(["run", str(p), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{p}:" in err and "sweep.data.nope" in err
+    assert not out.exists()

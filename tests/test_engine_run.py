@@ -1,0 +1,166 @@
+"""Sweeps through Ray: shared/independent/crossed data, failures, resume, retries, the store and the lock."""
+import json
+import os
+import types
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+import sweeper
+from sweeper import LockError
+from sweeper.store import StudyDir
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+
+
+def test_shared_mode_simulates_once_per_data_point(tmp_path, linear_spec):
+    spec, count = linear_spec
+    res = sweeper.run(spec, out=tmp_path / "out", progress=False)
+    assert count() == (2, 6)
+    t = res.table.to_pandas()
+    assert len(t) == 6 and (t.status == "ok").all()
+    for a, group in t.groupby("data.a"):
+        assert group.data_sha256.nunique() == 1 and group.data_key.nunique() == 1
+        assert group["metrics.data_sum"].nunique() == 1  # every run read the very same arrays
+        assert group["metrics.a"].nunique() == 3  # bootstrap fits differ by fit seed
+        assert abs(group["metrics.a"].mean() - a) < 0.05
+    assert t.data_sha256.nunique() == 2
+    saved = sorted(p.name for p in (res.dir / "datasets").iterdir())
+    assert len(saved) == 4 and all(n.endswith((".npz", ".json")) for n in saved)
+    meta = json.loads((res.dir / "datasets" / saved[0].replace(".npz", ".json")).read_text())
+    assert meta["sha256"] in set(t.data_sha256)
+
+
+def test_independent_mode_new_dataset_per_repeat(tmp_path, linear_spec):
+    spec, count = linear_spec
+    spec.update(data_mode="independent")
+    res = sweeper.run(spec, out=tmp_path / "out", progress=False)
+    assert count() == (6, 6)
+    t = res.table.to_pandas()
+    assert t.data_sha256.nunique() == 6 and t["metrics.data_sum"].nunique() == 6
+
+
+def test_crossed_mode_d_datasets_times_f_fits(tmp_path, linear_spec):
+    spec, count = linear_spec
+    spec.update(data_mode="crossed", repeats={"data": 2, "fit": 3}, sweep={"data.a": [1.5]})
+    t = sweeper.run(spec, out=tmp_path / "out", progress=False).table.to_pandas()
+    assert count() == (2, 6) and len(t) == 6
+    assert t.groupby("repeat_data").data_sha256.nunique().tolist() == [1, 1]
+    assert t.data_sha256.nunique() == 2
+
+
+def test_failed_fit_is_a_row_and_the_sweep_goes_on(tmp_path, linear_spec):
+    spec, count = linear_spec
+    spec["sweep"] = {"data.a": [1.0, 2.0], "fit.fail": [False, True]}
+    spec["fit"]["fail"] = False
+    spec["repeats"] = 1
+    res = sweeper.run(spec, out=tmp_path / "out", progress=False)
+    t = res.table.to_pandas()
+    assert sorted(t.status) == ["failed", "failed", "ok", "ok"]
+    failed = t[t.status == "failed"]
+    assert failed["fit.fail"].all() and failed.error.str.contains("this fit was asked to fail").all()
+    assert failed.error.str.contains("Traceback").all()
+    assert res.counts() == {"ok": 2, "failed": 2, "pending": 0}
+    # a re-run retries only the failed runs
+    before = count()
+    sweeper.run(spec, out=tmp_path / "out", progress=False)
+    assert count() == (before[0], before[1] + 2)
+
+
+def test_resume_runs_only_what_is_missing(tmp_path, linear_spec):
+    spec, count = linear_spec
+    out = tmp_path / "out"
+    res = sweeper.run(spec, out=out, progress=False)
+    assert count() == (2, 6)
+    # forget two finished runs of one data point and break the other dataset's file
+    t = res.table.to_pandas()
+    lost = t[t["data.a"] == 1.0].run_id[:2].tolist()
+    for rid in lost:
+        (res.dir / "runs" / rid / "result.json").unlink()
+    res2 = sweeper.run(spec, out=out, progress=False)
+    assert count() == (2, 8)  # the saved dataset was reused: no simulate
+    assert sorted(res2.table.column("run_id").to_pylist()) == sorted(t.run_id)
+    assert res2.table.to_pandas().set_index("run_id").loc[lost, "data_sha256"].nunique() == 1
+    # a truncated dataset is detected by its hash and simulated again, with the same content
+    key = t[t["data.a"] == 2.0].data_key.iloc[0]
+    npz = res.dir / "datasets" / f"{key}.npz"
+    npz.write_bytes(npz.read_bytes()[:100])
+    (res.dir / "runs" / t[t["data.a"] == 2.0].run_id.iloc[0] / "result.json").unlink()
+    res3 = sweeper.run(spec, out=out, progress=False)
+    assert count() == (3, 9)
+    assert res3.table.to_pandas().query("`data.a` == 2.0").data_sha256.nunique() == 1
+    assert sweeper.run(spec, out=out, progress=False).counts()["ok"] == 6 and count() == (3, 9)
+
+
+def test_store_layout_and_results_open_in_pandas(tmp_path, linear_spec):
+    spec, _ = linear_spec
+    res = sweeper.run(spec, out=tmp_path / "out", progress=False)
+    assert res.dir.parent.parent == tmp_path / "out" and res.dir.parent.name == "linear"
+    for f in ("spec.yaml", "plan.parquet", "results.parquet"):
+        assert (res.dir / f).is_file()
+    rid = res.table.column("run_id")[0].as_py()
+    run_dir = res.dir / "runs" / rid
+    assert {"config.yaml", "result.json", "arrays.npz", "history.parquet"} <= {p.name for p in run_dir.iterdir()}
+    assert pq.read_table(run_dir / "history.parquet").column("loss").to_pylist()[:2] == [1.0, 0.5]
+    with np.load(run_dir / "arrays.npz", allow_pickle=False) as f:
+        assert f["residuals"].shape == (100,)
+    df = pd.read_parquet(res.dir / "results.parquet")
+    expected = {"run_id", "data_key", "status", "error", "duration_s", "attempt", "node", "repeat_data",
+                "repeat_fit", "seed_data", "seed_fit", "data.a", "data.n", "fit.bootstrap", "metrics.a", "metrics.b"}
+    assert expected <= set(df.columns) and len(df) == 6
+    assert (df.attempt == 1).all() and df.node.notna().all() and (df.duration_s >= 0).all()
+    assert not list(res.dir.rglob("*.pkl")) and not list(res.dir.rglob("*.tmp"))
+    assert list((res.dir / "figures").glob("*.png"))
+    # a corrupted results.parquet is rebuilt from the runs
+    (res.dir / "results.parquet").write_bytes(b"garbage")
+    assert sweeper.load_results(res.dir).num_rows == 6
+
+
+def test_second_sweep_into_a_locked_directory_refuses(tmp_path, linear_spec):
+    spec, count = linear_spec
+    from sweeper.driver import study_dir
+
+    sd = study_dir(sweeper.load_spec(spec), tmp_path / "out")
+    sd.lock()  # held by this (live) process, as a running sweep would hold it
+    try:
+        with pytest.raises(LockError, match="another sweep"):
+            sweeper.run(spec, out=tmp_path / "out", progress=False)
+        assert count() == (0, 0)
+    finally:
+        sd.unlock()
+    # a lock left by a dead process is taken over
+    sd.root.mkdir(parents=True, exist_ok=True)
+    sd.lock_path.write_text(json.dumps({"pid": 2**22 + 12345, "host": os.uname().nodename}))
+    assert sweeper.run(spec, out=tmp_path / "out", progress=False).counts()["ok"] == 6
+
+
+def _die_once_fit(dataset, params, seed):
+    marker = params["marker"]
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        os._exit(1)  # the worker process dies mid-run, as on a lost node
+    return {"metrics": {"n": float(len(dataset["x"]))}}
+
+
+def test_worker_death_is_retried(tmp_path):
+    study = types.SimpleNamespace(
+        simulate=lambda data, seed: {"x": np.random.default_rng(seed).random(data["n"])},
+        fit=_die_once_fit, __name__="die_once")
+    spec = {"study": study, "name": "die", "seed": 1, "data": {"n": 5}, "fit": {"marker": str(tmp_path / "m")},
+            "retries": 1}
+    t = sweeper.run(spec, out=tmp_path / "out", progress=False).table.to_pandas()
+    assert t.status.tolist() == ["ok"] and t.attempt.tolist() == [2] and t["metrics.n"].tolist() == [5.0]
+
+
+def test_invalid_fit_results_fail_with_the_reason(tmp_path):
+    study = types.SimpleNamespace(
+        simulate=lambda data, seed: {"x": np.zeros(3)},
+        fit=lambda d, p, s: {"metrics": {"m": float("nan")}} if p["kind"] == "nan" else [1, 2],
+        __name__="bad_results")
+    spec = {"study": study, "name": "bad", "seed": 1, "data": {"n": 3}, "fit": {"kind": "nan"},
+            "sweep": {"fit.kind": ["nan", "list"]}}
+    t = sweeper.run(spec, out=tmp_path / "out", progress=False).table.to_pandas().set_index("fit.kind")
+    assert (t.status == "failed").all()
+    assert "not finite" in t.loc["nan", "error"] and "must return a dict" in t.loc["list", "error"]
