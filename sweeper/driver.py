@@ -5,6 +5,7 @@ import collections
 import contextlib
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,7 +123,7 @@ def draw_report(study, table: pa.Table, sd: StudyDir) -> list:
 
 def _default_in_flight() -> int:
     cpus = int(ray.cluster_resources().get("CPU", 1))
-    return max(8, 4 * cpus)
+    return max(32, 4 * cpus)
 
 
 def _execute(spec: Spec, sd: StudyDir, todo: list, max_in_flight, progress: bool) -> None:
@@ -158,10 +159,14 @@ def _execute(spec: Spec, sd: StudyDir, todo: list, max_in_flight, progress: bool
             del datasets[run.data_key]  # in-flight runs keep it alive; Ray frees it after them
         return ref
 
+    # runs are written on one background thread, so the driver keeps Ray busy while files are written
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sweeper-store")
+    writes = []
+
     def finish(run, result):
         if run.data_key in meta_of:
             result["data_sha256"] = meta_of[run.data_key]["sha256"]
-        sd.write_run(run, result)
+        writes.append(writer.submit(sd.write_run, run, result))
         counts[result["status"]] += 1
         bar.update(1)
         bar.set_postfix(ok=counts["ok"], failed=counts["failed"], refresh=False)
@@ -172,7 +177,10 @@ def _execute(spec: Spec, sd: StudyDir, todo: list, max_in_flight, progress: bool
                 run = queue.popleft()
                 ref = dataset_ref(run)
                 pending[executor.submit(run, ref, 1)] = (run, ref, 1)
-            ready, _ = ray.wait(list(metas) + list(pending), num_returns=1, timeout=1.0)
+            waiting = list(metas) + list(pending)
+            ready, rest = ray.wait(waiting, num_returns=1, timeout=1.0)
+            if ready and rest:  # take every other result that is already in, in one go
+                ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
             for r in ready:
                 if r in metas:
                     key, data_ref = metas.pop(r)
@@ -201,6 +209,9 @@ def _execute(spec: Spec, sd: StudyDir, todo: list, max_in_flight, progress: bool
                     sum(counts.values()), len(queue) + len(pending))
         raise
     finally:
+        writer.shutdown(wait=True)
+        for w in writes:
+            w.result()  # a failed write is an error of the sweep, not of the run
         bar.close()
         executor.shutdown()
 

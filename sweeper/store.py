@@ -6,7 +6,7 @@ import logging
 import math
 import os
 import socket
-import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +23,7 @@ log = logging.getLogger("sweeper")
 def atomic_write(path: Path, write) -> None:
     """Call write(tmp_path) then rename onto `path`, so a reader never sees a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp"
     try:
         write(Path(tmp))
         os.replace(tmp, path)
@@ -35,6 +34,11 @@ def atomic_write(path: Path, write) -> None:
 
 def write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda p: p.write_text(text))
+
+
+def dump_yaml(values) -> str:
+    """YAML text of plain values (libyaml's emitter where present: it is ~10x faster)."""
+    return yaml.dump(_jsonable(values), Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), sort_keys=False)
 
 
 def write_npz(path: Path, arrays: dict) -> None:
@@ -116,7 +120,7 @@ class StudyDir:
 
     # -- spec and plan --------------------------------------------------------------
     def write_spec(self, spec_dict: dict, origins: dict) -> None:
-        text = yaml.safe_dump(_jsonable(spec_dict), sort_keys=False)
+        text = dump_yaml(spec_dict)
         if origins:
             text += "# provenance (key: file:line)\n" + "".join(f"#   {k}: {v}\n" for k, v in sorted(origins.items()))
         write_text(self.root / "spec.yaml", text)
@@ -157,7 +161,7 @@ class StudyDir:
         cfg = {"run_id": run.run_id, "data_key": run.data_key, "session": run.session, "data": run.data,
                "fit": run.fit, "repeat_data": run.repeat_data, "repeat_fit": run.repeat_fit,
                "seed_data": run.seed_data, "seed_fit": run.seed_fit}
-        write_text(d / "config.yaml", yaml.safe_dump(_jsonable(cfg), sort_keys=False))
+        write_text(d / "config.yaml", dump_yaml(cfg))
         if result.get("arrays"):
             write_npz(d / "arrays.npz", result["arrays"])
         if result.get("history"):
