@@ -121,23 +121,30 @@ def draw_report(study, table: pa.Table, sd: StudyDir) -> list:
         return []
 
 
-def _default_in_flight() -> int:
+def _default_limits() -> tuple[int, int]:
+    """(runs in flight, datasets alive): many cheap runs may queue on one shared dataset, but few
+    datasets are held in the object store at once."""
     cpus = int(ray.cluster_resources().get("CPU", 1))
-    return max(32, 4 * cpus)
+    return max(64, 16 * cpus), max(4, 2 * cpus)
 
 
 def _execute(spec: Spec, sd: StudyDir, todo: list, max_in_flight, progress: bool) -> None:
     study_ref = StudyRef.of(spec.study)
+    if study_ref.obj is not None:
+        study_ref = ray.put(study_ref)  # an object study (functions by value) is pickled once, not per task
     executor = make_executor(spec, study_ref)
     simulate = ray.remote(simulate_dataset).options(num_returns=2, max_retries=max(spec.retries, 1),
                                                     num_cpus=spec.resources.get("num_cpus", 1) or 1)
-    limit = executor.capacity(max_in_flight or _default_in_flight())
+    default_runs, max_datasets = _default_limits()
+    limit = executor.capacity(max_in_flight or default_runs)
     remaining = collections.Counter(r.data_key for r in todo)
+    in_flight = collections.Counter()  # data key -> runs submitted and not yet back
     datasets: dict = {}      # data key -> ObjectRef, while runs still need submitting
     metas: dict = {}         # meta ObjectRef -> (data key, dataset ref), until saved
     meta_of: dict = {}       # data key -> meta dict once known
     pending: dict = {}       # fit ObjectRef -> (run, dataset ref, attempt)
-    queue = collections.deque(todo)
+    order = {k: i for i, k in enumerate(dict.fromkeys(r.data_key for r in todo))}
+    queue = collections.deque(sorted(todo, key=lambda r: order[r.data_key]))  # a dataset's runs together
     counts = collections.Counter()
     bar = tqdm(total=len(todo), desc=spec.name, unit="run", disable=not progress, smoothing=0.05)
 
@@ -174,7 +181,11 @@ def _execute(spec: Spec, sd: StudyDir, todo: list, max_in_flight, progress: bool
     try:
         while queue or pending:
             while queue and len(pending) < limit:
+                live = {k for k, n in in_flight.items() if n} | set(datasets)
+                if queue[0].data_key not in live and len(live) >= max_datasets:
+                    break
                 run = queue.popleft()
+                in_flight[run.data_key] += 1
                 ref = dataset_ref(run)
                 pending[executor.submit(run, ref, 1)] = (run, ref, 1)
             waiting = list(metas) + list(pending)
@@ -188,6 +199,7 @@ def _execute(spec: Spec, sd: StudyDir, todo: list, max_in_flight, progress: bool
                     continue
                 run, data_ref, attempt = pending.pop(r)
                 executor.done(r)
+                in_flight[run.data_key] -= 1
                 try:
                     result = ray.get(r)
                 except RayTaskError as e:  # the simulate task this run depends on raised
@@ -197,6 +209,7 @@ def _execute(spec: Spec, sd: StudyDir, todo: list, max_in_flight, progress: bool
                         log.warning("run %s lost (%s); retrying, attempt %d", run.run_id, type(e).__name__,
                                     attempt + 1)
                         pending[executor.submit(run, data_ref, attempt + 1)] = (run, data_ref, attempt + 1)
+                        in_flight[run.data_key] += 1
                         continue
                     result = {"status": "failed", "error": f"{type(e).__name__}: {e}", "attempt": attempt,
                               "metrics": {}}

@@ -32,8 +32,17 @@ def atomic_write(path: Path, write) -> None:
         raise
 
 
-def write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda p: p.write_text(text))
+def write_text(path: Path, text: str, make_dir: bool = True) -> None:
+    """Atomic small-file write (the per-run hot path: plain os calls, no temp-file search)."""
+    if make_dir:
+        os.makedirs(path.parent, exist_ok=True)
+    tmp = f"{path.parent}/.{path.name}.{os.getpid()}.{threading.get_ident()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
 
 
 def dump_yaml(values) -> str:
@@ -161,7 +170,8 @@ class StudyDir:
         cfg = {"run_id": run.run_id, "data_key": run.data_key, "session": run.session, "data": run.data,
                "fit": run.fit, "repeat_data": run.repeat_data, "repeat_fit": run.repeat_fit,
                "seed_data": run.seed_data, "seed_fit": run.seed_fit}
-        write_text(d / "config.yaml", dump_yaml(cfg))
+        os.makedirs(d, exist_ok=True)
+        write_text(d / "config.yaml", dump_yaml(cfg), make_dir=False)
         if result.get("arrays"):
             write_npz(d / "arrays.npz", result["arrays"])
         if result.get("history"):
@@ -171,7 +181,7 @@ class StudyDir:
                     for k, v in hist.items()}
             write_parquet(d / "history.parquet", pa.table({"epoch": np.arange(n), **hist}))
         if result.get("log"):
-            write_text(d / "run.log", result["log"])
+            write_text(d / "run.log", result["log"], make_dir=False)
         row = {"run_id": run.run_id, "data_key": run.data_key, "status": result["status"],
                "error": result.get("error"), "duration_s": result.get("duration_s"),
                "attempt": result.get("attempt", 1), "node": result.get("node"), "device": result.get("device"),
@@ -179,7 +189,7 @@ class StudyDir:
                "repeat_data": run.repeat_data, "repeat_fit": run.repeat_fit, "seed_data": run.seed_data,
                "seed_fit": run.seed_fit, "session": run.session, "data": run.data, "fit": run.fit,
                "metrics": result.get("metrics") or {}}
-        write_text(d / "result.json", json.dumps(_jsonable(row), indent=1))
+        write_text(d / "result.json", json.dumps(_jsonable(row)), make_dir=False)
 
     def read_result(self, run_id: str) -> dict | None:
         p = self.run_dir(run_id) / "result.json"
