@@ -51,7 +51,7 @@ def ray_session(address=None):
 class TaskExecutor:
     """Each run is one Ray task with the spec's resources."""
 
-    def __init__(self, spec: Spec, study_ref: StudyRef):
+    def __init__(self, spec: Spec, study_ref):
         opts = {k: v for k, v in spec.resources.items() if v}
         self._fit = ray.remote(execute_run).options(max_retries=0, **opts)
         self.study_ref = study_ref
@@ -69,11 +69,11 @@ class TaskExecutor:
         pass
 
 
-def make_executor(spec: Spec, study_ref: StudyRef):
+def make_executor(spec: Spec, study_ref, n_runs: int):
     if spec.executor == "actor":
         from .actors import ActorExecutor
 
-        return ActorExecutor(spec, study_ref)
+        return ActorExecutor(spec, study_ref, n_runs)
     return TaskExecutor(spec, study_ref)
 
 
@@ -132,9 +132,14 @@ def _execute(spec: Spec, sd: StudyDir, todo: list, max_in_flight, progress: bool
     study_ref = StudyRef.of(spec.study)
     if study_ref.obj is not None:
         study_ref = ray.put(study_ref)  # an object study (functions by value) is pickled once, not per task
-    executor = make_executor(spec, study_ref)
+    executor = make_executor(spec, study_ref, len(todo))
+    sim_cpus = spec.resources.get("num_cpus", 1) or 1
+    free = ray.cluster_resources().get("CPU", 0) - getattr(executor, "reserved_cpus", 0)
+    if free < sim_cpus:  # an actor pool holds every CPU: simulate anyway rather than wait for ever
+        log.info("the actor pool holds the CPUs; datasets are simulated beside it (num_cpus=0)")
+        sim_cpus = 0
     simulate = ray.remote(simulate_dataset).options(num_returns=2, max_retries=max(spec.retries, 1),
-                                                    num_cpus=spec.resources.get("num_cpus", 1) or 1)
+                                                    num_cpus=sim_cpus)
     default_runs, max_datasets = _default_limits()
     limit = executor.capacity(max_in_flight or default_runs)
     remaining = collections.Counter(r.data_key for r in todo)

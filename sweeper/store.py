@@ -165,7 +165,7 @@ class StudyDir:
         return self.runs / run_id
 
     def write_run(self, run, result: dict) -> None:
-        """config.yaml, arrays.npz, history.parquet, then result.json last: result.json marks it complete."""
+        """config.yaml, arrays.npz, history.parquet, the fit's files, then result.json last: it marks the run done."""
         d = self.run_dir(run.run_id)
         cfg = {"run_id": run.run_id, "data_key": run.data_key, "session": run.session, "data": run.data,
                "fit": run.fit, "repeat_data": run.repeat_data, "repeat_fit": run.repeat_fit,
@@ -180,6 +180,8 @@ class StudyDir:
             hist = {k: v if len(v) == n else pa.array(list(v.to_pylist()) + [None] * (n - len(v)))
                     for k, v in hist.items()}
             write_parquet(d / "history.parquet", pa.table({"epoch": np.arange(n), **hist}))
+        for name, blob in (result.get("files") or {}).items():
+            atomic_write(d / name, lambda p, b=blob: p.write_bytes(b))
         if result.get("log"):
             write_text(d / "run.log", result["log"], make_dir=False)
         row = {"run_id": run.run_id, "data_key": run.data_key, "status": result["status"],

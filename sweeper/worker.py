@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from .hashing import arrays_sha256
 
+RESERVED_FILES = {"config.yaml", "result.json", "arrays.npz", "history.parquet", "run.log"}
+
 
 @dataclass(frozen=True)
 class StudyRef:
@@ -89,9 +91,12 @@ def check_fit_output(out) -> str | None:
             return f"metric {name!r} is not a number: {v!r}"
         if not math.isfinite(float(v)):
             return f"metric {name!r} is not finite: {float(v)}"
-    for part in ("arrays", "history"):
+    for part in ("arrays", "history", "files"):
         if out.get(part) is not None and not isinstance(out[part], dict):
             return f"fit's {part!r} must be a dict"
+    for name, blob in (out.get("files") or {}).items():
+        if not isinstance(blob, bytes) or "/" in name or name.startswith(".") or name in RESERVED_FILES:
+            return f"fit's files must map plain file names (not {sorted(RESERVED_FILES)}) to bytes; got {name!r}"
     return None
 
 
@@ -110,7 +115,7 @@ def execute_run(study_ref: StudyRef, dataset: dict, fit_params: dict, seed: int,
                           else {})
         else:
             result.update(status="ok", error=None, metrics={k: float(v) for k, v in out["metrics"].items()},
-                          arrays=out.get("arrays"), history=out.get("history"))
+                          arrays=out.get("arrays"), history=out.get("history"), files=out.get("files"))
             if out.get("device"):
                 result["device"] = str(out["device"])
     except Exception:

@@ -1,0 +1,1 @@
+"""Keras 3 models for ptychography, written with keras.ops only (TensorFlow or JAX backend)."""

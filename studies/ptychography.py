@@ -1,0 +1,250 @@
+"""Ptychography on the engine: simulate a scan of a synthetic object, train a PINN or a supervised
+baseline on it, and score the stitched reconstruction against the truth.
+
+The dose-response and generalization studies use these `simulate` and `fit` and add their reports.
+Data params: N, object_size, n_lines, phase, probe_radius, probe_smooth, nphotons, n_train, test_step,
+gridsize, k_neighbors, object_seed, train_scan_seed, test_scan_seed. The object and the scan
+trajectories come from their own fixed seeds (identical across doses); only the photon noise uses
+the run's data seed.
+"""
+from __future__ import annotations
+
+import io
+import math
+import os
+import tempfile
+
+import numpy as np
+
+from kernels import diffraction, metrics, objects, probe, scan, stitch
+
+__version__ = "1"
+
+DATA_DEFAULTS = {"N": 32, "object_size": 128, "n_lines": 150, "phase": 0.0, "probe_radius": 8.0,
+                 "probe_smooth": 1.0, "nphotons": 1e9, "n_train": 256, "test_step": None, "gridsize": 1,
+                 "k_neighbors": 7, "object_seed": 1, "train_scan_seed": 1, "test_scan_seed": 2}
+FIT_DEFAULTS = {"model": "pinn", "loss": "nll", "nll_weight": None, "mae_weight": None, "epochs": 5,
+                "batch_size": 16, "learning_rate": 1e-3, "width": 16, "depth": 3, "validation_fraction": 0.1,
+                "save_model": True}
+
+
+def validate(data: dict, fit: dict) -> None:
+    """Checks the engine runs before any work: a bad value fails the whole spec with its key."""
+    d = {**DATA_DEFAULTS, **data}
+    if not (isinstance(d["nphotons"], (int, float)) and math.isfinite(d["nphotons"]) and d["nphotons"] > 0):
+        raise ValueError(f"data.nphotons must be a number > 0, got {d['nphotons']!r}")
+    if d["probe_radius"] > d["N"] / 2:
+        raise ValueError(f"data.probe_radius {d['probe_radius']} does not fit in an N={d['N']} probe")
+    if d["N"] >= d["object_size"]:
+        raise ValueError(f"data.N={d['N']} must be smaller than data.object_size={d['object_size']}")
+    f = {**FIT_DEFAULTS, **fit}
+    if f["model"] not in ("pinn", "baseline"):
+        raise ValueError(f"fit.model must be pinn or baseline, got {f['model']!r}")
+    if f["loss"] not in ("nll", "mae", "mixed"):
+        raise ValueError(f"fit.loss must be nll, mae or mixed, got {f['loss']!r}")
+    if d["N"] % 2 ** f["depth"]:
+        raise ValueError(f"data.N={d['N']} must be divisible by 2**fit.depth={2 ** f['depth']}")
+
+
+def _streams(seed: int, n: int) -> list:
+    return [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(n)]
+
+
+def _group_offsets(positions, groups):
+    members = positions[groups]  # (G, C, 2)
+    return (members - members.mean(axis=1, keepdims=True)).astype(np.float32)
+
+
+def simulate(data: dict, seed: int) -> dict:
+    d = {**DATA_DEFAULTS, **data}
+    N, g = int(d["N"]), int(d["gridsize"])
+    obj = objects.lines_object(int(d["object_size"]), int(d["n_lines"]), _streams(d["object_seed"], 1)[0],
+                               phase=d["phase"] or False)
+    pr = probe.disk_probe(N, d["probe_radius"], d["probe_smooth"])
+    train_pos_rng, train_group_rng = _streams(d["train_scan_seed"], 2)
+    test_pos_rng, test_group_rng = _streams(d["test_scan_seed"], 2)
+    train_pos = scan.random_positions(int(d["n_train"]), obj.shape, N, train_pos_rng)
+    # the test scan is a jittered raster dense enough (step <= probe radius) that the probe covers
+    # every pixel of the scanned area, so the stitched test object has no holes to score around
+    step = float(d["test_step"] or d["probe_radius"])
+    test_pos = scan.raster_positions(obj.shape, N, step, jitter=min(0.5, step / 4), rng=test_pos_rng)
+    noise_train, noise_test = np.random.default_rng(seed).spawn(2)
+    train = diffraction.simulate(obj, pr, train_pos, d["nphotons"], noise_train)
+    test = diffraction.simulate(obj, pr, test_pos, d["nphotons"], noise_test, scale=train.scale)
+    k = max(int(d["k_neighbors"]), g * g)
+    train_groups = scan.group_neighbors(train_pos, g, k, train_group_rng)
+    test_groups = scan.group_neighbors(test_pos, g, k, test_group_rng)
+    offsets = np.concatenate([_group_offsets(train_pos, train_groups), _group_offsets(test_pos, test_groups)])
+    return {
+        "object": obj, "probe": pr, "scale": np.float64(train.scale), "gridsize": np.int64(g),
+        "pad": np.int64(int(np.ceil(np.abs(offsets).max())) + 2 if g > 1 else 0),
+        "input_norm": np.float64(np.sqrt(np.mean(train.amplitudes.astype(np.float64) ** 2))),
+        "train_amplitudes": train.amplitudes, "train_positions": train_pos, "train_groups": train_groups,
+        "train_patches": diffraction.extract_patches(obj, train_pos, N),
+        "test_amplitudes": test.amplitudes, "test_positions": test_pos, "test_groups": test_groups,
+    }
+
+
+def grouped_inputs(dataset: dict, split: str):
+    """(normalised amplitudes (G, N, N, C), counts (G, N, N, C), offsets (G, C, 2)) of a split's groups."""
+    amps, pos, groups = (dataset[f"{split}_{k}"] for k in ("amplitudes", "positions", "groups"))
+    a = np.transpose(amps[groups], (0, 2, 3, 1))
+    return (a / dataset["input_norm"]).astype(np.float32), (a.astype(np.float32) ** 2), _group_offsets(pos, groups)
+
+
+def _loss_weights(f: dict) -> tuple[float, float]:
+    named = {"nll": (1.0, 0.0), "mae": (0.0, 1.0), "mixed": (1.0, 1.0)}[f["loss"]]
+    return (f["nll_weight"] if f["nll_weight"] is not None else named[0],
+            f["mae_weight"] if f["mae_weight"] is not None else named[1])
+
+
+def build(dataset: dict, f: dict):
+    """(training model, encoder-decoder, loss) for the fit params."""
+    import keras
+
+    from .models import losses, networks
+
+    N, g = int(dataset["probe"].shape[-1]), int(dataset["gridsize"])
+    if f["model"] == "pinn":
+        model, net = networks.pinn(N, g, dataset["probe"], float(dataset["scale"]), int(dataset["pad"]),
+                                   f["width"], f["depth"])
+        mean_count = float(np.mean(dataset["train_amplitudes"].astype(np.float64) ** 2))
+        loss = losses.make_pinn_loss(*_loss_weights(f), mean_count=mean_count)
+    else:
+        model, net = networks.baseline(N, g, f["width"], f["depth"])
+        loss = "mae"
+    model.compile(optimizer=keras.optimizers.Adam(f["learning_rate"]), loss=loss)
+    return model, net
+
+
+def training_arrays(dataset: dict, f: dict):
+    x, counts, offsets = grouped_inputs(dataset, "train")
+    g = int(dataset["gridsize"])
+    inputs = [x, offsets] if (f["model"] == "pinn" and g > 1) else x
+    if f["model"] == "pinn":
+        return inputs, counts
+    patches = dataset["train_patches"][dataset["train_groups"]]  # (G, C, N, N) complex
+    target = np.concatenate([np.abs(patches), np.angle(patches)], axis=1)
+    return inputs, np.transpose(target, (0, 2, 3, 1)).astype(np.float32)
+
+
+def _split(n: int, fraction: float, seed: int):
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = int(round(n * fraction)) if n > 1 else 0
+    return order[n_val:], order[:n_val]
+
+
+def _take(inputs, idx):
+    return [a[idx] for a in inputs] if isinstance(inputs, list) else inputs[idx]
+
+
+def reconstruct(net, dataset: dict, split: str = "test"):
+    """The split's groups through the network, every patch stitched (probe-weighted) into the object."""
+    x, _, _ = grouped_inputs(dataset, split)
+    amp, phase = net.predict(x, verbose=0, batch_size=64)
+    amp, phase = np.asarray(amp), np.asarray(phase)
+    patches = (amp * np.exp(1j * phase)).astype(np.complex64)  # (G, N, N, C)
+    patches = np.transpose(patches, (0, 3, 1, 2)).reshape(-1, *amp.shape[1:3])
+    pos = dataset[f"{split}_positions"][dataset[f"{split}_groups"]].reshape(-1, 2)
+    weights = np.abs(dataset["probe"]) ** 2
+    return stitch.stitch(patches, pos, dataset["object"].shape, weights=weights, min_weight=0.05)
+
+
+def score(truth, recon) -> dict:
+    """Amplitude MAE/MSE/PSNR/SSIM/FRC and phase MAE (global offset removed) on the covered rectangle."""
+    rows, cols = metrics.covered_box(recon)
+    t, r = truth[rows, cols], recon[rows, cols]
+    ta, ra = np.abs(t).astype(np.float64), np.abs(r).astype(np.float64)
+    rng = float(ta.max() - ta.min()) or 1.0
+    curve = metrics.frc(ta, ra)
+    aligned = metrics.remove_phase_offset(t, r)
+    phase_err = np.angle(aligned * np.conj(t))
+    f17 = metrics.frc_resolution(curve, "1/7")
+    return {"mae": metrics.mae(ta, ra), "mse": metrics.mse(ta, ra), "psnr": metrics.psnr(ta, ra, rng),
+            "ssim": metrics.ssim(ta, ra, rng), "frc_1_7": f17, "resolution_px": 1.0 / max(f17, 1e-6),
+            "phase_mae": float(np.mean(np.abs(phase_err))), "covered_fraction": float(t.size / truth.size)}
+
+
+def preview_png(truth, recon, title: str) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axs = plt.subplots(1, 2, figsize=(7, 3.4))
+    lo, hi = float(np.abs(truth).min()), float(np.abs(truth).max())
+    for ax, img, name in zip(axs, (np.abs(truth), np.abs(recon)), ("truth (amplitude)", "reconstruction")):
+        ax.imshow(img, cmap="gray", vmin=lo, vmax=hi)
+        ax.set_title(name)
+        ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def setup() -> None:
+    """Warm-up for a trainer actor: import Keras once (GPU memory grows on demand, cards can be shared)."""
+    os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras  # noqa: F401
+
+
+def cleanup() -> None:
+    """Between runs on a warm actor: drop the previous run's graphs and weights."""
+    import keras
+
+    keras.backend.clear_session()
+
+
+def fit(dataset: dict, params: dict, seed: int) -> dict:
+    setup()
+    import keras
+
+    f = {**FIT_DEFAULTS, **params}
+    keras.utils.set_random_seed(int(seed % 2**31))
+    model, net = build(dataset, f)
+    inputs, target = training_arrays(dataset, f)
+    n = len(target)
+    train_idx, val_idx = _split(n, f["validation_fraction"], seed)
+    history = {"train_loss": [], "val_loss": []}
+    if f["epochs"] > 0:
+        h = model.fit(_take(inputs, train_idx), target[train_idx], batch_size=int(f["batch_size"]),
+                      epochs=int(f["epochs"]), shuffle=True, verbose=0,
+                      validation_data=(_take(inputs, val_idx), target[val_idx]) if len(val_idx) else None)
+        history = {"train_loss": [float(v) for v in h.history["loss"]],
+                   "val_loss": [float(v) for v in h.history.get("val_loss", [])]}
+    recon = reconstruct(net, dataset, "test")
+    result = score(dataset["object"], recon)
+    files = {"reconstruction.png": preview_png(dataset["object"], recon,
+                                               f"{f['model']} {f['loss']}  PSNR {result['psnr']:.1f} dB")}
+    if f["save_model"]:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "model.keras")
+            model.save(path)
+            with open(path, "rb") as fh:
+                files["model.keras"] = fh.read()
+    if history["train_loss"]:
+        result.update(final_train_loss=history["train_loss"][-1])
+    if history["val_loss"]:
+        result.update(final_val_loss=history["val_loss"][-1])
+    return {"metrics": result, "history": history, "files": files,
+            "arrays": {"amplitude": np.abs(recon).astype(np.float32), "phase": np.angle(recon).astype(np.float32)},
+            "device": f"{keras.backend.backend()}:{_keras_device()}"}
+
+
+def _keras_device() -> str:
+    import keras
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return str(jax.devices()[0].platform)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return "gpu" if tf.config.list_logical_devices("GPU") else "cpu"
+    return "cpu"

@@ -1,0 +1,84 @@
+"""Warm trainer actors: long-lived workers that import a study once and fit run after run.
+
+With `executor: actor` the driver sends each run to whichever actor of the pool is free. An actor
+calls the study's optional `setup()` once (import a framework, size GPU memory) and its optional
+`cleanup()` after every run (clear a Keras session). A crashed actor is restarted by Ray and the
+driver retries its run.
+"""
+from __future__ import annotations
+
+import os
+
+import ray
+
+from .spec import Spec
+from .worker import StudyRef, execute_run
+
+
+class TrainerActor:
+    def __init__(self, study_ref: StudyRef):
+        self.study_ref = study_ref
+        self.study = study_ref.load()
+        self.runs = 0
+        setup = getattr(self.study, "setup", None)
+        if callable(setup):
+            setup()
+
+    def fit(self, dataset: dict, fit_params: dict, seed: int, attempt: int) -> dict:
+        try:
+            return execute_run(self.study_ref, dataset, fit_params, seed, attempt)
+        finally:
+            self.runs += 1
+            cleanup = getattr(self.study, "cleanup", None)
+            if callable(cleanup):
+                cleanup()
+
+    def info(self) -> dict:
+        return {"pid": os.getpid(), "runs": self.runs}
+
+
+def pool_size(spec: Spec, cluster: dict) -> int:
+    """spec.actors, else as many actors as the cluster's CPUs / GPUs fit with the spec's resources."""
+    if spec.actors:
+        return spec.actors
+    gpus, cpus = spec.resources.get("num_gpus", 0), spec.resources.get("num_cpus", 1)
+    fits = []
+    if gpus:
+        fits.append(int(cluster.get("GPU", 0) // gpus))
+    if cpus:
+        # leave one CPU for the simulate tasks, which would otherwise wait forever behind the pool
+        fits.append(int(max(cluster.get("CPU", 0) - 1, cpus) // cpus))
+    n = min(fits) if fits else 1
+    if n < 1:
+        raise RuntimeError(f"no actor fits the cluster: each asks {spec.resources}, the cluster has "
+                           f"{ {k: cluster.get(k, 0) for k in ('CPU', 'GPU')} }")
+    return n
+
+
+class ActorExecutor:
+    """A pool of TrainerActors; runs go to idle actors, one at a time each."""
+
+    def __init__(self, spec: Spec, study_ref, n_runs: int):
+        opts = {k: v for k, v in spec.resources.items() if v}
+        cls = ray.remote(TrainerActor).options(max_restarts=max(spec.retries, 0), max_task_retries=0, **opts)
+        n = min(pool_size(spec, ray.cluster_resources()), max(n_runs, 1))
+        self.actors = [cls.remote(study_ref) for _ in range(n)]
+        self.reserved_cpus = n * spec.resources.get("num_cpus", 1)
+        self.idle = list(self.actors)
+        self.busy: dict = {}
+
+    def capacity(self, default: int) -> int:
+        return len(self.actors)
+
+    def submit(self, run, data_ref, attempt: int):
+        actor = self.idle.pop()
+        ref = actor.fit.remote(data_ref, run.fit, run.seed_fit, attempt)
+        self.busy[ref] = actor
+        return ref
+
+    def done(self, ref) -> None:
+        self.idle.append(self.busy.pop(ref))
+
+    def shutdown(self) -> None:
+        for a in self.actors:
+            ray.kill(a)
