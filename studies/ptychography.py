@@ -2,7 +2,7 @@
 baseline on it, and score the stitched reconstruction against the truth.
 
 The dose-response and generalization studies use these `simulate` and `fit` and add their reports.
-Data params: N, object_size, n_lines, phase, probe_radius, probe_smooth, nphotons, n_train, test_step,
+Data params: N, object_size, n_lines, phase, probe_radius, probe_smooth, probe_defocus, nphotons, n_train, test_step,
 gridsize, k_neighbors, object_seed, train_scan_seed, test_scan_seed. The object and the scan
 trajectories come from their own fixed seeds (identical across doses); only the photon noise uses
 the run's data seed.
@@ -21,7 +21,7 @@ from kernels import diffraction, metrics, objects, probe, scan, stitch
 __version__ = "1"
 
 DATA_DEFAULTS = {"N": 32, "object_size": 128, "n_lines": 150, "phase": 0.0, "probe_radius": 8.0,
-                 "probe_smooth": 1.0, "nphotons": 1e9, "n_train": 256, "test_step": None, "gridsize": 1,
+                 "probe_smooth": 1.0, "probe_defocus": 0.0, "nphotons": 1e9, "n_train": 256, "test_step": None, "gridsize": 1,
                  "k_neighbors": 7, "object_seed": 1, "train_scan_seed": 1, "test_scan_seed": 2}
 FIT_DEFAULTS = {"model": "pinn", "loss": "nll", "nll_weight": None, "mae_weight": None, "epochs": 5,
                 "batch_size": 16, "learning_rate": 1e-3, "width": 16, "depth": 3, "validation_fraction": 0.1,
@@ -60,7 +60,7 @@ def simulate(data: dict, seed: int) -> dict:
     N, g = int(d["N"]), int(d["gridsize"])
     obj = objects.lines_object(int(d["object_size"]), int(d["n_lines"]), _streams(d["object_seed"], 1)[0],
                                phase=d["phase"] or False)
-    pr = probe.disk_probe(N, d["probe_radius"], d["probe_smooth"])
+    pr = probe.disk_probe(N, d["probe_radius"], d["probe_smooth"], d["probe_defocus"])
     train_pos_rng, train_group_rng = _streams(d["train_scan_seed"], 2)
     test_pos_rng, test_group_rng = _streams(d["test_scan_seed"], 2)
     train_pos = scan.random_positions(int(d["n_train"]), obj.shape, N, train_pos_rng)

@@ -53,3 +53,39 @@ def metrics_by_axis(table: pa.Table, out_dir: Path) -> list:
         plt.close(fig)
         paths.append(path)
     return paths
+
+
+def aggregate(table: pa.Table, by: list, metrics: list) -> list[dict]:
+    """Rows of mean, std and n of each metric over the ok runs, per combination of the `by` columns."""
+    ok = table.filter(pa.compute.equal(table.column("status"), "ok"))
+    keys = list(zip(*(ok.column(c).to_pylist() for c in by))) if by else [()] * ok.num_rows
+    values = {m: np.array(ok.column(m).to_pylist(), dtype=float) for m in metrics if m in ok.column_names}
+    rows = []
+    for key in sorted(set(keys), key=lambda k: tuple(str(v) if isinstance(v, str) else v for v in k)):
+        sel = np.array([k == key for k in keys])
+        row = dict(zip(by, key))
+        row["n"] = int(sel.sum())
+        for m, v in values.items():
+            name = m.removeprefix("metrics.")
+            row[f"{name}_mean"] = float(np.nanmean(v[sel]))
+            row[f"{name}_std"] = float(np.nanstd(v[sel], ddof=1)) if sel.sum() > 1 else 0.0
+        rows.append(row)
+    return rows
+
+
+def write_csv(rows: list[dict], path: Path) -> Path:
+    """A list of flat dicts as CSV (columns in first-seen order)."""
+    import csv
+
+    from .store import atomic_write
+
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+
+    def w(p):
+        with open(p, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=cols)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    atomic_write(Path(path), w)
+    return Path(path)

@@ -1,0 +1,129 @@
+"""Dose response: PINN reconstruction quality at high (1e9) vs low (1e4) photons, Poisson NLL vs MAE loss.
+
+Same object, probe and scan trajectories in every arm: photon statistics are the only difference
+between doses. `report` draws the 6-panel comparison, the training curves and summary.csv.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from sweeper.report import aggregate, write_csv
+
+from . import study_files
+from .ptychography import __version__, cleanup, fit, setup, simulate, validate  # noqa: F401
+
+log = logging.getLogger("sweeper.studies.dose_response")
+METRICS = ["metrics.mae", "metrics.mse", "metrics.psnr", "metrics.ssim", "metrics.frc_1_7",
+           "metrics.resolution_px", "metrics.phase_mae"]
+
+
+def _rows(table) -> list[dict]:
+    return [r for r in table.to_pylist() if r["status"] == "ok"]
+
+
+def _pick(rows, nphotons, loss):
+    """The first repeat of an arm."""
+    arm = [r for r in rows if r["data.nphotons"] == nphotons and r["fit.loss"] == loss]
+    return min(arm, key=lambda r: (r["repeat_data"], r["repeat_fit"])) if arm else None
+
+
+def _crop(img, frac=0.5):
+    h, w = img.shape
+    dh, dw = int(h * frac / 2), int(w * frac / 2)
+    return img[h // 2 - dh:h // 2 + dh, w // 2 - dw:w // 2 + dw]
+
+
+def dose_figure(rows, figures_dir: Path, patterns: dict) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    doses = sorted({r["data.nphotons"] for r in rows}, reverse=True)
+    logs = {d: np.log10(patterns[d].astype(np.float64) ** 2 + 1) for d in doses}
+    vmax = max(float(v.max()) for v in logs.values())
+    fig, axs = plt.subplots(len(doses), 3, figsize=(10, 3.4 * len(doses)), squeeze=False)
+    for i, dose in enumerate(doses):
+        ax = axs[i, 0]
+        im = ax.imshow(logs[dose], cmap="magma", vmin=0, vmax=vmax)
+        ax.set_title(f"diffraction, {dose:.0e} photons")
+        fig.colorbar(im, ax=ax, fraction=0.046, label="log10(counts + 1)")
+        for j, loss in enumerate(("mae", "nll"), start=1):
+            ax, run = axs[i, j], _pick(rows, dose, loss)
+            if run is None:
+                ax.set_title(f"{loss.upper()}: no run")
+            else:
+                amp = study_files.run_arrays(figures_dir, run["run_id"])["amplitude"]
+                ax.imshow(_crop(amp), cmap="gray", vmin=0.5, vmax=1.5)
+                ax.set_title(f"{loss.upper()} loss, {dose:.0e}")
+                ax.text(0.02, 0.02, f"PSNR {run['metrics.psnr']:.1f} dB\nSSIM {run['metrics.ssim']:.3f}",
+                        transform=ax.transAxes, color="yellow", fontsize=9, va="bottom",
+                        bbox={"facecolor": "black", "alpha": 0.5, "lw": 0})
+        for ax in axs[i]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.suptitle("PINN reconstruction (amplitude, central crop) by dose and loss")
+    fig.tight_layout()
+    path = Path(figures_dir) / "dose_comparison.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def training_curves(rows, figures_dir: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pyarrow.parquet as pq
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for r in sorted(rows, key=lambda r: (-r["data.nphotons"], r["fit.loss"])):
+        if r["repeat_fit"] or r["repeat_data"]:
+            continue
+        path = study_files.study_root(figures_dir) / "runs" / r["run_id"] / "history.parquet"
+        if not path.is_file():
+            continue
+        h = pq.read_table(path).to_pydict()
+        label = f"{r['data.nphotons']:.0e} / {r['fit.loss']}"
+        line, = ax.plot(h["epoch"], h["train_loss"], label=f"{label} train")
+        if any(v is not None for v in h.get("val_loss", [])):
+            ax.plot(h["epoch"], h["val_loss"], "--", color=line.get_color(), label=f"{label} val")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss (each arm in its own units)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(figures_dir) / "training_curves.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def report(table, figures_dir: Path) -> list[Path]:
+    figures_dir = Path(figures_dir)
+    rows = _rows(table)
+    if not rows:
+        return []
+    patterns, amp_mean, amp_rms = {}, {}, {}
+    for dose in sorted({r["data.nphotons"] for r in rows}):
+        r = next(x for x in rows if x["data.nphotons"] == dose)
+        data = study_files.dataset(figures_dir, r["data_key"], simulate, study_files.params_of(r, "data"),
+                                   r["seed_data"])
+        a = data["test_amplitudes"].astype(np.float64)
+        patterns[dose] = a[len(a) // 2]
+        amp_mean[dose], amp_rms[dose] = a.mean(), np.sqrt((a**2).mean())
+    paths = []
+    if len(amp_mean) >= 2:
+        hi, lo = max(amp_mean), min(amp_mean)
+        line = (f"sanity: mean amplitude ratio {hi:.0e}/{lo:.0e} photons = {amp_mean[hi] / amp_mean[lo]:.0f}, "
+                f"RMS amplitude ratio = {amp_rms[hi] / amp_rms[lo]:.0f} (sqrt({hi / lo:.0e}) = {np.sqrt(hi / lo):.0f})")
+        log.info(line)
+        (figures_dir / "sanity.txt").write_text(line + "\n")
+    paths.append(dose_figure(rows, figures_dir, patterns))
+    paths.append(training_curves(rows, figures_dir))
+    paths.append(write_csv(aggregate(table, ["data.nphotons", "fit.loss"], METRICS), figures_dir / "summary.csv"))
+    return paths
