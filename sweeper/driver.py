@@ -41,7 +41,8 @@ def ray_session(address=None):
     if ray.is_initialized():
         yield
         return
-    ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
+    # worker output goes to each run's run.log and failures into results; the console keeps the progress bar
+    ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
     try:
         yield
     finally:

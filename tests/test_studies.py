@@ -1,0 +1,81 @@
+"""Quick versions of the ptychography studies run end to end through the engine and make their figures."""
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+pytest.importorskip("keras")
+
+import sweeper  # noqa: E402
+
+SPECS = Path(__file__).parent.parent / "studies" / "specs"
+TINY = ["data.N=16", "data.object_size=64", "data.probe_radius=4.0", "data.n_train=96", "data.test_step=4.0",
+        "data.n_lines=20", "fit.epochs=2", "fit.width=4"]
+
+
+def not_blank(path: Path) -> bool:
+    import matplotlib.image as mpimg
+
+    img = mpimg.imread(path)
+    return img.ndim == 3 and min(img.shape[:2]) > 100 and float(img[..., :3].std()) > 0.05
+
+
+@pytest.fixture(scope="module")
+def dose(tmp_path_factory, ray_session):
+    return sweeper.run(SPECS / "dose_response.yaml", TINY, out=tmp_path_factory.mktemp("dose"), progress=False)
+
+
+def test_dose_study_simulates_two_datasets_and_trains_four_arms(dose):
+    t = dose.table.to_pandas()
+    assert len(t) == 4 and (t.status == "ok").all()
+    assert sorted(zip(t["data.nphotons"], t["fit.loss"])) == [(1e4, "mae"), (1e4, "nll"), (1e9, "mae"), (1e9, "nll")]
+    assert t.data_key.nunique() == 2
+    assert len(list((dose.dir / "datasets").glob("*.json"))) == 2  # exactly two simulate calls
+    for rid in t.run_id:
+        assert (dose.dir / "runs" / rid / "model.keras").is_file()
+        assert (dose.dir / "runs" / rid / "history.parquet").is_file()
+
+
+def test_dose_study_same_trajectory_at_both_doses(dose):
+    sets = []
+    for f in sorted((dose.dir / "datasets").glob("*.npz")):
+        with np.load(f) as d:
+            sets.append((d["train_positions"], d["test_positions"], d["train_amplitudes"]))
+    assert np.array_equal(sets[0][0], sets[1][0]) and np.array_equal(sets[0][1], sets[1][1])
+    ratio = np.sqrt((sets[0][2].astype(float) ** 2).mean() / (sets[1][2].astype(float) ** 2).mean())
+    assert max(ratio, 1 / ratio) == pytest.approx(np.sqrt(1e5), rel=0.01)
+
+
+def test_dose_study_figures_and_summary(dose):
+    fig = dose.dir / "figures"
+    assert not_blank(fig / "dose_comparison.png") and not_blank(fig / "training_curves.png")
+    rows = list(csv.DictReader(open(fig / "summary.csv")))
+    assert len(rows) == 4 and {"psnr_mean", "ssim_mean", "frc_1_7_mean", "n"} <= set(rows[0])
+    assert "sanity: mean amplitude ratio" in (fig / "sanity.txt").read_text()
+
+
+def test_generalization_quick_study(tmp_path, ray_session):
+    res = sweeper.run(SPECS / "generalization.yaml", TINY + ["sweep.data.n_train=[32, 96]", "fit.epochs=1"],
+                      out=tmp_path, progress=False)
+    t = res.table.to_pandas()
+    assert len(t) == 2 * 2 * 2 and (t.status == "ok").all()
+    rows = list(csv.DictReader(open(res.dir / "figures" / "aggregated_metrics.csv")))
+    assert {(r["fit.model"], r["data.n_train"], r["n"]) for r in rows} == {
+        (m, n, "2") for m in ("pinn", "baseline") for n in ("32", "96")}
+    assert not_blank(res.dir / "figures" / "generalization.png")
+
+
+def test_training_subsets_span_the_object():
+    from studies import ptychography as P
+
+    for n in (16, 64):
+        d = P.simulate({"N": 16, "object_size": 128, "probe_radius": 4.0, "n_train": n, "gridsize": 2,
+                        "k_neighbors": 4, "test_step": 8.0}, 1)
+        pos = d["train_positions"]
+        lo, hi = pos.min(axis=0), pos.max(axis=0)
+        assert np.all(lo < 8 + 0.25 * 112) and np.all(hi > 8 + 0.75 * 112)  # spread over the scannable area
+        quadrant = (pos[:, 0] > 64).astype(int) * 2 + (pos[:, 1] > 64)
+        assert len(set(quadrant)) == 4

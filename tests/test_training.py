@@ -1,0 +1,66 @@
+"""Training the PINN and the baseline on a small simulated dataset (N=32, a few hundred patterns)."""
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+pytest.importorskip("keras")
+
+from studies import ptychography as P  # noqa: E402
+
+DATA = {"N": 32, "object_size": 96, "n_lines": 40, "probe_radius": 8.0, "probe_defocus": 3.0,
+        "nphotons": 1e9, "n_train": 384, "test_step": 8.0}
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return P.simulate(DATA, 11)
+
+
+@pytest.mark.parametrize("model, loss", [("pinn", "nll"), ("pinn", "mae"), ("baseline", "nll")])
+def test_loss_decreases(dataset, model, loss):
+    out = P.fit(dataset, {"model": model, "loss": loss, "epochs": 3, "width": 8, "save_model": False}, 3)
+    train = out["history"]["train_loss"]
+    assert len(train) == 3 and train[-1] < train[0]
+    assert len(out["history"]["val_loss"]) == 3
+    assert out["arrays"]["amplitude"].shape == dataset["object"].shape
+    assert np.isfinite(list(out["metrics"].values())).all()
+
+
+def test_training_improves_the_reconstruction(dataset):
+    params = {"epochs": 0, "width": 8, "learning_rate": 3e-3, "save_model": False}
+    untrained = P.fit(dataset, params, 5)["metrics"]
+    trained = P.fit(dataset, {**params, "epochs": 10}, 5)
+    assert trained["metrics"]["psnr"] > untrained["psnr"] + 2.0
+    assert trained["metrics"]["ssim"] > untrained["ssim"]
+    assert trained["files"]["reconstruction.png"][:4] == b"\x89PNG"
+
+
+def test_gridsize_two_trains_through_the_overlap_constraint():
+    data = P.simulate({**DATA, "gridsize": 2, "n_train": 128}, 12)
+    assert data["train_groups"].shape == (128, 4) and int(data["pad"]) > 2
+    out = P.fit(data, {"epochs": 2, "width": 8, "save_model": True}, 4)
+    assert out["history"]["train_loss"][-1] < out["history"]["train_loss"][0]
+    import keras
+
+    path = "/tmp/_sweeper_test_model.keras"
+    with open(path, "wb") as f:
+        f.write(out["files"]["model.keras"])
+    model = keras.saving.load_model(path, compile=False)  # the saved model loads back with its physics
+    assert model.get_layer("physics").gridsize == 2
+
+
+def test_fit_is_reproducible_from_its_seed(dataset):
+    p = {"epochs": 1, "width": 4, "save_model": False}
+    a, b = P.fit(dataset, p, 9)["metrics"], P.fit(dataset, p, 9)["metrics"]
+    assert a["psnr"] == pytest.approx(b["psnr"], rel=1e-5)
+
+
+def test_validate_rejects_bad_params():
+    with pytest.raises(ValueError, match="nphotons"):
+        P.validate({"nphotons": -1}, {})
+    with pytest.raises(ValueError, match="probe_radius"):
+        P.validate({"N": 16, "probe_radius": 12}, {})
+    with pytest.raises(ValueError, match="fit.model"):
+        P.validate({}, {"model": "unet"})
