@@ -24,7 +24,7 @@ DATA_DEFAULTS = {"N": 32, "object_size": 128, "n_lines": 150, "phase": 0.0, "pro
                  "probe_smooth": 1.0, "probe_defocus": 0.0, "nphotons": 1e9, "n_train": 256, "test_step": None, "gridsize": 1,
                  "k_neighbors": 7, "object_seed": 1, "train_scan_seed": 1, "test_scan_seed": 2}
 FIT_DEFAULTS = {"model": "pinn", "loss": "nll", "nll_weight": None, "mae_weight": None, "epochs": 5,
-                "batch_size": 16, "learning_rate": 1e-3, "width": 16, "depth": 3, "validation_fraction": 0.1,
+                "batch_size": 16, "learning_rate": 1e-3, "clipnorm": 1.0, "width": 16, "depth": 3, "validation_fraction": 0.1,
                 "save_model": True}
 
 
@@ -113,7 +113,9 @@ def build(dataset: dict, f: dict):
     else:
         model, net = networks.baseline(N, g, f["width"], f["depth"])
         loss = "mae"
-    model.compile(optimizer=keras.optimizers.Adam(f["learning_rate"]), loss=loss)
+    # clipping keeps the first steps of a low-dose NLL (gradients ~ counts / pred) from killing the ReLUs
+    clip = {"clipnorm": float(f["clipnorm"])} if f["clipnorm"] else {}
+    model.compile(optimizer=keras.optimizers.Adam(f["learning_rate"], **clip), loss=loss)
     return model, net
 
 
