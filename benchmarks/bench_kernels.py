@@ -82,8 +82,8 @@ def main(argv=None):
         except ImportError:
             pass
     print(f"N={N}, batch={B}, cores={cores}; ratio = simulate / (cores x one-core Poisson rate)")
-    print(f"| nphotons | what | patterns/s | ratio to bound |")
-    print(f"|---|---|---:|---:|")
+    print("| nphotons | what | patterns/s | ratio to bound |")
+    print("|---|---|---:|---:|")
     for nph, label, rate, ratio in rows:
         print(f"| {nph:.0e} | {label} | {rate:,.0f} | {'' if ratio is None else f'{ratio:.2f}'} |")
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from kernels import diffraction, metrics, objects, probe, scan, stitch
 
-__version__ = "1"
+__version__ = "2"  # bump when simulate or fit change their results: runs and datasets get new ids
 
 DATA_DEFAULTS = {"N": 32, "object_size": 128, "n_lines": 150, "phase": 0.0, "probe_radius": 8.0,
                  "probe_smooth": 1.0, "probe_defocus": 0.0, "nphotons": 1e9, "n_train": 256, "test_step": None, "gridsize": 1,

@@ -66,6 +66,7 @@ class ActorExecutor:
         self.reserved_cpus = n * spec.resources.get("num_cpus", 1)
         self.idle = list(self.actors)
         self.busy: dict = {}
+        self.recovering: dict = {}  # health-check ref -> actor being restarted
 
     def capacity(self, default: int) -> int:
         return len(self.actors)
@@ -76,8 +77,35 @@ class ActorExecutor:
         self.busy[ref] = actor
         return ref
 
-    def done(self, ref) -> None:
-        self.idle.append(self.busy.pop(ref))
+    def done(self, ref, lost: bool = False) -> None:
+        """Back to the pool; an actor that died with its run rejoins only once Ray has restarted it."""
+        actor = self.busy.pop(ref)
+        if lost:
+            self.recovering[actor.info.remote()] = actor
+        else:
+            self.idle.append(actor)
+
+    def ready(self) -> bool:
+        if self.recovering:
+            back, _ = ray.wait(list(self.recovering), num_returns=len(self.recovering), timeout=0)
+            self._rejoin(back)
+        return bool(self.idle)
+
+    def wait_ready(self, timeout: float) -> None:
+        if self.recovering:
+            back, _ = ray.wait(list(self.recovering), num_returns=1, timeout=timeout)
+            self._rejoin(back)
+
+    def _rejoin(self, pings) -> None:
+        for ping in pings:
+            actor = self.recovering.pop(ping)
+            try:
+                ray.get(ping)
+            except ray.exceptions.RayError:
+                continue  # out of restarts: the pool shrinks; the runs go to the others
+            self.idle.append(actor)
+        if not self.idle and not self.busy and not self.recovering:
+            raise RuntimeError("every trainer actor died and could not be restarted (raise `retries`)")
 
     def shutdown(self) -> None:
         for a in self.actors:

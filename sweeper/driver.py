@@ -4,7 +4,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,7 +62,13 @@ class TaskExecutor:
     def submit(self, run, data_ref, attempt: int):
         return self._fit.remote(self.study_ref, data_ref, run.fit, run.seed_fit, attempt)
 
-    def done(self, ref) -> None:
+    def ready(self) -> bool:
+        return True
+
+    def wait_ready(self, timeout: float) -> None:
+        pass
+
+    def done(self, ref, lost: bool = False) -> None:
         pass
 
     def shutdown(self) -> None:
@@ -184,9 +189,14 @@ def _execute(spec: Spec, sd: StudyDir, todo: list, max_in_flight, progress: bool
         bar.update(1)
         bar.set_postfix(ok=counts["ok"], failed=counts["failed"], refresh=False)
 
+    retry = collections.deque()  # (run, dataset ref, attempt) lost to a dead worker, node or actor
     try:
-        while queue or pending:
-            while queue and len(pending) < limit:
+        while queue or pending or retry:
+            while retry and len(pending) < limit and executor.ready():
+                run, ref, attempt = retry.popleft()
+                in_flight[run.data_key] += 1
+                pending[executor.submit(run, ref, attempt)] = (run, ref, attempt)
+            while queue and len(pending) < limit and executor.ready():
                 live = {k for k, n in in_flight.items() if n} | set(datasets)
                 if queue[0].data_key not in live and len(live) >= max_datasets:
                     break
@@ -195,6 +205,9 @@ def _execute(spec: Spec, sd: StudyDir, todo: list, max_in_flight, progress: bool
                 ref = dataset_ref(run)
                 pending[executor.submit(run, ref, 1)] = (run, ref, 1)
             waiting = list(metas) + list(pending)
+            if not waiting:  # every actor is restarting: wait for the pool
+                executor.wait_ready(timeout=1.0)
+                continue
             ready, rest = ray.wait(waiting, num_returns=1, timeout=1.0)
             if ready and rest:  # take every other result that is already in, in one go
                 ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
@@ -204,18 +217,19 @@ def _execute(spec: Spec, sd: StudyDir, todo: list, max_in_flight, progress: bool
                     _record_dataset(sd, spec, key, r, data_ref, meta_of)
                     continue
                 run, data_ref, attempt = pending.pop(r)
-                executor.done(r)
                 in_flight[run.data_key] -= 1
                 try:
                     result = ray.get(r)
-                except RayTaskError as e:  # the simulate task this run depends on raised
+                    executor.done(r)
+                except RayTaskError as e:
+                    executor.done(r)  # the simulate task this run depends on raised
                     result = {"status": "failed", "error": str(e), "attempt": attempt, "metrics": {}}
                 except ray.exceptions.RayError as e:  # a worker or node died, or an object was lost
+                    executor.done(r, lost=True)
                     if attempt <= spec.retries:
                         log.warning("run %s lost (%s); retrying, attempt %d", run.run_id, type(e).__name__,
                                     attempt + 1)
-                        pending[executor.submit(run, data_ref, attempt + 1)] = (run, data_ref, attempt + 1)
-                        in_flight[run.data_key] += 1
+                        retry.append((run, data_ref, attempt + 1))
                         continue
                     result = {"status": "failed", "error": f"{type(e).__name__}: {e}", "attempt": attempt,
                               "metrics": {}}

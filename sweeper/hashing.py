@@ -3,24 +3,27 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 
 import numpy as np
 
 
-def _plain(obj):
+def plain(obj):
+    """Plain Python values (str keys, lists, NumPy scalars unwrapped; non-finite floats as 'nan'/'inf'),
+    as JSON and YAML files and hashes take them."""
     if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
+        return {str(k): plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
+        return [plain(v) for v in obj]
     if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, float) and obj.is_integer():
-        return obj  # 1e9 and 1000000000.0 are the same float; ints stay ints
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return repr(obj)
     return obj
 
 
 def canonical_json(obj) -> str:
-    return json.dumps(_plain(obj), sort_keys=True, separators=(",", ":"), default=repr)
+    return json.dumps(plain(obj), sort_keys=True, separators=(",", ":"), default=repr)
 
 
 def short_hash(obj, n: int = 12) -> str:

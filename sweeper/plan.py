@@ -98,7 +98,8 @@ def expand(spec: Spec) -> Plan:
                                    "session": session, "seed": seed_data}, 16)
             for rf in range(spec.repeats_fit):
                 seed_fit = _seed(spec.seed, data_hash, rd, fit_hash, rf, 1)
-                run_id = short_hash({"study": spec.study_name, "data": tree["data"], "fit": tree["fit"],
+                run_id = short_hash({"study": spec.study_name, "version": study_version, "data": tree["data"],
+                                     "fit": tree["fit"],
                                      "session": session, "seeds": [seed_data, seed_fit]}, 16)
                 if run_id in seen:
                     raise SpecError(f"two runs are identical ({point}); a sweep list repeats a value",

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import socket
 import threading
@@ -15,7 +14,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from .errors import LockError
-from .hashing import arrays_sha256
+from .hashing import arrays_sha256, plain
 
 log = logging.getLogger("sweeper")
 
@@ -61,16 +60,7 @@ def write_parquet(path: Path, table: pa.Table) -> None:
     atomic_write(path, lambda p: pq.write_table(table, p))
 
 
-def _jsonable(v):
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return repr(v)
-    return v
+_jsonable = plain
 
 
 def _flatten(prefix: str, d: dict) -> dict:

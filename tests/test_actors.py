@@ -1,5 +1,4 @@
 """The actor executor: a warm pool reused across runs, crashes retried."""
-import os
 
 import pytest
 
@@ -37,7 +36,8 @@ def test_pool_reuses_warm_actors(tmp_path, setup_log, ray_session):
     crashed = t[t["fit.i"] == 1]
     assert crashed.attempt.tolist() == [2]
     assert (t[t["fit.i"] != 1].attempt == 1).all()
-    assert len(setup_log.read_text().split()) == 2 + 2 + 1  # a new pool, plus the restarted actor
+    # a new pool of two; the crashed actor's restart adds one more set-up if it came back before the end
+    assert len(setup_log.read_text().split()) in (2 + 2, 2 + 2 + 1)
 
 
 def test_pool_size_follows_resources():

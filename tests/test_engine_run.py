@@ -10,7 +10,6 @@ import pytest
 
 import sweeper
 from sweeper import LockError
-from sweeper.store import StudyDir
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
