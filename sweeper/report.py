@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 
 def axis_columns(table: pa.Table) -> list:
@@ -27,7 +28,7 @@ def metrics_by_axis(table: pa.Table, out_dir: Path) -> list:
     out_dir = Path(out_dir)
     if table.num_rows == 0:
         return []
-    ok = table.filter(pa.compute.equal(table.column("status"), "ok"))
+    ok = table.filter(pc.equal(table.column("status"), "ok"))
     metrics, axes = metric_columns(ok), axis_columns(ok)
     paths = []
     for axis in axes:
@@ -57,7 +58,7 @@ def metrics_by_axis(table: pa.Table, out_dir: Path) -> list:
 
 def aggregate(table: pa.Table, by: list, metrics: list) -> list[dict]:
     """Rows of mean, std and n of each metric over the ok runs, per combination of the `by` columns."""
-    ok = table.filter(pa.compute.equal(table.column("status"), "ok"))
+    ok = table.filter(pc.equal(table.column("status"), "ok"))
     keys = list(zip(*(ok.column(c).to_pylist() for c in by))) if by else [()] * ok.num_rows
     values = {m: np.array(ok.column(m).to_pylist(), dtype=float) for m in metrics if m in ok.column_names}
     rows = []
