@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backend import array_module, ndimage
+from .backend import array_module, ndimage, to_numpy
 
 
 def _valid(ref, img):
@@ -98,8 +98,7 @@ def frc(a, b) -> FRC:
     den = xp.sqrt(ring_sum(xp.abs(fa) ** 2) * ring_sum(xp.abs(fb) ** 2))
     corr = xp.where(den > 0, num / xp.where(den > 0, den, 1), 0.0)
     npix = xp.bincount(ring, minlength=nring)
-    return FRC(np.arange(nring) * step, np.asarray(corr.get() if hasattr(corr, "get") else corr),
-               np.asarray(npix.get() if hasattr(npix, "get") else npix))
+    return FRC(np.arange(nring) * step, to_numpy(corr), to_numpy(npix))
 
 
 def half_bit(npix) -> np.ndarray:
@@ -138,8 +137,7 @@ def remove_phase_offset(ref, img):
 
 def covered_box(img):
     """(row slice, col slice) of the largest-by-trimming rectangle with no NaN pixel."""
-    xp = array_module(img)
-    ok = np.asarray(xp.isfinite(img).get() if hasattr(img, "get") else np.isfinite(img))
+    ok = to_numpy(array_module(img).isfinite(img))
     r0, r1, c0, c1 = 0, ok.shape[0], 0, ok.shape[1]
     while r1 > r0 and c1 > c0 and not ok[r0:r1, c0:c1].all():
         sub = ~ok[r0:r1, c0:c1]

@@ -1,7 +1,7 @@
 """Patches back into an object: place each at its centre and average the overlaps."""
 from __future__ import annotations
 
-from .backend import array_module
+from .backend import array_module, to_numpy
 from .shift import fourier_shift, split_positions
 
 
@@ -33,7 +33,7 @@ def stitch(patches, positions, object_shape, weights=None, min_weight: float = 1
         weights[:, :, 0] *= (frac[:, 1] == 0)[:, None]
     canvas = xp.zeros(tuple(object_shape), dtype=patches.dtype)
     total = xp.zeros(tuple(object_shape), dtype=xp.float32)
-    top = (base - N // 2).tolist() if not hasattr(base, "get") else (base - N // 2).get().tolist()
+    top = to_numpy(base - N // 2).tolist()
     for b, (r, c) in enumerate(top):
         canvas[r:r + N, c:c + N] += weights[b] * patches[b]
         total[r:r + N, c:c + N] += weights[b]

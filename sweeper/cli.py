@@ -91,13 +91,11 @@ def _cmd_report(a) -> int:
 
 
 def _cmd_config(a) -> int:
-    import yaml
-
     from .spec import load_spec
-    from .store import _jsonable
+    from .store import dump_yaml
 
     spec = load_spec(a.spec, a.overrides)
-    print(yaml.safe_dump(_jsonable(spec.to_dict()), sort_keys=False), end="")
+    print(dump_yaml(spec.to_dict()), end="")
     if a.origin:
         print("# where each key was set:")
         for k, v in sorted(spec.origins.items()):

@@ -163,10 +163,8 @@ def _execute(spec: Spec, sd: StudyDir, todo: list, max_in_flight, progress: bool
         if run.data_key not in datasets:
             saved = sd.load_dataset(run.data_key) if spec.save_datasets else None
             if saved is not None:
-                from .hashing import arrays_sha256
-
-                datasets[run.data_key] = ray.put(saved)
-                meta_of[run.data_key] = {"sha256": arrays_sha256(saved), "seed": run.seed_data}
+                datasets[run.data_key] = ray.put(saved[0])
+                meta_of[run.data_key] = saved[1]
             else:
                 data_ref, meta_ref = simulate.remote(study_ref, run.data, run.seed_data)
                 datasets[run.data_key] = data_ref

@@ -72,8 +72,9 @@ def _points(spec: Spec) -> list[dict]:
 
 def expand(spec: Spec) -> Plan:
     """The runs: points x repeats, with data keys shared as the data mode says."""
-    study_version = str(getattr(import_study(spec.study), "__version__", getattr(spec.study, "VERSION", "0")))
-    validate = getattr(import_study(spec.study), "validate", None)
+    study = import_study(spec.study)
+    study_version = str(getattr(study, "__version__", getattr(study, "VERSION", "0")))
+    validate = getattr(study, "validate", None)
     runs, seen = [], set()
     for point in _points(spec):
         session = point.get("session")

@@ -46,9 +46,6 @@ class Spec:
         s = self.study
         return s if isinstance(s, str) else getattr(s, "__name__", type(s).__name__)
 
-    def where(self, key: str) -> str | None:
-        return self.origins.get(key, self.path)
-
     def repeats(self):
         if self.data_mode == "crossed":
             return {"data": self.repeats_data, "fit": self.repeats_fit}

@@ -46,7 +46,7 @@ def write_text(path: Path, text: str, make_dir: bool = True) -> None:
 
 def dump_yaml(values) -> str:
     """YAML text of plain values (libyaml's emitter where present: it is ~10x faster)."""
-    return yaml.dump(_jsonable(values), Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), sort_keys=False)
+    return yaml.dump(plain(values), Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), sort_keys=False)
 
 
 def write_npz(path: Path, arrays: dict) -> None:
@@ -60,7 +60,6 @@ def write_parquet(path: Path, table: pa.Table) -> None:
     atomic_write(path, lambda p: pq.write_table(table, p))
 
 
-_jsonable = plain
 
 
 def _flatten(prefix: str, d: dict) -> dict:
@@ -131,10 +130,11 @@ class StudyDir:
     def save_dataset(self, key: str, data: dict, meta: dict) -> None:
         arrays = {k: v for k, v in data.items()}
         write_npz(self.datasets / f"{key}.npz", arrays)
-        write_text(self.datasets / f"{key}.json", json.dumps(_jsonable(meta), indent=1))
+        write_text(self.datasets / f"{key}.json", json.dumps(plain(meta), indent=1))
 
-    def load_dataset(self, key: str) -> dict | None:
-        """A saved dataset whose content hash matches its metadata, else None (and why, in the log)."""
+    def load_dataset(self, key: str) -> tuple[dict, dict] | None:
+        """(arrays, metadata) of a saved dataset whose content hash matches its metadata, else None
+        (and why, in the log)."""
         npz, meta_path = self.datasets / f"{key}.npz", self.datasets / f"{key}.json"
         if not (npz.is_file() and meta_path.is_file()):
             return None
@@ -148,7 +148,7 @@ class StudyDir:
         if arrays_sha256(data) != meta.get("sha256"):
             log.warning("dataset %s does not match its recorded sha256; it will be simulated again", key)
             return None
-        return data
+        return data, meta
 
     # -- runs -----------------------------------------------------------------------
     def run_dir(self, run_id: str) -> Path:
@@ -181,7 +181,7 @@ class StudyDir:
                "repeat_data": run.repeat_data, "repeat_fit": run.repeat_fit, "seed_data": run.seed_data,
                "seed_fit": run.seed_fit, "session": run.session, "data": run.data, "fit": run.fit,
                "metrics": result.get("metrics") or {}}
-        write_text(d / "result.json", json.dumps(_jsonable(row)), make_dir=False)
+        write_text(d / "result.json", json.dumps(plain(row)), make_dir=False)
 
     def read_result(self, run_id: str) -> dict | None:
         p = self.run_dir(run_id) / "result.json"

@@ -5,6 +5,7 @@ import contextlib
 import importlib
 import io
 import math
+import os
 import socket
 import sys
 import time
@@ -31,8 +32,6 @@ class StudyRef:
             depth = study.count(".") + (1 if getattr(mod, "__path__", None) else 0)
             root = getattr(mod, "__file__", None)
             if root:
-                import os
-
                 root = os.path.dirname(os.path.abspath(root))
                 for _ in range(depth):
                     root = os.path.dirname(root)
