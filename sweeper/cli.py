@@ -24,8 +24,15 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("overrides", nargs="*")
     st = sub.add_parser("status", help="ok / failed / pending counts of a study directory")
     st.add_argument("dir")
-    rp = sub.add_parser("report", help="draw the figures again from results.parquet")
+    rp = sub.add_parser("report", help="the study's figures and the sweep summary: runs ranked by a metric, "
+                                       "heatmap, lines, best configuration")
     rp.add_argument("dir")
+    rp.add_argument("--metric", default=None, help="e.g. metrics.psnr (default: the spec's report.metric)")
+    order = rp.add_mutually_exclusive_group()
+    order.add_argument("--maximize", action="store_true", default=None, help="higher is better")
+    order.add_argument("--minimize", dest="maximize", action="store_false", help="lower is better (default)")
+    rp.add_argument("--axes", nargs=2, default=None, metavar=("X", "Y"), help="the heatmap's two sweep axes")
+    rp.add_argument("--top", type=int, default=20, help="rows of the ranked table to print")
     c = sub.add_parser("config", help="the resolved spec; --origin says which file and line set each key")
     c.add_argument("spec")
     c.add_argument("overrides", nargs="*")
@@ -80,13 +87,29 @@ def _cmd_report(a) -> int:
     import yaml
 
     from .driver import draw_report, load_results
+    from .report import sweep_report
     from .store import StudyDir
 
     root = Path(a.dir)
+    if not (root / "plan.parquet").is_file():
+        raise SpecError("not a study directory (no plan.parquet)", where=str(root))
     spec = yaml.safe_load((root / "spec.yaml").read_text())
-    table = load_results(root)
-    for p in draw_report(spec["study"], table, StudyDir(root)):
+    defaults = spec.get("report") or {}
+    metric = a.metric or defaults.get("metric")
+    maximize = a.maximize if a.maximize is not None else bool(defaults.get("maximize", False))
+    try:
+        rep = sweep_report(root, metric=metric, maximize=maximize, axes=a.axes or defaults.get("axes"))
+    except ValueError as e:
+        raise SpecError(str(e), where=str(root), key="--metric" if "column" in str(e) else "--axes") from None
+    for p in draw_report(spec["study"], load_results(root), StudyDir(root)) + rep.paths:
         print(p)
+    print()
+    print(rep.table_text(a.top))
+    if rep.best:
+        b = rep.best
+        print(f"\nbest {b['metric']}: {b['mean']:.4g} +- {b['std']:.2g} over {b['n']} run(s); to run it alone:")
+        clear = "'sweep={}' 'zip={}'" if spec.get("zip") else "'sweep={}'"
+        print(f"  sweep run {root / 'spec.yaml'} {clear} " + " ".join(b["overrides"]))
     return 0
 
 

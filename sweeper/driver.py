@@ -109,6 +109,8 @@ def run(spec, overrides=(), out="outputs", address=None, max_in_flight=None, pro
         finally:
             table = sd.gather(ids)
         figures = draw_report(spec.study, table, sd) if report else []
+        if report and spec.report:
+            figures += draw_sweep_report(sd.root, **spec.report)
     finally:
         sd.unlock()
     return Result(sd.root, table, plan, figures)
@@ -125,6 +127,21 @@ def draw_report(study, table: pa.Table, sd: StudyDir) -> list:
     except Exception:
         log.exception("the report step failed; the results are saved in %s", sd.root)
         return []
+
+
+def draw_sweep_report(root, metric=None, maximize=False, axes=None) -> list:
+    """The generic sweep report (summary, heatmap, lines, best overrides); logged, never fatal."""
+    from .report import sweep_report
+
+    try:
+        rep = sweep_report(root, metric=metric, maximize=maximize, axes=axes)
+    except Exception:
+        log.exception("the sweep report failed; the results are saved in %s", root)
+        return []
+    if rep.best:
+        log.info("best by %s: %.4g (n=%d): %s", rep.metric, rep.best["mean"], rep.best["n"],
+                 " ".join(rep.best["overrides"]))
+    return rep.paths
 
 
 def _default_limits() -> tuple[int, int]:

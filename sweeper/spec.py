@@ -13,7 +13,8 @@ from .errors import SpecError
 from .hashing import short_hash
 
 TOP_KEYS = {"study", "name", "description", "seed", "data", "fit", "sweep", "zip", "data_mode", "repeats",
-            "resources", "executor", "actors", "retries", "save_datasets", "max_in_flight"}
+            "resources", "executor", "actors", "retries", "save_datasets", "max_in_flight",
+            "report"}
 DATA_MODES = ("shared", "independent", "crossed")
 EXECUTORS = ("task", "actor")
 
@@ -40,6 +41,7 @@ class Spec:
     origins: dict = field(default_factory=dict)
     path: str | None = None
     description: str = ""
+    report: dict = field(default_factory=dict)   # {metric, maximize, axes}: the generic sweep report
 
     @property
     def study_name(self) -> str:
@@ -61,6 +63,8 @@ class Spec:
             d["actors"] = self.actors
         if self.sessions:
             d["sessions"] = self.sessions
+        if self.report:
+            d["report"] = self.report
         return d
 
     def sweep_id(self) -> str:
@@ -141,6 +145,25 @@ def _has(tree, dotted):
         return False
 
 
+def _report(values, origins, path) -> dict:
+    """report: {metric: metrics.x, maximize: bool, axes: [a, b]} -- what the generic sweep report ranks and plots."""
+    rep = values.get("report") or {}
+    where = origins.get("report", path)
+    if not isinstance(rep, dict) or set(rep) - {"metric", "maximize", "axes"}:
+        raise SpecError("expected a mapping with metric, maximize and axes", where=where, key="report")
+    if "metric" in rep and not isinstance(rep["metric"], str):
+        raise SpecError(f"expected a metric name such as metrics.psnr, got {rep['metric']!r}",
+                        where=origins.get("report.metric", where), key="report.metric")
+    if not isinstance(rep.get("maximize", False), bool):
+        raise SpecError(f"expected true or false, got {rep['maximize']!r}",
+                        where=origins.get("report.maximize", where), key="report.maximize")
+    axes = rep.get("axes", [])
+    if not isinstance(axes, list) or not all(isinstance(a, str) for a in axes):
+        raise SpecError(f"expected a list of sweep keys, got {axes!r}", where=origins.get("report.axes", where),
+                        key="report.axes")
+    return rep
+
+
 def from_config(cfg: config.Config, path: str | None = None) -> Spec:
     """Validate a merged Config into a Spec; every problem is a SpecError naming the file and key."""
     values, origins = cfg.values, cfg.origins
@@ -210,6 +233,7 @@ def from_config(cfg: config.Config, path: str | None = None) -> Spec:
     if not isinstance(save, bool):
         raise SpecError(f"expected true or false, got {save!r}", where=origins.get("save_datasets", path),
                         key="save_datasets")
+    report = _report(values, origins, path)
     study = values["study"]
     if not isinstance(study, str) and not (callable(getattr(study, "simulate", None))):
         raise SpecError("expected an importable module name", where=origins.get("study", path), key="study")
@@ -221,7 +245,7 @@ def from_config(cfg: config.Config, path: str | None = None) -> Spec:
     return Spec(study=study, name=name, seed=seed, data=data, fit=fit, sweep=sweep, zip=zips, data_mode=mode,
                 repeats_data=rd, repeats_fit=rf, resources=resources, executor=executor, actors=actors,
                 retries=retries, save_datasets=save, max_in_flight=mif, sessions=sessions, origins=origins,
-                path=path, description=str(values.get("description", "")))
+                path=path, description=str(values.get("description", "")), report=report)
 
 
 def load_spec(spec, overrides=()) -> Spec:
