@@ -125,6 +125,8 @@ def frc_resolution(curve: FRC, threshold="1/7") -> float:
         return float(freq[-1])
     i = below[0] + 1
     d0, d1 = corr[i - 1] - t[i - 1], corr[i] - t[i]
+    if d0 <= 0:  # below from the start (ring 0 too): nothing resolved beyond the coarsest ring
+        return float(freq[i])
     return float(freq[i - 1] + (freq[i] - freq[i - 1]) * d0 / (d0 - d1))
 
 

@@ -79,3 +79,13 @@ def test_covered_box_cuts_a_nan_free_rectangle():
     rs, cs = metrics.covered_box(img)
     assert np.isfinite(img[rs, cs]).all()
     assert img[rs, cs].size >= 15 * 27
+
+
+def test_frc_resolution_is_finite_when_nothing_correlates():
+    """A collapsed reconstruction (a flat image) or pure noise gives the coarsest ring, not -inf."""
+    r = np.random.default_rng(8)
+    a = r.random((64, 64))
+    for b in (np.full((64, 64), 0.5), r.standard_normal((64, 64))):
+        curve = metrics.frc(a - a.mean(), b - b.mean())
+        f = metrics.frc_resolution(curve)
+        assert np.isfinite(f) and 0 < f <= 0.5
