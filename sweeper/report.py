@@ -269,7 +269,7 @@ def heatmap(rows: list, metric: str, x: str, y: str, path: Path, maximize: bool)
             vals = [v for v in vals if not np.isnan(v)]
             if vals:
                 grid[j, i] = np.mean(vals)
-    fig, ax = plt.subplots(figsize=(1.4 * len(xs) + 2.5, 0.9 * len(ys) + 1.8))
+    fig, ax = plt.subplots(figsize=(1.4 * len(xs) + 3.0, 0.9 * len(ys) + 2.0))
     im = ax.imshow(grid, cmap="viridis" if maximize else "viridis_r", aspect="auto", origin="lower")
     for j in range(len(ys)):
         for i in range(len(xs)):
@@ -280,7 +280,8 @@ def heatmap(rows: list, metric: str, x: str, y: str, path: Path, maximize: bool)
     ax.set_yticks(range(len(ys)), [_fmt(v) for v in ys])
     ax.set_xlabel(x)
     ax.set_ylabel(y)
-    fig.colorbar(im, ax=ax, label=f"{metric} (mean over repeats; {'higher' if maximize else 'lower'} is better)")
+    fig.colorbar(im, ax=ax, label=f"{metric.split('.', 1)[1]}, {'higher' if maximize else 'lower'} is better")
+    ax.set_title(f"{metric}: mean over repeats", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
