@@ -108,8 +108,7 @@ def _cmd_report(a) -> int:
     if rep.best:
         b = rep.best
         print(f"\nbest {b['metric']}: {b['mean']:.4g} +- {b['std']:.2g} over {b['n']} run(s); to run it alone:")
-        clear = "'sweep={}' 'zip={}'" if spec.get("zip") else "'sweep={}'"
-        print(f"  sweep run {root / 'spec.yaml'} {clear} " + " ".join(b["overrides"]))
+        print(f"  sweep run {root / 'spec.yaml'} " + " ".join(b["overrides"]))
     return 0
 
 

@@ -155,7 +155,8 @@ def apply_override(cfg: Config, text: str) -> Config:
     try:
         value = parse_value(raw)
     except yaml.YAMLError as e:
-        raise SpecError(f"cannot read the value: {e}", where=where, key=key) from None
+        raise SpecError(f"cannot read the value {raw!r} as YAML: {getattr(e, 'problem', None) or e}", where=where,
+                        key=key) from None
     parts = key.split(".")
     if parts[0] in ("sweep", "zip") and len(parts) > 1:
         parts = [parts[0], ".".join(parts[1:])]

@@ -93,27 +93,52 @@ def run(spec, overrides=(), out="outputs", address=None, max_in_flight=None, pro
     spec = load_spec(spec, overrides)
     plan = expand(spec)
     sd = study_dir(spec, out)
-    sd.lock()
     ids = [r.run_id for r in plan.runs]
-    try:
-        sd.write_spec(spec.to_dict(), spec.origins)
-        sd.write_plan(plan.table())
-        done = sd.completed(ids)
-        todo = [r for r in plan.runs if r.run_id not in done]
-        if done:
-            log.info("resuming %s: %d of %d runs already done", sd.root, len(done), len(ids))
+    sd.check_free()
+    work = len(sd.completed(ids)) < len(ids) if sd.runs.is_dir() else bool(ids)
+    with ray_session(address) if work else contextlib.nullcontext():
+        if work:
+            check_resources(spec, cluster_known=address is None)  # before anything is written
+        sd.lock()
         try:
-            if todo:
-                with ray_session(address):
+            sd.write_spec(spec.to_dict(), spec.origins)
+            sd.write_plan(plan.table())
+            done = sd.completed(ids)
+            todo = [r for r in plan.runs if r.run_id not in done]
+            if done:
+                log.info("resuming %s: %d of %d runs already done", sd.root, len(done), len(ids))
+            try:
+                if todo:
                     _execute(spec, sd, todo, max_in_flight or spec.max_in_flight, progress)
+            finally:
+                table = sd.gather(ids)
+            figures = draw_report(spec.study, table, sd) if report else []
+            if report and spec.report:
+                figures += draw_sweep_report(sd.root, **spec.report)
         finally:
-            table = sd.gather(ids)
-        figures = draw_report(spec.study, table, sd) if report else []
-        if report and spec.report:
-            figures += draw_sweep_report(sd.root, **spec.report)
-    finally:
-        sd.unlock()
+            sd.unlock()
     return Result(sd.root, table, plan, figures)
+
+
+def check_resources(spec: Spec, cluster_known: bool) -> None:
+    """A run asking more CPUs, GPUs or memory than any node has would wait for ever: say so before starting.
+
+    On a cluster Ray was started for here (`cluster_known`), that is an error; on an existing cluster
+    (`--address`), whose autoscaler may still add such a node, a warning.
+    """
+    from .errors import SpecError
+
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    names = {"num_cpus": "CPU", "num_gpus": "GPU", "memory": "memory"}
+    for key, name in names.items():
+        want = spec.resources.get(key) or 0
+        have = max((n.get(name, 0) for n in nodes), default=0)
+        if want > have:
+            msg = (f"each run asks for {want} {name}, but the largest node has {have:g} "
+                   f"({len(nodes)} node(s): {', '.join(f'{n.get(name, 0):g}' for n in nodes)}); no run could start")
+            if cluster_known:
+                raise SpecError(msg, where=spec.origins.get(f"resources.{key}", spec.path), key=f"resources.{key}")
+            log.warning("%s -- waiting for the autoscaler to add a node that has it", msg)
 
 
 def draw_report(study, table: pa.Table, sd: StudyDir) -> list:

@@ -90,7 +90,8 @@ def expand(spec: Spec) -> Plan:
             try:
                 validate(tree["data"], tree["fit"])
             except (ValueError, TypeError, KeyError) as e:
-                raise SpecError(f"{e}", where=spec.path, key=_key_in(str(e), point)) from None
+                key = _key_in(str(e), point)
+                raise SpecError(f"{e}", where=spec.origins.get(key, spec.path), key=key) from None
         data_hash = short_hash({"session": session, "data": tree["data"]}, 16)
         fit_hash = short_hash(tree["fit"], 16)
         for rd in range(spec.repeats_data):
@@ -112,6 +113,12 @@ def expand(spec: Spec) -> Plan:
 
 
 def _key_in(message: str, point: dict) -> str | None:
+    """The dotted key a study's validation message is about: a data.x / fit.x it names, else a swept key."""
+    import re
+
+    named = re.findall(r"\b((?:data|fit)\.[A-Za-z_][\w.]*\w)", message)
+    if named:
+        return named[0]
     for k in point:
         if k.split(".")[-1] in message:
             return k

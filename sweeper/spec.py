@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import math
 import sys
 from dataclasses import dataclass, field
@@ -248,6 +249,20 @@ def from_config(cfg: config.Config, path: str | None = None) -> Spec:
                 path=path, description=str(values.get("description", "")), report=report)
 
 
+def _pin_axis(cfg: config.Config, text: str) -> config.Config:
+    """`data.x=v` on a swept (or zipped) key means "run at v": the axis is dropped, as in Hydra's multirun."""
+    key = text.split("=", 1)[0].lstrip("+").strip()
+    if key.startswith(("sweep.", "zip.")):
+        return cfg
+    for section in ("sweep", "zip"):
+        axes = cfg.values.get(section)
+        if isinstance(axes, dict) and key in axes:
+            axes = {k: v for k, v in axes.items() if k != key}
+            cfg = config.Config({**cfg.values, section: axes}, cfg.origins, cfg.files)
+            logging.getLogger("sweeper").info("%s replaces the %s over %s", text, section, key)
+    return cfg
+
+
 def load_spec(spec, overrides=()) -> Spec:
     """A Spec from a YAML path or a dict (whose `study` may be a module or object), overrides applied last."""
     if isinstance(spec, Spec):
@@ -270,6 +285,7 @@ def load_spec(spec, overrides=()) -> Spec:
     for text in overrides:
         cfg = config.apply_override(cfg, text)
         sessions = {name: config.apply_override(s, text) for name, s in sessions.items()}
+        cfg = _pin_axis(cfg, text)
     if sessions:
         cfg.values["_sessions"] = sessions
     try:

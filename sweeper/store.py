@@ -88,6 +88,25 @@ class StudyDir:
     def lock_path(self) -> Path:
         return self.root / ".lock"
 
+    def holder(self) -> dict | None:
+        """Who holds the lock ({pid, host}) if a live sweep does; a dead local holder's lock is not a hold."""
+        try:
+            holder = json.loads(self.lock_path.read_text() or "{}")
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            holder = {}
+        if holder.get("host") == socket.gethostname() and not _alive(holder.get("pid", -1)):
+            return None
+        return holder
+
+    def check_free(self) -> None:
+        """Refuse (LockError) if a live sweep holds the directory; writes nothing."""
+        holder = self.holder()
+        if holder is not None:
+            raise LockError(f"another sweep (pid {holder.get('pid')} on {holder.get('host')}) is writing to "
+                            f"{self.root}; wait for it to finish, or delete {self.lock_path} if it is gone")
+
     def lock(self) -> None:
         """Take the directory, or refuse if a live sweep holds it (a dead one's lock is taken over)."""
         self.root.mkdir(parents=True, exist_ok=True)
@@ -96,20 +115,15 @@ class StudyDir:
             try:
                 fd = os.open(self.lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
             except FileExistsError:
-                try:
-                    holder = json.loads(self.lock_path.read_text() or "{}")
-                except (OSError, ValueError):
-                    holder = {}
-                if holder.get("host") == me["host"] and not _alive(holder.get("pid", -1)):
-                    log.warning("taking over the lock of a sweep that is gone (pid %s)", holder.get("pid"))
-                    self.lock_path.unlink(missing_ok=True)
-                    continue
-                raise LockError(f"another sweep (pid {holder.get('pid')} on {holder.get('host')}) is writing to "
-                                f"{self.root}; wait for it to finish, or delete {self.lock_path} if it is gone")
+                self.check_free()
+                log.warning("taking over the lock of a sweep that is gone (%s)", self.lock_path)
+                self.lock_path.unlink(missing_ok=True)
+                continue
             with os.fdopen(fd, "w") as f:
                 json.dump(me, f)
             self._locked = True
             return
+        self.check_free()
 
     def unlock(self) -> None:
         if self._locked:

@@ -72,7 +72,7 @@ def test_failed_and_pending_runs_appear_with_their_status(tmp_path, ray_session,
     res = sweeper.run(spec, out=tmp_path, progress=False)
     assert main(["report", str(res.dir), "--metric", "metrics.b", "--minimize"]) == 0
     out = capsys.readouterr().out
-    assert out.count("failed") >= 2 and "best metrics.b" in out and "'sweep={}'" in out
+    assert out.count("failed") >= 2 and "best metrics.b" in out and "spec.yaml fit.fail=false data.a=" in out
     from sweeper.report import sweep_report
 
     rep = sweep_report(res.dir, metric="metrics.b")
@@ -88,7 +88,7 @@ def test_best_overrides_reproduce_the_best_runs(grid_dir, tmp_path):
     from sweeper.report import sweep_report
 
     rep = sweep_report(grid_dir, metric="a", maximize=True)
-    again = sweeper.run(str(grid_dir / "spec.yaml"), ["sweep={}", *rep.best["overrides"]], out=tmp_path / "again",
+    again = sweeper.run(str(grid_dir / "spec.yaml"), rep.best["overrides"], out=tmp_path / "again",
                         progress=False)
     best_ids = {r["run_id"] for r in rep.rows if r["data.a"] == 3.0 and r["data.noise"] == rep.best["axes"]["data.noise"]}
     assert set(again.table.column("run_id").to_pylist()) == best_ids
