@@ -1,0 +1,87 @@
+"""Multi-node scenarios on one machine with ray.cluster_utils.Cluster, each in its own process (the test
+session's own Ray stays untouched). `python tests/cluster_scenarios.py NAME OUT_DIR` prints one JSON line."""
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import ray  # noqa: E402
+from ray.cluster_utils import Cluster  # noqa: E402
+
+import sweeper  # noqa: E402
+
+
+def slow_spec(name, out, runs, sleep, resources, size=50_000, per_run_data=False, **extra):
+    """`runs` runs of the slow study on one shared dataset, or (per_run_data) each on its own."""
+    return {"study": "tests.studies.slow", "name": name, "seed": 1,
+            "data": {"size": size, "calls": str(Path(out) / "simulate.calls"), "j": 0},
+            "fit": {"k": 0, "sleep": sleep, "calls": str(Path(out) / "fit.calls")},
+            "zip": {"fit.k": list(range(runs)), **({"data.j": list(range(runs))} if per_run_data else {})},
+            "resources": resources, "save_datasets": False, **extra}
+
+
+def rows(table):
+    cols = ["run_id", "status", "attempt", "node", "device", "data_sha256", "metrics.k", "metrics.data_hash_lo",
+            "metrics.start", "metrics.end", "error"]
+    return [{c: r.get(c) for c in cols} for r in table.to_pylist()]
+
+
+def gpu_placement(cluster, workers, out):
+    """Runs asking a whole GPU land on GPU nodes only; 0.5-GPU runs pair up on one GPU."""
+    whole = sweeper.run(slow_spec("whole", out / "whole", 4, 0.2, {"num_cpus": 1, "num_gpus": 1}),
+                        out=out / "whole", progress=False)
+    half = sweeper.run(slow_spec("half", out / "half", 4, 2.0, {"num_cpus": 0.5, "num_gpus": 0.5}),
+                       out=out / "half", progress=False)
+    return {"whole": rows(whole.table), "half": rows(half.table)}
+
+
+def node_loss(cluster, workers, out, runs=40, sleep=0.3, kill_after=10, per_run_data=False):
+    """Kill the worker node that simulated the first dataset once `kill_after` runs are written."""
+    spec = slow_spec("loss", out, runs, sleep, {"num_cpus": 1}, per_run_data=per_run_data, retries=2)
+    box, t0 = {}, time.perf_counter()
+    th = threading.Thread(target=lambda: box.update(res=sweeper.run(spec, out=out, progress=False)))
+    th.start()
+    runs_dir = out / "loss"
+    killed = None
+    while th.is_alive() and killed is None:
+        done = len(list(runs_dir.glob("*/runs/*/result.json")))
+        sims = (out / "simulate.calls").read_text().split() if (out / "simulate.calls").exists() else []
+        if done >= kill_after and sims:
+            victim = next(w for w in workers if w.node_id == sims[1])
+            started = len((out / "fit.calls").read_text().splitlines())
+            cluster.remove_node(victim)
+            killed = {"node": victim.node_id, "written_at_kill": done, "started_at_kill": started,
+                      "t_kill": time.perf_counter() - t0}
+        time.sleep(0.05)
+    th.join()
+    return {"killed": killed, "seconds": time.perf_counter() - t0, "rows": rows(box["res"].table),
+            "simulate_calls": (out / "simulate.calls").read_text().splitlines(),
+            "fit_calls": len((out / "fit.calls").read_text().splitlines())}
+
+
+SCENARIOS = {"gpu_placement": gpu_placement, "node_loss": node_loss}
+
+
+def main(name, out, **kw):
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    workers = [cluster.add_node(num_cpus=2, num_gpus=1) for _ in range(2)]
+    ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False)
+    cluster.wait_for_nodes()
+    try:
+        result = SCENARIOS[name](cluster, workers, out, **kw)
+        result["workers"] = [w.node_id for w in workers]
+        print(json.dumps(result, default=str))
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], **json.loads(sys.argv[3]) if len(sys.argv) > 3 else {})

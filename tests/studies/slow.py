@@ -1,0 +1,37 @@
+"""A study for fault-tolerance tests: a dataset large enough to live in Ray's object store (not inlined),
+fits that take `fit.sleep` seconds, and call logs (`data.calls` / `fit.calls`) that say which node ran what."""
+import time
+
+import numpy as np
+
+from sweeper.hashing import arrays_sha256
+
+
+def _node() -> str:
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else "local"
+    except Exception:
+        return "local"
+
+
+def _log(path, line):
+    if path:
+        with open(path, "a") as f:
+            f.write(line + "\n")
+
+
+def simulate(data, seed):
+    x = np.random.default_rng(seed).standard_normal(data["size"])
+    _log(data.get("calls"), f"simulate {_node()}")
+    return {"x": x}
+
+
+def fit(dataset, params, seed):
+    _log(params.get("calls"), f"fit {params['k']} {_node()}")
+    start = time.time()
+    time.sleep(params["sleep"])
+    sha = arrays_sha256(dict(dataset))
+    return {"metrics": {"k": params["k"], "data_hash_lo": float(int(sha[:12], 16)), "start": start,
+                        "end": time.time()}}

@@ -1,0 +1,147 @@
+"""Multi-node placement and fault tolerance: GPU placement, a node lost mid-sweep, a killed or interrupted
+driver, a second driver refused. Each scenario runs in its own process with its own Ray."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(REPO)}
+
+
+def scenario(name, out, **kw):
+    p = subprocess.run([sys.executable, str(REPO / "tests" / "cluster_scenarios.py"), name, str(out), json.dumps(kw)],
+                       capture_output=True, text=True, timeout=300, env=ENV, cwd=REPO)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def test_gpu_runs_land_on_gpu_nodes_and_half_gpus_share_one(tmp_path):
+    r = scenario("gpu_placement", tmp_path)
+    gpu_nodes = {w[:12] for w in r["workers"]}
+    whole, half = r["whole"], r["half"]
+    assert all(x["status"] == "ok" and x["device"] == "gpu:0" for x in whole + half)
+    assert {x["node"].split("@")[0] for x in whole} <= gpu_nodes  # never the GPU-less head
+    # four 0.5-GPU runs of 2 s on two 1-GPU nodes: two at a time on each node's one GPU
+    by_node = {}
+    for x in half:
+        by_node.setdefault(x["node"], []).append((x["metrics.start"], x["metrics.end"]))
+    assert sorted(len(v) for v in by_node.values()) == [2, 2]
+    for (s1, e1), (s2, e2) in by_node.values():
+        assert s1 < e2 and s2 < e1  # the two runs on one GPU overlapped in time
+
+
+@pytest.mark.parametrize("per_run_data", [False, True], ids=["shared-dataset", "dataset-per-run"])
+def test_node_loss_mid_sweep_loses_and_duplicates_nothing(tmp_path, per_run_data):
+    runs = 40 if not per_run_data else 24
+    r = scenario("node_loss", tmp_path, runs=runs, per_run_data=per_run_data)
+    rows, killed = r["rows"], r["killed"]
+    assert killed is not None and killed["node"] in r["workers"]
+    assert len(rows) == runs and len({x["run_id"] for x in rows}) == runs
+    assert all(x["status"] == "ok" for x in rows), [x["error"] for x in rows if x["status"] != "ok"]
+    retried = [x for x in rows if x["attempt"] > 1]
+    assert 1 <= len(retried) <= 2  # the killed node had 2 CPUs: at most its 2 in-flight runs were lost
+    assert r["fit_calls"] == runs + len(retried)  # nothing else ran twice
+    assert not any(x["node"].startswith(killed["node"][:12]) for x in retried)
+    for x in rows:  # every run saw the dataset its seed makes, including any rebuilt after the loss
+        assert x["metrics.data_hash_lo"] == float(int(x["data_sha256"][:12], 16))
+    sims = len(r["simulate_calls"])
+    if per_run_data:
+        assert sims > runs  # datasets that lived only on the lost node were simulated again (lineage)
+    else:
+        assert len({x["data_sha256"] for x in rows}) == 1 and sims in (1, 2)
+
+
+SLOW = """\
+study: tests.studies.slow
+name: slow
+seed: 5
+data: {size: 1000, j: 0, calls: ""}
+fit: {k: 0, sleep: 0.4, calls: CALLS}
+sweep: {fit.k: [%s]}
+resources: {num_cpus: 1}
+"""
+
+
+def start(tmp_path, n=30):
+    spec = tmp_path / "slow.yaml"
+    spec.write_text(SLOW.replace("CALLS", str(tmp_path / "fit.calls")) % ", ".join(map(str, range(n))))
+    cmd = [sys.executable, "-m", "sweeper.cli", "run", str(spec), "--out", str(tmp_path / "out"), "--no-progress"]
+    return cmd, subprocess.Popen(cmd, cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True, start_new_session=True)
+
+
+def results(tmp_path):
+    return {p.parent.name: p for p in (tmp_path / "out").glob("slow/*/runs/*/result.json")}
+
+
+def wait_for(tmp_path, proc, n, timeout=120):
+    t0 = time.time()
+    while len(results(tmp_path)) < n:
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() - t0 < timeout
+        time.sleep(0.05)
+
+
+def kill_group(proc):
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def fit_calls(tmp_path):
+    return len((tmp_path / "fit.calls").read_text().splitlines())
+
+
+def test_killed_driver_resumes_with_only_the_missing_runs(tmp_path):
+    cmd, proc = start(tmp_path)
+    try:
+        wait_for(tmp_path, proc, 6)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        kill_group(proc)  # its local Ray goes down with it, as on a crashed machine
+    time.sleep(0.5)
+    before = {rid: (p.stat().st_mtime_ns, p.read_bytes()) for rid, p in results(tmp_path).items()}
+    calls_before = fit_calls(tmp_path)
+    assert 6 <= len(before) < 30
+    again = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=180)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "taking over the lock" in again.stderr and f"{len(before)} of 30 runs already done" in again.stderr
+    root = Path(again.stdout.strip().splitlines()[-1])
+    table = pq.read_table(root / "results.parquet").to_pandas()
+    planned = pq.read_table(root / "plan.parquet").column("run_id").to_pylist()
+    assert sorted(table.run_id) == sorted(planned) and (table.status == "ok").all()
+    for rid, (mtime, content) in before.items():  # no finished run was written again
+        p = root / "runs" / rid / "result.json"
+        assert p.stat().st_mtime_ns == mtime and p.read_bytes() == content
+    assert fit_calls(tmp_path) == calls_before + (30 - len(before))  # each missing run ran exactly once
+    assert not (root / ".lock").exists()
+
+
+def test_sigint_stops_cleanly_and_a_second_sweep_is_refused(tmp_path):
+    cmd, proc = start(tmp_path)
+    try:
+        wait_for(tmp_path, proc, 3)
+        second = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=60)
+        assert second.returncode == 3
+        assert f"another sweep (pid {proc.pid}" in second.stderr and "is writing to" in second.stderr
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err[-2000:]
+    finally:
+        kill_group(proc)
+    assert "interrupted; finished runs are saved" in err
+    root = next((tmp_path / "out" / "slow").iterdir())
+    assert not (root / ".lock").exists()
+    table = pq.read_table(root / "results.parquet").to_pandas()
+    assert 3 <= len(table) < 30 and (table.status == "ok").all()
+    assert sorted(table.run_id) == sorted(results(tmp_path)) and Counter(table.run_id).most_common(1)[0][1] == 1
