@@ -170,10 +170,19 @@ def draw_sweep_report(root, metric=None, maximize=False, axes=None) -> list:
 
 
 def _default_limits() -> tuple[int, int]:
-    """(runs in flight, datasets alive): many cheap runs may queue on one shared dataset, but few
-    datasets are held in the object store at once."""
+    """(runs in flight, datasets alive until their size is known): many cheap runs may queue on one shared
+    dataset, but few datasets of unknown size are held in the object store at once."""
     cpus = int(ray.cluster_resources().get("CPU", 1))
     return max(64, 16 * cpus), max(4, 2 * cpus)
+
+
+def datasets_alive(nbytes: int) -> int:
+    """How many datasets of `nbytes` may live at once: a quarter of the object store, between 2 and 16 x CPUs
+    (small datasets -- cheap fits on their own data -- must not throttle the sweep; large ones must not
+    fill the store)."""
+    res = ray.cluster_resources()
+    cpus, store = int(res.get("CPU", 1)), res.get("object_store_memory", 2 ** 30)
+    return int(min(max(0.25 * store // max(nbytes, 1), 2), 16 * max(cpus, 1)))
 
 
 def _execute(spec: Spec, sd: StudyDir, todo: list, max_in_flight, progress: bool) -> None:
@@ -189,6 +198,7 @@ def _execute(spec: Spec, sd: StudyDir, todo: list, max_in_flight, progress: bool
     simulate = ray.remote(simulate_dataset).options(num_returns=2, max_retries=max(spec.retries, 1),
                                                     num_cpus=sim_cpus)
     default_runs, max_datasets = _default_limits()
+    sized = False  # max_datasets follows the first dataset's size once it is known
     limit = executor.capacity(max_in_flight or default_runs)
     remaining = collections.Counter(r.data_key for r in todo)
     in_flight = collections.Counter()  # data key -> runs submitted and not yet back
@@ -254,7 +264,10 @@ def _execute(spec: Spec, sd: StudyDir, todo: list, max_in_flight, progress: bool
             for r in ready:
                 if r in metas:
                     key, data_ref = metas.pop(r)
-                    _record_dataset(sd, spec, key, r, data_ref, meta_of)
+                    _record_dataset(sd, spec, key, r, data_ref, meta_of,
+                                    lambda *a: writes.append(writer.submit(*a)))
+                    if not sized and key in meta_of and "nbytes" in meta_of[key]:
+                        max_datasets, sized = datasets_alive(meta_of[key]["nbytes"]), True
                     continue
                 run, data_ref, attempt = pending.pop(r)
                 in_flight[run.data_key] -= 1
@@ -289,14 +302,15 @@ def _execute(spec: Spec, sd: StudyDir, todo: list, max_in_flight, progress: bool
         executor.shutdown()
 
 
-def _record_dataset(sd: StudyDir, spec: Spec, key: str, meta_ref, data_ref, meta_of: dict) -> None:
+def _record_dataset(sd: StudyDir, spec: Spec, key: str, meta_ref, data_ref, meta_of: dict, save) -> None:
+    """Note a simulated dataset's metadata; hand it to `save` (the writer thread) if datasets are kept."""
     try:
         meta = ray.get(meta_ref)
     except ray.exceptions.RayError:
         return  # the runs that need it will carry the simulate error
     meta_of[key] = meta
     if spec.save_datasets:
-        sd.save_dataset(key, ray.get(data_ref), meta)
+        save(sd.save_dataset, key, ray.get(data_ref), meta)
 
 
 def load_results(path) -> pa.Table:

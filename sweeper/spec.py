@@ -283,6 +283,9 @@ def load_spec(spec, overrides=()) -> Spec:
         cfg = config.load(path)
     sessions = config.load_sessions(cfg, Path(path) if path else Path.cwd())
     for text in overrides:
+        key = text.split("=", 1)[0].strip()
+        if key in TOP_KEYS and "=" in text:  # a top-level setting may be given even if the file leaves it out
+            text = "+" + text
         cfg = config.apply_override(cfg, text)
         sessions = {name: config.apply_override(s, text) for name, s in sessions.items()}
         cfg = _pin_axis(cfg, text)

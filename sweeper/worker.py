@@ -73,7 +73,8 @@ def simulate_dataset(study_ref: StudyRef, data_params: dict, seed: int):
     data = study_ref.load().simulate(data_params, seed)
     if not isinstance(data, dict) or not data:
         raise TypeError(f"simulate must return a non-empty dict of arrays and scalars, got {type(data).__name__}")
-    meta = {"sha256": arrays_sha256(data), "seed": seed, "params": data_params,
+    nbytes = sum(getattr(v, "nbytes", 8) for v in data.values())
+    meta = {"sha256": arrays_sha256(data), "nbytes": int(nbytes), "seed": seed, "params": data_params,
             "duration_s": time.perf_counter() - t0, "node": _where()}
     return data, meta
 
