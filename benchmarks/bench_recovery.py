@@ -49,6 +49,22 @@ def tune_grid(runs, out) -> float:
     return time.perf_counter() - t
 
 
+def cpu_seconds() -> dict:
+    """CPU time so far of this process, of Ray's workers and of Ray's other processes (raylet, GCS, ...)."""
+    import psutil
+
+    me = psutil.Process()
+    out = {"driver": sum(me.cpu_times()[:2]), "ray workers": 0.0, "ray system": 0.0}
+    for p in me.children(recursive=True):
+        try:
+            name = p.name() + " " + " ".join(p.cmdline()[:1])
+            t = sum(p.cpu_times()[:2])
+        except psutil.Error:
+            continue
+        out["ray workers" if "ray::" in name or "default_worker" in name else "ray system"] += t
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=500)
@@ -62,9 +78,12 @@ def main(argv=None):
         loop_s = plain_loop(runs[:loop_n])
         ray.init(num_cpus=cpus, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
         try:
-            t = time.perf_counter()
+            sweeper.run(str(SPEC), ["data_mode=independent", "repeats=8", "name=warmup"], out=out, progress=False,
+                        report=False)  # start the workers and import the study, as a long sweep would have
+            cpu0, t = cpu_seconds(), time.perf_counter()
             res = sweeper.run(str(SPEC), overrides, out=out, progress=False, report=False)
             engine_s = time.perf_counter() - t
+            cpu = {k: v - cpu0[k] for k, v in cpu_seconds().items()}
             assert res.counts()["ok"] == len(runs), res.counts()
             t = time.perf_counter()
             sweeper.run(str(SPEC), overrides, out=out, progress=False, report=True)
@@ -80,6 +99,9 @@ def main(argv=None):
     for k, v in rate.items():
         print(f"| {k} | {v:.1f} | {1000 / v:.1f} |")
     vals = list(rate.values())
+    print("\nCPU seconds during the sweep: " + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items()) +
+          f" (wall {engine_s:.1f} s x {cpus} cores = {engine_s * cpus:.1f}; the fits alone take "
+          f"{len(runs) * loop_s / loop_n:.1f})")
     print(f"\nsweeper / plain loop = {vals[1] / vals[0]:.2f} (bound: {cpus} cores); sweeper / Tune = "
           f"{vals[1] / vals[2]:.1f}; report + gather on the finished sweep (resume, nothing to run): {report_s:.1f} s")
 

@@ -211,9 +211,11 @@ def _execute(spec: Spec, sd: StudyDir, todo: list, max_in_flight, progress: bool
     counts = collections.Counter()
     bar = tqdm(total=len(todo), desc=spec.name, unit="run", disable=not progress, smoothing=0.05)
 
+    on_disk = {p.stem for p in sd.datasets.glob("*.npz")} if spec.save_datasets and sd.datasets.is_dir() else set()
+
     def dataset_ref(run):
         if run.data_key not in datasets:
-            saved = sd.load_dataset(run.data_key) if spec.save_datasets else None
+            saved = sd.load_dataset(run.data_key) if run.data_key in on_disk else None
             if saved is not None:
                 datasets[run.data_key] = ray.put(saved[0])
                 meta_of[run.data_key] = saved[1]
