@@ -89,3 +89,15 @@ def test_at_least_twenty_cases():
 def test_missing_spec_file_is_a_clear_error(tmp_path, capsys):
     assert main(["run", str(tmp_path / "nope.yaml"), "--out", str(tmp_path / "out")]) == 2
     assert "nope.yaml" in capsys.readouterr().err
+
+
+def test_resources_beyond_an_existing_cluster_warn_instead(ray_session, caplog):
+    """On a cluster joined with --address the autoscaler may still add a GPU node: a warning, not an error."""
+    from sweeper.driver import check_resources
+    from sweeper.spec import load_spec
+
+    spec = load_spec({"study": "tests.studies.linear", "seed": 1, "name": "gpu", "data": {"n": 5, "a": 1.0,
+                      "b": 0.0, "noise": 0.1}, "fit": {}, "resources": {"num_gpus": 1}})
+    with caplog.at_level("WARNING", logger="sweeper"):
+        check_resources(spec, cluster_known=False)
+    assert "each run asks for 1 GPU, but the largest node has 0" in caplog.text and "autoscaler" in caplog.text
