@@ -150,6 +150,17 @@ class SweepReport:
         return "\n".join(lines)
 
 
+def _json_safe(v):
+    """NaN and infinities as null: summary.json stays standard JSON."""
+    if isinstance(v, float) and not np.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _json_safe(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_json_safe(x) for x in v]
+    return v
+
+
 def _fmt(v) -> str:
     if v is None:
         return "-"
@@ -351,8 +362,8 @@ def sweep_report(root, metric: str | None = None, maximize: bool = False, axes: 
         best = best_configuration(rows, plan_axes, metric, maximize)
     paths = [write_csv(rows, out / "summary.csv")]
     summary = {"metric": metric, "maximize": maximize, "axes": plan_axes, "best": best, "runs": rows}
-    atomic_write(out / "summary.json", lambda p: Path(p).write_text(json.dumps(summary, indent=1, default=str,
-                                                                               allow_nan=True)))
+    text = json.dumps(_json_safe(summary), indent=1, default=str, allow_nan=False)
+    atomic_write(out / "summary.json", lambda p: Path(p).write_text(text))
     paths.append(out / "summary.json")
     if metric and any(not np.isnan(_value(r, metric)) for r in rows):
         name = metric.split(".", 1)[1].replace(".", "_")

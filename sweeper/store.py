@@ -123,7 +123,7 @@ class StudyDir:
                 json.dump(me, f)
             self._locked = True
             return
-        self.check_free()
+        raise LockError(f"could not take {self.lock_path}: it keeps reappearing; is another sweep starting?")
 
     def unlock(self) -> None:
         if self._locked:
