@@ -68,7 +68,7 @@ def test_failed_fit_is_a_row_and_the_sweep_goes_on(tmp_path, linear_spec):
     assert count() == (before[0], before[1] + 2)
 
 
-def test_resume_runs_only_what_is_missing(tmp_path, linear_spec):
+def test_resume_runs_only_what_is_missing(tmp_path, linear_spec, caplog):
     spec, count = linear_spec
     out = tmp_path / "out"
     res = sweeper.run(spec, out=out, progress=False)
@@ -87,7 +87,9 @@ def test_resume_runs_only_what_is_missing(tmp_path, linear_spec):
     npz = res.dir / "datasets" / f"{key}.npz"
     npz.write_bytes(npz.read_bytes()[:100])
     (res.dir / "runs" / t[t["data.a"] == 2.0].run_id.iloc[0] / "result.json").unlink()
-    res3 = sweeper.run(spec, out=out, progress=False)
+    with caplog.at_level("WARNING", logger="sweeper"):
+        res3 = sweeper.run(spec, out=out, progress=False)
+    assert f"dataset {key} cannot be read" in caplog.text and "simulated again" in caplog.text
     assert count() == (3, 9)
     assert res3.table.to_pandas().query("`data.a` == 2.0").data_sha256.nunique() == 1
     assert sweeper.run(spec, out=out, progress=False).counts()["ok"] == 6 and count() == (3, 9)
