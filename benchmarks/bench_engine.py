@@ -74,6 +74,19 @@ class StorePeak:
         self._thread.join()
 
 
+def tune_grid_seconds(fn, n: int, out) -> float:
+    """Seconds for a Ray Tune grid_search whose trial i returns fn(i) (a dict of metrics)."""
+    from ray import tune
+
+    def trainable(config):
+        return fn(config["i"])
+
+    t = time.perf_counter()
+    tune.Tuner(trainable, param_space={"i": tune.grid_search(list(range(n)))},
+               run_config=tune.RunConfig(storage_path=os.path.join(out, "tune"), verbose=0)).fit()
+    return time.perf_counter() - t
+
+
 def overhead(n_runs, n_tune, out):
     study = types.SimpleNamespace(simulate=trivial_simulate, fit=trivial_fit, __name__="trivial")
     spec = {"study": study, "name": f"trivial{n_runs}", "seed": 1, "data": {}, "fit": {"i": 0},
@@ -89,15 +102,8 @@ def overhead(n_runs, n_tune, out):
     swp = (time.perf_counter() - t) / n_runs
     rows = [("raw Ray tasks", raw, n_runs), ("sweeper.run (tasks, store, gather)", swp, n_runs)]
     try:
-        from ray import tune
-
-        def trainable(config):
-            return {"v": raw_fit(1.0, config["i"])}
-
-        t = time.perf_counter()
-        tune.Tuner(trainable, param_space={"i": tune.grid_search(list(range(n_tune)))},
-                   run_config=tune.RunConfig(storage_path=os.path.join(out, "tune"), verbose=0)).fit()
-        rows.append(("Ray Tune grid_search", (time.perf_counter() - t) / n_tune, n_tune))
+        rows.append(("Ray Tune grid_search", tune_grid_seconds(lambda i: {"v": raw_fit(1.0, i)}, n_tune, out) / n_tune,
+                     n_tune))
     except ImportError:
         rows.append(("Ray Tune grid_search (ray[tune] not installed)", float("nan"), 0))
     return rows, swp / raw, (rows[2][1] / swp if len(rows) > 2 else float("nan"))

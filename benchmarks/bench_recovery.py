@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import ray  # noqa: E402
 
 import sweeper  # noqa: E402
+from benchmarks.bench_engine import tune_grid_seconds  # noqa: E402
 from studies import parameter_recovery as pr  # noqa: E402
 from sweeper.plan import expand  # noqa: E402
 from sweeper.spec import load_spec  # noqa: E402
@@ -37,16 +38,11 @@ def plain_loop(runs) -> float:
 
 
 def tune_grid(runs, out) -> float:
-    from ray import tune
-
-    def trainable(config):
-        r = runs[config["i"]]
+    def trial(i):
+        r = runs[i]
         return pr.fit(pr.simulate(r.data, r.seed_data), r.fit, r.seed_fit)["metrics"]
 
-    t = time.perf_counter()
-    tune.Tuner(trainable, param_space={"i": tune.grid_search(list(range(len(runs))))},
-               run_config=tune.RunConfig(storage_path=os.path.join(out, "tune"), verbose=0)).fit()
-    return time.perf_counter() - t
+    return tune_grid_seconds(trial, len(runs), out)
 
 
 def cpu_seconds() -> dict:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sweeper.report import aggregate, write_csv
+from sweeper.report import aggregate, pyplot, write_csv
 
 from . import study_files
 from .ptychography import __version__, cleanup, fit, setup, simulate, validate  # noqa: F401
@@ -37,10 +37,7 @@ def _crop(img, frac=0.5):
 
 
 def dose_figure(rows, figures_dir: Path, patterns: dict) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     doses = sorted({r["data.nphotons"] for r in rows}, reverse=True)
     logs = {d: np.log10(patterns[d].astype(np.float64) ** 2 + 1) for d in doses}
@@ -74,11 +71,9 @@ def dose_figure(rows, figures_dir: Path, patterns: dict) -> Path:
 
 
 def training_curves(rows, figures_dir: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import pyarrow.parquet as pq
+
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for r in sorted(rows, key=lambda r: (-r["data.nphotons"], r["fit.loss"])):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sweeper.report import aggregate, write_csv
+from sweeper.report import aggregate, pyplot, write_csv
 
 from .ptychography import __version__, cleanup, fit, setup, simulate, validate  # noqa: F401
 
@@ -20,10 +20,7 @@ PANELS = [("metrics.mae", "MAE (amplitude)", False), ("metrics.psnr", "PSNR (dB)
 
 
 def report(table, figures_dir: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     figures_dir = Path(figures_dir)
     rows = aggregate(table, ["fit.model", "data.n_train"], [m for m, _, _ in PANELS])

@@ -18,12 +18,15 @@ from pathlib import Path
 import numpy as np
 from scipy import optimize, special
 
+from sweeper.report import axis_columns, pyplot, variance_components, write_csv
+
 __version__ = "1"
 
 PARAMS = ("bias_sens", "noise_sens", "noise_meta")
 DATA_DEFAULTS = {"stimuli_stepsize": 0.25, "nsamples": 1000, "nsubjects": 1, "bias_sens": 0.0,
                  "noise_sens": 0.5, "noise_meta": 0.2, "confidence_criteria": [0.3, 0.6, 0.9]}
-FIT_DEFAULTS = {"method": "L-BFGS-B", "tol": 1e-9, "max_iter": 500, "quad_nodes": 24}
+QUAD_NODES = 24  # Gauss-Legendre nodes per piece of the confidence integral
+FIT_DEFAULTS = {"method": "L-BFGS-B", "tol": 1e-9, "max_iter": 500, "quad_nodes": QUAD_NODES}
 BOUNDS = {"bias_sens": (-2.0, 2.0), "noise_sens": (1e-3, 10.0), "noise_meta": (1e-3, 10.0)}
 METHODS = ("L-BFGS-B", "Nelder-Mead", "Powell", "TNC")
 
@@ -88,7 +91,7 @@ def type1_nll(bias: float, noise_sens: float, levels: np.ndarray, counts: np.nda
     return float(-(n[:, 1] * special.log_ndtr(x) + n[:, 0] * special.log_ndtr(-x)).sum())
 
 
-def rating_probabilities(bias, noise_sens, noise_meta, levels, criteria, nodes: int = 24) -> np.ndarray:
+def rating_probabilities(bias, noise_sens, noise_meta, levels, criteria, nodes: int = QUAD_NODES) -> np.ndarray:
     """P(rating k | s_i, response r) as [i, r, k], integrating over |d| on the response's side.
 
     p(k, r | s) = int_0^inf phi(+-a; s + bias, noise_sens) Q_k(a) da, with Q_k(a) the probability that
@@ -114,7 +117,7 @@ def rating_probabilities(bias, noise_sens, noise_meta, levels, criteria, nodes: 
     return joint / np.maximum(joint.sum(axis=2, keepdims=True), 1e-300)
 
 
-def meta_nll(noise_meta, bias, noise_sens, levels, criteria, counts, nodes=24) -> float:
+def meta_nll(noise_meta, bias, noise_sens, levels, criteria, counts, nodes=QUAD_NODES) -> float:
     """-log L of the ratings given stimuli and responses."""
     p = rating_probabilities(bias, noise_sens, noise_meta, levels, criteria, nodes)
     return float(-(counts * np.log(np.maximum(p, 1e-300))).sum())
@@ -160,12 +163,9 @@ VARIANCE_METHOD = ("one-way random-effects ANOVA (method of moments) with datase
                    "var_data = (MS_between - MS_within) / n0, var_fit = MS_within")
 
 
-def recovery_rows(table) -> list[dict]:
-    """Per swept point and parameter: truth, n, mean, bias, sd, RMSE, convergence and the variance split."""
-    from sweeper.report import axis_columns, variance_components
-
-    ok = [r for r in table.to_pylist() if r.get("status") == "ok"]
-    axes = axis_columns(table)
+def recovery_rows(ok: list, axes: list) -> list[dict]:
+    """Per swept point (values of `axes`) and parameter, over the ok runs: truth, n, mean, bias, sd, RMSE,
+    convergence and the variance split."""
     points: dict = {}
     for r in ok:
         points.setdefault(tuple(r.get(a) for a in axes), []).append(r)
@@ -188,13 +188,7 @@ def recovery_rows(table) -> list[dict]:
 
 def report(table, figures_dir: Path) -> list[Path]:
     """True vs recovered scatter, error vs nsamples, variance decomposition; recovery_summary.csv."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from sweeper.report import axis_columns, write_csv
-
+    plt = pyplot()
     figures_dir = Path(figures_dir)
     ok = [r for r in table.to_pylist() if r.get("status") == "ok"]
     if not ok:
@@ -202,7 +196,8 @@ def report(table, figures_dir: Path) -> list[Path]:
     paths = []
     nsamples = sorted({r["data.nsamples"] for r in ok})
     colors = dict(zip(nsamples, plt.cm.viridis(np.linspace(0.1, 0.85, len(nsamples)))))
-    fit_axes = [a for a in axis_columns(table) if a.startswith("fit.")]
+    axes = axis_columns(table)
+    fit_axes = [a for a in axes if a.startswith("fit.")]
     fig, axs = plt.subplots(1, len(PARAMS), figsize=(4.2 * len(PARAMS), 4))
     for ax, p in zip(axs, PARAMS):
         truth = np.array([r[f"data.{p}"] for r in ok], float)
@@ -258,24 +253,18 @@ def report(table, figures_dir: Path) -> list[Path]:
         fig.savefig(paths[-1], dpi=110)
         plt.close(fig)
 
-    rows = recovery_rows(table)
+    rows = recovery_rows(ok, axes)
     paths.append(write_csv(rows, figures_dir / "recovery_summary.csv"))
     split = [r for r in rows if np.isfinite(r["var_data"]) and np.isfinite(r["var_fit"])]
     if split:
-        paths.append(_variance_figure(split, figures_dir / "variance_decomposition.png"))
+        paths.append(_variance_figure(split, axes, figures_dir / "variance_decomposition.png"))
     return paths
 
 
-def _variance_figure(rows: list, path: Path) -> Path:
+def _variance_figure(rows: list, axes: list, path: Path) -> Path:
     """Data vs fitting variance of each parameter at each swept point (log scale: they differ by decades)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    skip = {"parameter", "true", "n", "datasets", "mean", "bias", "sd", "rmse", "converged", "var_data", "var_fit",
-            "share_data", "method"}
-    labels = [", ".join(f"{k.split('.')[-1]}={v}" for k, v in r.items() if k not in skip) or "all runs" for r in rows]
+    plt = pyplot()
+    labels = [", ".join(f"{a.split('.')[-1]}={r[a]}" for a in axes) or "all runs" for r in rows]
     points = list(dict.fromkeys(labels))
     fig, axs = plt.subplots(1, len(PARAMS), figsize=(3.4 * len(PARAMS) + 2.5, 2.6 + 0.35 * len(points)),
                             squeeze=False, sharey=True)

@@ -168,10 +168,9 @@ def score(truth, recon) -> dict:
 
 
 def preview_png(truth, recon, title: str) -> bytes:
-    import matplotlib
+    from sweeper.report import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axs = plt.subplots(1, 2, figsize=(7, 3.4))
     lo, hi = float(np.abs(truth).min()), float(np.abs(truth).max())

@@ -40,6 +40,13 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _study_root(path) -> Path:
+    root = Path(path)
+    if not (root / "plan.parquet").is_file():
+        raise SpecError("not a study directory (no plan.parquet)", where=str(root))
+    return root
+
+
 def _cmd_run(a) -> int:
     from .driver import run
 
@@ -55,14 +62,14 @@ def _cmd_plan(a) -> int:
     from .plan import expand
     from .spec import load_spec
 
+    from .report import text_table
+
     plan = expand(load_spec(a.spec, a.overrides))
     axes = list(plan.runs[0].axes) if plan.runs else []
     head = ["run_id", "data_key", "repeat_data", "repeat_fit", *axes]
     rows = [[r.run_id, r.data_key, str(r.repeat_data), str(r.repeat_fit), *(str(r.axes[k]) for k in axes)]
             for r in plan.runs]
-    widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(head)]
-    for row in [head, *rows]:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+    print(text_table(head, rows))
     print(f"{len(plan.runs)} runs, {len(plan.data_keys)} datasets ({plan.spec.data_mode} data)")
     return 0
 
@@ -72,9 +79,7 @@ def _cmd_status(a) -> int:
 
     from .store import StudyDir
 
-    root = Path(a.dir)
-    if not (root / "plan.parquet").is_file():
-        raise SpecError("not a study directory (no plan.parquet)", where=str(root))
+    root = _study_root(a.dir)
     ids = pq.read_table(root / "plan.parquet").column("run_id").to_pylist()
     sd = StudyDir(root)
     status = [(sd.read_result(i) or {}).get("status", "pending") for i in ids]
@@ -90,18 +95,18 @@ def _cmd_report(a) -> int:
     from .report import sweep_report
     from .store import StudyDir
 
-    root = Path(a.dir)
-    if not (root / "plan.parquet").is_file():
-        raise SpecError("not a study directory (no plan.parquet)", where=str(root))
+    root = _study_root(a.dir)
     spec = yaml.safe_load((root / "spec.yaml").read_text())
     defaults = spec.get("report") or {}
     metric = a.metric or defaults.get("metric")
     maximize = a.maximize if a.maximize is not None else bool(defaults.get("maximize", False))
+    table = load_results(root)
     try:
-        rep = sweep_report(root, metric=metric, maximize=maximize, axes=a.axes or defaults.get("axes"))
+        rep = sweep_report(root, metric=metric, maximize=maximize, axes=a.axes or defaults.get("axes"),
+                           results=table)
     except ValueError as e:
         raise SpecError(str(e), where=str(root), key="--metric" if "column" in str(e) else "--axes") from None
-    for p in draw_report(spec["study"], load_results(root), StudyDir(root)) + rep.paths:
+    for p in draw_report(spec["study"], table, StudyDir(root)) + rep.paths:
         print(p)
     print()
     print(rep.table_text(a.top))

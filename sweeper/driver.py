@@ -114,7 +114,7 @@ def run(spec, overrides=(), out="outputs", address=None, max_in_flight=None, pro
                 table = sd.gather(ids)
             figures = draw_report(spec.study, table, sd) if report else []
             if report and spec.report:
-                figures += draw_sweep_report(sd.root, **spec.report)
+                figures += draw_sweep_report(sd.root, table, **spec.report)
         finally:
             sd.unlock()
     return Result(sd.root, table, plan, figures)
@@ -154,12 +154,12 @@ def draw_report(study, table: pa.Table, sd: StudyDir) -> list:
         return []
 
 
-def draw_sweep_report(root, metric=None, maximize=False, axes=None) -> list:
+def draw_sweep_report(root, table: pa.Table, metric=None, maximize=False, axes=None) -> list:
     """The generic sweep report (summary, heatmap, lines, best overrides); logged, never fatal."""
     from .report import sweep_report
 
     try:
-        rep = sweep_report(root, metric=metric, maximize=maximize, axes=axes)
+        rep = sweep_report(root, metric=metric, maximize=maximize, axes=axes, results=table)
     except Exception:
         log.exception("the sweep report failed; the results are saved in %s", root)
         return []
@@ -266,9 +266,13 @@ def _execute(spec: Spec, sd: StudyDir, todo: list, max_in_flight, progress: bool
             for r in ready:
                 if r in metas:
                     key, data_ref = metas.pop(r)
-                    _record_dataset(sd, spec, key, r, data_ref, meta_of,
-                                    lambda *a: writes.append(writer.submit(*a)))
-                    if not sized and key in meta_of and "nbytes" in meta_of[key]:
+                    try:
+                        meta_of[key] = ray.get(r)
+                    except ray.exceptions.RayError:
+                        continue  # the runs that need it will carry the simulate error
+                    if spec.save_datasets:
+                        writes.append(writer.submit(sd.save_dataset, key, ray.get(data_ref), meta_of[key]))
+                    if not sized:
                         max_datasets, sized = datasets_alive(meta_of[key]["nbytes"]), True
                     continue
                 run, data_ref, attempt = pending.pop(r)
@@ -302,17 +306,6 @@ def _execute(spec: Spec, sd: StudyDir, todo: list, max_in_flight, progress: bool
             w.result()  # a failed write is an error of the sweep, not of the run
         bar.close()
         executor.shutdown()
-
-
-def _record_dataset(sd: StudyDir, spec: Spec, key: str, meta_ref, data_ref, meta_of: dict, save) -> None:
-    """Note a simulated dataset's metadata; hand it to `save` (the writer thread) if datasets are kept."""
-    try:
-        meta = ray.get(meta_ref)
-    except ray.exceptions.RayError:
-        return  # the runs that need it will carry the simulate error
-    meta_of[key] = meta
-    if spec.save_datasets:
-        save(sd.save_dataset, key, ray.get(data_ref), meta)
 
 
 def load_results(path) -> pa.Table:

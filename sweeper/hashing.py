@@ -8,17 +8,17 @@ import math
 import numpy as np
 
 
-def plain(obj):
-    """Plain Python values (str keys, lists, NumPy scalars unwrapped; non-finite floats as 'nan'/'inf'),
-    as JSON and YAML files and hashes take them."""
+def plain(obj, nonfinite=repr):
+    """Plain Python values (str keys, lists, NumPy scalars unwrapped; non-finite floats as nonfinite(v),
+    'nan'/'inf' by default), as JSON and YAML files and hashes take them."""
     if isinstance(obj, dict):
-        return {str(k): plain(v) for k, v in obj.items()}
+        return {str(k): plain(v, nonfinite) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [plain(v) for v in obj]
+        return [plain(v, nonfinite) for v in obj]
     if isinstance(obj, np.generic):
         obj = obj.item()
     if isinstance(obj, float) and not math.isfinite(obj):
-        return repr(obj)
+        return nonfinite(obj)
     return obj
 
 

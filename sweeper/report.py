@@ -9,6 +9,22 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (reports run in workers and on headless machines)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def text_table(head: list, rows: list) -> str:
+    """Rows of strings as left-aligned columns under `head`, two spaces apart."""
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(head)]
+    return "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in [head, *rows])
+
+
 def axis_columns(table: pa.Table) -> list:
     """Parameter columns that take more than one value in the table (the swept axes)."""
     cols = [c for c in table.column_names if c.startswith(("data.", "fit.")) or c == "session"]
@@ -21,11 +37,7 @@ def metric_columns(table: pa.Table) -> list:
 
 def metrics_by_axis(table: pa.Table, out_dir: Path) -> list:
     """One PNG per swept axis: every metric of the ok runs vs that axis (mean +- std over the rest)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     out_dir = Path(out_dir)
     if table.num_rows == 0:
         return []
@@ -34,20 +46,14 @@ def metrics_by_axis(table: pa.Table, out_dir: Path) -> list:
     paths = []
     for axis in axes:
         xs = ok.column(axis).to_pylist()
-        levels = sorted(set(xs), key=lambda v: (isinstance(v, str), v if not isinstance(v, str) else str(v)))
-        numeric = all(isinstance(v, (int, float)) for v in levels)
+        levels = _levels(xs)
         fig, axs = plt.subplots(1, max(len(metrics), 1), figsize=(4 * max(len(metrics), 1), 3.2), squeeze=False)
         for ax, m in zip(axs[0], metrics):
             ys = np.array(ok.column(m).to_pylist(), dtype=float)
             mean = [np.nanmean(ys[[x == lv for x in xs]]) for lv in levels]
             std = [np.nanstd(ys[[x == lv for x in xs]]) for lv in levels]
-            pos = levels if numeric else list(range(len(levels)))
-            ax.errorbar(pos, mean, yerr=std, marker="o", capsize=3)
-            if numeric and min(levels) > 0 and max(levels) / min(levels) > 50:
-                ax.set_xscale("log")
-            if not numeric:
-                ax.set_xticks(pos, [str(v) for v in levels])
-            ax.set_xlabel(axis)
+            ax.errorbar(_positions(levels), mean, yerr=std, marker="o", capsize=3)
+            _format_level_axis(ax, levels, axis)
             ax.set_title(m.removeprefix("metrics."))
         fig.tight_layout()
         path = out_dir / f"metrics_by_{axis.replace('.', '_')}.png"
@@ -142,23 +148,10 @@ class SweepReport:
     def table_text(self, limit: int = 20) -> str:
         """The ranked runs as an aligned text table (the first `limit`)."""
         cols = ["rank", "status", *self.axes, *([self.metric] if self.metric else []), "run_id"]
-        body = [[_fmt(r.get(c)) for c in cols] for r in self.rows[:limit]]
-        widths = [max([len(c)] + [len(b[i]) for b in body]) for i, c in enumerate(cols)]
-        lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in [cols, *body]]
+        text = text_table(cols, [[_fmt(r.get(c)) for c in cols] for r in self.rows[:limit]])
         if len(self.rows) > limit:
-            lines.append(f"... {len(self.rows) - limit} more runs in summary.csv")
-        return "\n".join(lines)
-
-
-def _json_safe(v):
-    """NaN and infinities as null: summary.json stays standard JSON."""
-    if isinstance(v, float) and not np.isfinite(v):
-        return None
-    if isinstance(v, dict):
-        return {k: _json_safe(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_json_safe(x) for x in v]
-    return v
+            text += f"\n... {len(self.rows) - limit} more runs in summary.csv"
+        return text
 
 
 def _fmt(v) -> str:
@@ -188,9 +181,9 @@ def _history_stats(root: Path, run_id: str) -> dict:
     return out
 
 
-def sweep_rows(root) -> tuple[list, list]:
+def sweep_rows(root, results: pa.Table | None = None) -> tuple[list, list]:
     """(rows, axes): one row per planned run (pending ones too) with its axes, status, metrics and history
-    best/final values; axes are the plan's swept keys."""
+    best/final values; axes are the plan's swept keys. `results`: the results table if already read."""
     import pyarrow.parquet as pq
 
     from .driver import load_results
@@ -200,7 +193,8 @@ def sweep_rows(root) -> tuple[list, list]:
     axes = [c for c in plan.column_names if c not in PLAN_COLUMNS]
     if "session" in plan.column_names and any(plan.column("session").to_pylist()):
         axes = ["session", *axes]
-    results = load_results(root) if (root / "runs").is_dir() else pa.table({"run_id": pa.array([], pa.string())})
+    if results is None:
+        results = load_results(root) if (root / "runs").is_dir() else pa.table({"run_id": pa.array([], pa.string())})
     by_id = {r["run_id"]: r for r in results.to_pylist()}
     rows = []
     for p in plan.to_pylist():
@@ -224,9 +218,9 @@ def _value(row, metric):
 def rank_rows(rows: list, metric: str, maximize: bool) -> list:
     """Rows sorted best first by `metric`; failed, pending and NaN rows last. Adds `rank` (1-based)."""
     sign = -1.0 if maximize else 1.0
-    ranked = sorted(rows, key=lambda r: (np.isnan(_value(r, metric)),
-                                         sign * _value(r, metric) if not np.isnan(_value(r, metric)) else 0.0))
-    return [{"rank": i if not np.isnan(_value(r, metric)) else None, **r} for i, r in enumerate(ranked, 1)]
+    scored = sorted(((_value(r, metric), r) for r in rows),
+                    key=lambda vr: (np.isnan(vr[0]), 0.0 if np.isnan(vr[0]) else sign * vr[0]))
+    return [{"rank": None if np.isnan(v) else i, **r} for i, (v, r) in enumerate(scored, 1)]
 
 
 def best_configuration(rows: list, axes: list, metric: str, maximize: bool) -> dict | None:
@@ -265,13 +259,24 @@ def _numeric(levels) -> bool:
     return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in levels)
 
 
+def _positions(levels) -> list:
+    """x positions of an axis's levels: the values themselves if numeric, else 0, 1, 2, ..."""
+    return levels if _numeric(levels) else list(range(len(levels)))
+
+
+def _format_level_axis(ax, levels, label: str) -> None:
+    """Log scale for numeric levels spanning more than 50x; the level names as ticks otherwise."""
+    if _numeric(levels):
+        if min(levels) > 0 and max(levels) / min(levels) > 50:
+            ax.set_xscale("log")
+    else:
+        ax.set_xticks(range(len(levels)), [_fmt(v) for v in levels])
+    ax.set_xlabel(label)
+
+
 def heatmap(rows: list, metric: str, x: str, y: str, path: Path, maximize: bool) -> Path:
     """Mean of `metric` over the ok runs in each (x, y) cell, annotated; failed-only cells are blank."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     xs, ys = _levels(r.get(x) for r in rows), _levels(r.get(y) for r in rows)
     grid = np.full((len(ys), len(xs)), np.nan)
     for j, yv in enumerate(ys):
@@ -301,14 +306,9 @@ def heatmap(rows: list, metric: str, x: str, y: str, path: Path, maximize: bool)
 
 def metric_lines(rows: list, metric: str, x: str, by: str | None, path: Path) -> Path:
     """`metric` against axis `x` (mean +- std over the other axes and repeats), one line per value of `by`."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     xs = _levels(r.get(x) for r in rows)
-    numeric = _numeric(xs)
-    pos = xs if numeric else list(range(len(xs)))
+    pos = _positions(xs)
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for line in (_levels(r.get(by) for r in rows) if by else [None]):
         mean, std = [], []
@@ -318,11 +318,7 @@ def metric_lines(rows: list, metric: str, x: str, by: str | None, path: Path) ->
             mean.append(vals.mean() if vals.size else np.nan)
             std.append(vals.std() if vals.size else np.nan)
         ax.errorbar(pos, mean, yerr=std, marker="o", capsize=3, label=None if by is None else f"{by}={_fmt(line)}")
-    if numeric and min(xs) > 0 and max(xs) / min(xs) > 50:
-        ax.set_xscale("log")
-    if not numeric:
-        ax.set_xticks(pos, [_fmt(v) for v in xs])
-    ax.set_xlabel(x)
+    _format_level_axis(ax, xs, x)
     ax.set_ylabel(metric)
     ax.grid(alpha=0.3)
     if by:
@@ -334,17 +330,18 @@ def metric_lines(rows: list, metric: str, x: str, by: str | None, path: Path) ->
 
 
 def sweep_report(root, metric: str | None = None, maximize: bool = False, axes: list | None = None,
-                 out_dir=None) -> SweepReport:
+                 out_dir=None, results: pa.Table | None = None) -> SweepReport:
     """The generic report of any sweep: summary.csv / summary.json (ranked by `metric` if given), a heatmap
     of the metric over two axes, the metric against each axis, and the best configuration as overrides."""
     import json
 
+    from .hashing import plain
     from .store import atomic_write
 
     root = Path(root)
     out = Path(out_dir) if out_dir else root / "figures"
     out.mkdir(parents=True, exist_ok=True)
-    rows, plan_axes = sweep_rows(root)
+    rows, plan_axes = sweep_rows(root, results)
     if metric and not metric.startswith(("metrics.", "history.")):
         metric = f"metrics.{metric}"
     known = {k for r in rows for k in r}
@@ -362,7 +359,7 @@ def sweep_report(root, metric: str | None = None, maximize: bool = False, axes: 
         best = best_configuration(rows, plan_axes, metric, maximize)
     paths = [write_csv(rows, out / "summary.csv")]
     summary = {"metric": metric, "maximize": maximize, "axes": plan_axes, "best": best, "runs": rows}
-    text = json.dumps(_json_safe(summary), indent=1, default=str, allow_nan=False)
+    text = json.dumps(plain(summary, nonfinite=lambda v: None), indent=1, default=str, allow_nan=False)
     atomic_write(out / "summary.json", lambda p: Path(p).write_text(text))
     paths.append(out / "summary.json")
     if metric and any(not np.isnan(_value(r, metric)) for r in rows):
