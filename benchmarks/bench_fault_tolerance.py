@@ -7,23 +7,13 @@ Run: python benchmarks/bench_fault_tolerance.py [--runs 200] [--sleep 0.1]
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-
-def scenario(out, **kw) -> dict:
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(REPO)}
-    p = subprocess.run([sys.executable, str(REPO / "tests" / "cluster_scenarios.py"), "node_loss", str(out),
-                        json.dumps(kw)], capture_output=True, text=True, env=env, cwd=REPO, timeout=900)
-    if p.returncode:
-        raise RuntimeError(p.stderr[-3000:])
-    return json.loads(p.stdout.strip().splitlines()[-1])
+from tests.cluster_scenarios import in_subprocess  # noqa: E402
 
 
 def main(argv=None):
@@ -34,12 +24,13 @@ def main(argv=None):
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for label, kill_after in [("no node lost", args.runs + 1), ("1 of 2 workers killed halfway", args.runs // 2)]:
-            r = scenario(Path(tmp) / label.replace(" ", "_"), runs=args.runs, sleep=args.sleep, kill_after=kill_after)
+            r = in_subprocess("node_loss", Path(tmp) / label.replace(" ", "_"), timeout=900, runs=args.runs,
+                              sleep=args.sleep, kill_after=kill_after)
             ok = sum(x["status"] == "ok" for x in r["rows"])
             retried = sum(x["attempt"] > 1 for x in r["rows"])
             k = r["killed"] or {}
             in_flight = k.get("started_at_kill", 0) - k.get("written_at_kill", 0)
-            rows.append((label, r["seconds"], ok, len(r["rows"]), r["fit_calls"] - args.runs, retried, in_flight,
+            rows.append((label, r["seconds"], ok, len(r["rows"]), len(r["fit_calls"]) - args.runs, retried, in_flight,
                          len(r["simulate_calls"])))
     print(f"{args.runs} runs of {args.sleep} s on 2 worker nodes x 2 CPUs (shared dataset)\n")
     print("| what | wall (s) | ok / rows | runs executed twice | runs with attempt > 1 | in flight at the kill "

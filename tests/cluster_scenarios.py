@@ -2,13 +2,15 @@
 session's own Ray stays untouched). `python tests/cluster_scenarios.py NAME OUT_DIR` prints one JSON line."""
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
 import ray  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
@@ -40,8 +42,14 @@ def gpu_placement(cluster, workers, out):
     return {"whole": rows(whole.table), "half": rows(half.table)}
 
 
+def _lines(path: Path) -> list:
+    return [line.split() for line in path.read_text().splitlines()] if path.exists() else []
+
+
 def node_loss(cluster, workers, out, runs=40, sleep=0.3, kill_after=10, per_run_data=False):
-    """Kill the worker node that simulated the first dataset once `kill_after` runs are written."""
+    """Kill a worker node once `kill_after` runs are written: the one that simulated the shared dataset, or
+    (per_run_data) one that holds a dataset whose run has not started, so that only Ray's lineage can
+    bring that dataset back."""
     spec = slow_spec("loss", out, runs, sleep, {"num_cpus": 1}, per_run_data=per_run_data, retries=2)
     box, t0 = {}, time.perf_counter()
     th = threading.Thread(target=lambda: box.update(res=sweeper.run(spec, out=out, progress=False)))
@@ -50,10 +58,12 @@ def node_loss(cluster, workers, out, runs=40, sleep=0.3, kill_after=10, per_run_
     killed = None
     while th.is_alive() and killed is None:
         done = len(list(runs_dir.glob("*/runs/*/result.json")))
-        sims = (out / "simulate.calls").read_text().split() if (out / "simulate.calls").exists() else []
-        if done >= kill_after and sims:
-            victim = next(w for w in workers if w.node_id == sims[1])
-            started = len((out / "fit.calls").read_text().splitlines())
+        sims, fits = _lines(out / "simulate.calls"), _lines(out / "fit.calls")  # "simulate j node", "fit k node"
+        started_k = {k for _, k, _ in fits}
+        holders = [node for _, j, node in sims if not per_run_data or j not in started_k]
+        if done >= kill_after and holders:
+            victim = next(w for w in workers if w.node_id == holders[0])
+            started = len(fits)
             cluster.remove_node(victim)
             killed = {"node": victim.node_id, "written_at_kill": done, "started_at_kill": started,
                       "t_kill": time.perf_counter() - t0}
@@ -61,10 +71,20 @@ def node_loss(cluster, workers, out, runs=40, sleep=0.3, kill_after=10, per_run_
     th.join()
     return {"killed": killed, "seconds": time.perf_counter() - t0, "rows": rows(box["res"].table),
             "simulate_calls": (out / "simulate.calls").read_text().splitlines(),
-            "fit_calls": len((out / "fit.calls").read_text().splitlines())}
+            "fit_calls": [int(k) for _, k, _ in _lines(out / "fit.calls")]}  # the k of every fit started
 
 
 SCENARIOS = {"gpu_placement": gpu_placement, "node_loss": node_loss}
+
+
+def in_subprocess(name, out, timeout=300, **kw) -> dict:
+    """Run scenario `name` in a fresh Python process (its own Ray cluster) and return its JSON result."""
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(REPO)}
+    p = subprocess.run([sys.executable, __file__, name, str(out), json.dumps(kw)], capture_output=True, text=True,
+                       timeout=timeout, env=env, cwd=REPO)
+    if p.returncode:
+        raise RuntimeError(f"scenario {name} failed:\n{p.stderr[-3000:]}")
+    return json.loads(p.stdout.strip().splitlines()[-1])
 
 
 def main(name, out, **kw):

@@ -1,6 +1,5 @@
 """Multi-node placement and fault tolerance: GPU placement, a node lost mid-sweep, a killed or interrupted
 driver, a second driver refused. Each scenario runs in its own process with its own Ray."""
-import json
 import os
 import signal
 import subprocess
@@ -12,19 +11,14 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from tests.cluster_scenarios import in_subprocess
+
 REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(REPO)}
 
 
-def scenario(name, out, **kw):
-    p = subprocess.run([sys.executable, str(REPO / "tests" / "cluster_scenarios.py"), name, str(out), json.dumps(kw)],
-                       capture_output=True, text=True, timeout=300, env=ENV, cwd=REPO)
-    assert p.returncode == 0, p.stderr[-3000:]
-    return json.loads(p.stdout.strip().splitlines()[-1])
-
-
 def test_gpu_runs_land_on_gpu_nodes_and_half_gpus_share_one(tmp_path):
-    r = scenario("gpu_placement", tmp_path)
+    r = in_subprocess("gpu_placement", tmp_path)
     gpu_nodes = {w[:12] for w in r["workers"]}
     whole, half = r["whole"], r["half"]
     assert all(x["status"] == "ok" and x["device"] == "gpu:0" for x in whole + half)
@@ -41,14 +35,18 @@ def test_gpu_runs_land_on_gpu_nodes_and_half_gpus_share_one(tmp_path):
 @pytest.mark.parametrize("per_run_data", [False, True], ids=["shared-dataset", "dataset-per-run"])
 def test_node_loss_mid_sweep_loses_and_duplicates_nothing(tmp_path, per_run_data):
     runs = 40 if not per_run_data else 24
-    r = scenario("node_loss", tmp_path, runs=runs, per_run_data=per_run_data)
+    r = in_subprocess("node_loss", tmp_path, runs=runs, per_run_data=per_run_data)
     rows, killed = r["rows"], r["killed"]
     assert killed is not None and killed["node"] in r["workers"]
     assert len(rows) == runs and len({x["run_id"] for x in rows}) == runs
     assert all(x["status"] == "ok" for x in rows), [x["error"] for x in rows if x["status"] != "ok"]
     retried = [x for x in rows if x["attempt"] > 1]
     assert 1 <= len(retried) <= 2  # the killed node had 2 CPUs: at most its 2 in-flight runs were lost
-    assert r["fit_calls"] == runs + len(retried)  # nothing else ran twice
+    executions = Counter(r["fit_calls"])
+    assert sorted(executions) == list(range(runs))  # every run's fit ran
+    # only a lost run ran again, and once: a run lost before its fit started (queued on the node) ran once
+    assert {k for k, n in executions.items() if n > 1} <= {int(x["metrics.k"]) for x in retried}
+    assert max(executions.values()) <= 2
     assert not any(x["node"].startswith(killed["node"][:12]) for x in retried)
     for x in rows:  # every run saw the dataset its seed makes, including any rebuilt after the loss
         assert x["metrics.data_hash_lo"] == float(int(x["data_sha256"][:12], 16))

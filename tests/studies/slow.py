@@ -24,7 +24,7 @@ def _log(path, line):
 
 def simulate(data, seed):
     x = np.random.default_rng(seed).standard_normal(data["size"])
-    _log(data.get("calls"), f"simulate {_node()}")
+    _log(data.get("calls"), f"simulate {data['j']} {_node()}")
     return {"x": x}
 
 
