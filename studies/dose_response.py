@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sweeper.report import aggregate, pyplot, write_csv
+from sweeper.report import pyplot, write_csv
+from sweeper.values import to_rows
 
-from . import study_files
 from .ptychography import __version__, cleanup, fit, setup, simulate, validate  # noqa: F401
 
 log = logging.getLogger("sweeper.studies.dose_response")
@@ -20,8 +20,17 @@ METRICS = ["metrics.mae", "metrics.mse", "metrics.psnr", "metrics.ssim", "metric
            "metrics.resolution_px", "metrics.phase_mae"]
 
 
-def _rows(table) -> list[dict]:
-    return [r for r in table.to_pylist() if r["status"] == "ok"]
+def _rows(result) -> list[dict]:
+    return [r for r in to_rows(result.table) if r["status"] == "ok"]
+
+
+def _arm_label(cfg: dict) -> str:
+    """PSNR and SSIM of an arm: mean with its 95% CI over the arm's runs, and n."""
+    def one(name, unit, digits):
+        mean, low, high = (cfg[f"{name}_{s}"] for s in ("mean", "ci_low", "ci_high"))
+        ci = f" [{low:.{digits}f}, {high:.{digits}f}]" if np.isfinite(low) else ""
+        return f"{name.upper()} {mean:.{digits}f}{unit}{ci}"
+    return f"{one('psnr', ' dB', 1)}\n{one('ssim', '', 3)}\nn={cfg['n']} (95% CI)"
 
 
 def _pick(rows, nphotons, loss):
@@ -36,10 +45,12 @@ def _crop(img, frac=0.5):
     return img[h // 2 - dh:h // 2 + dh, w // 2 - dw:w // 2 + dw]
 
 
-def dose_figure(rows, figures_dir: Path, patterns: dict) -> Path:
+def dose_figure(result, rows, figures_dir: Path, patterns: dict) -> Path:
     plt = pyplot()
 
     doses = sorted({r["data.nphotons"] for r in rows}, reverse=True)
+    arms = {(c["data.nphotons"], c["fit.loss"]): c
+            for c in to_rows(result.configs(["psnr", "ssim"], by=["data.nphotons", "fit.loss"]))}
     logs = {d: np.log10(patterns[d].astype(np.float64) ** 2 + 1) for d in doses}
     vmax = max(float(v.max()) for v in logs.values())
     fig, axs = plt.subplots(len(doses), 3, figsize=(10, 3.4 * len(doses)), squeeze=False)
@@ -53,10 +64,10 @@ def dose_figure(rows, figures_dir: Path, patterns: dict) -> Path:
             if run is None:
                 ax.set_title(f"{loss.upper()}: no run")
             else:
-                amp = study_files.run_arrays(figures_dir, run["run_id"])["amplitude"]
+                amp = result.run(run["run_id"]).arrays["amplitude"]
                 ax.imshow(_crop(amp), cmap="gray", vmin=0.5, vmax=1.5)
-                ax.set_title(f"{loss.upper()} loss, {dose:.0e}")
-                ax.text(0.02, 0.02, f"PSNR {run['metrics.psnr']:.1f} dB\nSSIM {run['metrics.ssim']:.3f}",
+                ax.set_title(f"{loss.upper()} loss, {dose:.0e} (first repeat shown)")
+                ax.text(0.02, 0.02, _arm_label(arms[(dose, loss)]),
                         transform=ax.transAxes, color="yellow", fontsize=9, va="bottom",
                         bbox={"facecolor": "black", "alpha": 0.5, "lw": 0})
         for ax in axs[i]:
@@ -70,19 +81,17 @@ def dose_figure(rows, figures_dir: Path, patterns: dict) -> Path:
     return path
 
 
-def training_curves(rows, figures_dir: Path) -> Path:
-    import pyarrow.parquet as pq
-
+def training_curves(result, rows, figures_dir: Path) -> Path:
     plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for r in sorted(rows, key=lambda r: (-r["data.nphotons"], r["fit.loss"])):
         if r["repeat_fit"] or r["repeat_data"]:
             continue
-        path = study_files.study_root(figures_dir) / "runs" / r["run_id"] / "history.parquet"
-        if not path.is_file():
+        history = result.run(r["run_id"]).history
+        if history is None:
             continue
-        h = pq.read_table(path).to_pydict()
+        h = history.to_pydict()
         label = f"{r['data.nphotons']:.0e} / {r['fit.loss']}"
         line, = ax.plot(h["epoch"], h["train_loss"], label=f"{label} train")
         if any(v is not None for v in h.get("val_loss", [])):
@@ -90,6 +99,7 @@ def training_curves(rows, figures_dir: Path) -> Path:
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss (each arm in its own units)")
+    ax.set_title("first repeat of each arm", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
     path = Path(figures_dir) / "training_curves.png"
@@ -98,16 +108,15 @@ def training_curves(rows, figures_dir: Path) -> Path:
     return path
 
 
-def report(table, figures_dir: Path) -> list[Path]:
+def report(result, figures_dir: Path) -> list[Path]:
     figures_dir = Path(figures_dir)
-    rows = _rows(table)
+    rows = _rows(result)
     if not rows:
         return []
     patterns, amp_mean, amp_rms = {}, {}, {}
     for dose in sorted({r["data.nphotons"] for r in rows}):
         r = next(x for x in rows if x["data.nphotons"] == dose)
-        data = study_files.dataset(figures_dir, r["data_key"], simulate, study_files.params_of(r, "data"),
-                                   r["seed_data"])
+        data = result.dataset(r["data_key"])
         a = data["test_amplitudes"].astype(np.float64)
         patterns[dose] = a[len(a) // 2]
         amp_mean[dose], amp_rms[dose] = a.mean(), np.sqrt((a**2).mean())
@@ -118,7 +127,8 @@ def report(table, figures_dir: Path) -> list[Path]:
                 f"RMS amplitude ratio = {amp_rms[hi] / amp_rms[lo]:.0f} (sqrt({hi / lo:.0e}) = {np.sqrt(hi / lo):.0f})")
         log.info(line)
         (figures_dir / "sanity.txt").write_text(line + "\n")
-    paths.append(dose_figure(rows, figures_dir, patterns))
-    paths.append(training_curves(rows, figures_dir))
-    paths.append(write_csv(aggregate(table, ["data.nphotons", "fit.loss"], METRICS), figures_dir / "summary.csv"))
+    paths.append(dose_figure(result, rows, figures_dir, patterns))
+    paths.append(training_curves(result, rows, figures_dir))
+    configs = result.configs(METRICS, by=["data.nphotons", "fit.loss"])
+    paths.append(write_csv(to_rows(configs), figures_dir / "dose_summary.csv"))
     return paths

@@ -11,37 +11,39 @@ from pathlib import Path
 
 import numpy as np
 
-from sweeper.report import aggregate, pyplot, write_csv
+from sweeper.report import pyplot, write_csv
+from sweeper.values import to_rows
 
 from .ptychography import __version__, cleanup, fit, setup, simulate, validate  # noqa: F401
 
-PANELS = [("metrics.mae", "MAE (amplitude)", False), ("metrics.psnr", "PSNR (dB)", False),
-          ("metrics.ssim", "SSIM", False), ("metrics.resolution_px", "FRC-1/7 resolution (px)", False)]
+PANELS = [("metrics.mae", "MAE (amplitude)"), ("metrics.psnr", "PSNR (dB)"),
+          ("metrics.ssim", "SSIM"), ("metrics.resolution_px", "FRC-1/7 resolution (px)")]
 
 
-def report(table, figures_dir: Path) -> list[Path]:
+def report(result, figures_dir: Path) -> list[Path]:
+    """Each metric against the training-set size, a line per model: mean and 95% CI over repeats."""
     plt = pyplot()
-
     figures_dir = Path(figures_dir)
-    rows = aggregate(table, ["fit.model", "data.n_train"], [m for m, _, _ in PANELS])
-    if not rows:
+    rows = to_rows(result.configs([m for m, _ in PANELS], by=["fit.model", "data.n_train"]))
+    if not any(r["n"] for r in rows):
         return []
-    fig, axs = plt.subplots(1, len(PANELS), figsize=(4 * len(PANELS), 3.4))
-    for ax, (metric, label, _) in zip(axs, PANELS):
+    fig, axs = plt.subplots(1, len(PANELS), figsize=(4 * len(PANELS), 3.6))
+    for ax, (metric, label) in zip(axs, PANELS):
         name = metric.removeprefix("metrics.")
         for model in sorted({r["fit.model"] for r in rows}):
-            pts = sorted((r["data.n_train"], r[f"{name}_mean"], r[f"{name}_std"], r["n"]) for r in rows
-                         if r["fit.model"] == model and f"{name}_mean" in r)
-            if not pts:
-                continue
-            x, y, e, n = map(np.array, zip(*pts))
-            ax.errorbar(x, y, yerr=e, marker="o", capsize=3, label=f"{model} (n={int(n.min())}-{int(n.max())})")
+            pts = sorted((r["data.n_train"], r[f"{name}_mean"], r[f"{name}_ci_low"], r[f"{name}_ci_high"], r["n"])
+                         for r in rows if r["fit.model"] == model and r["n"] > 0)
+            x, y, lo, hi, n = map(np.array, zip(*pts))
+            err = np.nan_to_num(np.vstack([y - lo, hi - y]), nan=0.0)
+            ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=f"{model} (n={int(n.min())}-{int(n.max())})")
         ax.set_xscale("log", base=2)
         ax.set_xlabel("training patterns")
         ax.set_title(label)
         ax.grid(alpha=0.3)
     axs[0].legend(fontsize=8)
-    fig.suptitle("Reconstruction quality vs training-set size (mean ± std over repeats)")
+    pooled = rows[0].get("averaged_over")
+    fig.suptitle("Reconstruction quality vs training-set size: mean and 95% CI (Student t) over repeats"
+                 + (f", averaged over {pooled}" if pooled else ""), fontsize=10)
     fig.tight_layout()
     path = figures_dir / "generalization.png"
     fig.savefig(path, dpi=110)

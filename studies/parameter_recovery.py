@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 from scipy import optimize, special
 
-from sweeper.report import axis_columns, pyplot, variance_components, write_csv
+from sweeper.report import pyplot, variance_components, write_csv
+from sweeper.values import key_of, to_rows
 
 __version__ = "1"
 
@@ -163,22 +164,33 @@ VARIANCE_METHOD = ("one-way random-effects ANOVA (method of moments) with datase
                    "var_data = (MS_between - MS_within) / n0, var_fit = MS_within")
 
 
-def recovery_rows(ok: list, axes: list) -> list[dict]:
-    """Per swept point (values of `axes`) and parameter, over the ok runs: truth, n, mean, bias, sd, RMSE,
-    convergence and the variance split."""
+def _points(result, axes: list) -> dict:
+    """The ok runs grouped by their values of `axes`: {key: (values, runs)}."""
     points: dict = {}
-    for r in ok:
-        points.setdefault(tuple(r.get(a) for a in axes), []).append(r)
+    for r in to_rows(result.table):
+        if r["status"] == "ok":
+            points.setdefault(key_of([r.get(a) for a in axes]), ([r.get(a) for a in axes], []))[1].append(r)
+    return points
+
+
+def recovery_rows(result) -> list[dict]:
+    """Per configuration and parameter: truth, n, datasets, mean recovered value and bias with 95% CIs (over
+    dataset means; none with one dataset), sd, RMSE, convergence and the variance split."""
+    axes = result.axes
+    stats = {key_of([c[a] for a in axes]): c for c in to_rows(
+        result.configs([m for p in PARAMS for m in (p, f"{p}_error")], by=axes))}
     rows = []
-    for key, runs in sorted(points.items(), key=lambda kv: tuple(map(str, kv[0]))):
+    for key, (values, runs) in _points(result, axes).items():
+        cfg = stats[key]
         for p in PARAMS:
             truth = np.array([r[f"data.{p}"] for r in runs], float)
-            est = np.array([r[f"metrics.{p}"] for r in runs], float)
-            err = est - truth
-            vc = variance_components(est, [r["data_key"] for r in runs])
-            rows.append({**dict(zip(axes, key)), "parameter": p, "true": float(truth.mean()), "n": len(runs),
-                         "datasets": vc["groups"], "mean": float(est.mean()), "bias": float(err.mean()),
-                         "sd": float(est.std(ddof=1)) if len(est) > 1 else 0.0,
+            err = np.array([r[f"metrics.{p}"] for r in runs], float) - truth
+            vc = variance_components(truth + err, [r["data_key"] for r in runs])
+            ci = (lambda s: cfg[f"{p}_error_{s}"] if cfg["n_datasets"] > 1 else np.nan)
+            rows.append({**dict(zip(axes, values)), "parameter": p, "true": float(truth.mean()), "n": len(runs),
+                         "datasets": cfg["n_datasets"], "mean": cfg[f"{p}_mean"], "bias": cfg[f"{p}_error_mean"],
+                         "bias_ci_low": ci("ci_low"), "bias_ci_high": ci("ci_high"),
+                         "sd": float(err.std(ddof=1)) if len(err) > 1 else np.nan,
                          "rmse": float(np.sqrt((err ** 2).mean())),
                          "converged": float(np.mean([r["metrics.converged"] for r in runs])),
                          "var_data": vc["var_between"], "var_fit": vc["var_within"],
@@ -186,99 +198,126 @@ def recovery_rows(ok: list, axes: list) -> list[dict]:
     return rows
 
 
-def report(table, figures_dir: Path) -> list[Path]:
-    """True vs recovered scatter, error vs nsamples, variance decomposition; recovery_summary.csv."""
-    plt = pyplot()
+def report(result, figures_dir: Path) -> list[Path]:
+    """Recovered vs true (a row per nsamples), error and bias vs nsamples, the variance split;
+    recovery_summary.csv."""
     figures_dir = Path(figures_dir)
-    ok = [r for r in table.to_pylist() if r.get("status") == "ok"]
-    if not ok:
+    if not result.counts()["ok"]:
         return []
-    paths = []
-    nsamples = sorted({r["data.nsamples"] for r in ok})
-    colors = dict(zip(nsamples, plt.cm.viridis(np.linspace(0.1, 0.85, len(nsamples)))))
-    axes = axis_columns(table)
-    fit_axes = [a for a in axes if a.startswith("fit.")]
-    fig, axs = plt.subplots(1, len(PARAMS), figsize=(4.2 * len(PARAMS), 4))
-    for ax, p in zip(axs, PARAMS):
-        truth = np.array([r[f"data.{p}"] for r in ok], float)
-        est = np.array([r[f"metrics.{p}"] for r in ok], float)
-        if np.ptp(truth) > 0:  # true values swept: true vs recovered with the identity line
-            jitter = np.random.default_rng(0).uniform(-1, 1, len(truth)) * 0.015 * np.ptp(truth)
-            for n in nsamples:
-                sel = np.array([r["data.nsamples"] == n for r in ok])
-                ax.scatter(truth[sel] + jitter[sel], est[sel], s=10, alpha=0.6, color=colors[n],
-                           label=f"nsamples={n}")
-            lo, hi = min(truth.min(), est.min()), max(truth.max(), est.max())
-            ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="identity")
-            ax.set_title(f"{p}  (r = {np.corrcoef(truth, est)[0, 1]:.3f})")
-            ax.set_xlabel(f"true {p} (jittered)")
-        else:  # one true value: the spread of the recovered values per fit setting
-            by = fit_axes[0] if fit_axes else None
-            cats = sorted({str(r.get(by)) for r in ok}) if by else ["all fits"]
-            for i, c in enumerate(cats):
-                sel = np.array([by is None or str(r.get(by)) == c for r in ok])
-                x = i + np.random.default_rng(i).uniform(-0.15, 0.15, sel.sum())
-                ax.scatter(x, est[sel], s=10, alpha=0.6, label=None)
-                ax.annotate(f"sd={est[sel].std(ddof=1):.2g}" if sel.sum() > 1 else "", (i, est[sel].max()),
-                            textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
-            ax.axhline(truth[0], color="k", ls="--", lw=1, label=f"true {p}")
-            ax.set_xticks(range(len(cats)), cats)
-            ax.set_xlabel(by or "")
-            ax.set_title(p)
-        ax.set_ylabel(f"recovered {p}")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle(f"Parameter recovery: {len(ok)} fits")
-    fig.tight_layout()
-    paths.append(figures_dir / "recovery_scatter.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
-
-    if len(nsamples) > 1:
-        fig, axs = plt.subplots(1, len(PARAMS), figsize=(4.2 * len(PARAMS), 3.6))
-        for ax, p in zip(axs, PARAMS):
-            err = {n: np.array([r[f"metrics.{p}_error"] for r in ok if r["data.nsamples"] == n]) for n in nsamples}
-            ax.plot(nsamples, [np.sqrt((err[n] ** 2).mean()) for n in nsamples], "o-", label="RMSE")
-            ax.plot(nsamples, [abs(err[n].mean()) for n in nsamples], "s--", label="|bias|")
-            ref = np.sqrt((err[nsamples[0]] ** 2).mean()) * np.sqrt(nsamples[0] / np.array(nsamples))
-            ax.plot(nsamples, ref, ":", color="gray", label="1/sqrt(n) from the first")
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            ax.set_xlabel("nsamples (trials per subject)")
-            ax.set_title(f"{p} error")
-            ax.grid(alpha=0.3, which="both")
-        axs[0].legend(fontsize=8)
-        fig.tight_layout()
-        paths.append(figures_dir / "recovery_error_vs_nsamples.png")
-        fig.savefig(paths[-1], dpi=110)
-        plt.close(fig)
-
-    rows = recovery_rows(ok, axes)
+    paths = [_scatter(result, figures_dir / "recovery_scatter.png")]
+    if len({r["data.nsamples"] for r in to_rows(result.table)}) > 1:
+        paths.append(_error_vs_nsamples(result, figures_dir / "recovery_error_vs_nsamples.png"))
+    rows = recovery_rows(result)
     paths.append(write_csv(rows, figures_dir / "recovery_summary.csv"))
     split = [r for r in rows if np.isfinite(r["var_data"]) and np.isfinite(r["var_fit"])]
     if split:
-        paths.append(_variance_figure(split, axes, figures_dir / "variance_decomposition.png"))
+        paths.append(_variance_figure(split, result.axes, figures_dir / "variance_decomposition.png"))
     return paths
 
 
+def _scatter(result, path: Path) -> Path:
+    """Recovered against true value, a row per nsamples. Fits of one dataset share an x offset and are
+    spread around it (jitter, transparency) instead of stacking; without a swept truth, x is the fit setting."""
+    plt = pyplot()
+    ok = [r for r in to_rows(result.table) if r["status"] == "ok"]
+    nsamples = sorted({r["data.nsamples"] for r in ok})
+    fit_axes = [a for a in result.axes if a.startswith("fit.")]
+    cats = list(dict.fromkeys(tuple(r.get(a) for a in fit_axes) for r in ok))
+    offsets = {k: v for k, v in zip(dict.fromkeys(r["data_key"] for r in ok),
+                                    np.random.default_rng(0).uniform(-1, 1, len(ok)))}
+    fig, axs = plt.subplots(len(nsamples), len(PARAMS), figsize=(4.2 * len(PARAMS), 3.4 * len(nsamples)),
+                            squeeze=False)
+    rng = np.random.default_rng(1)
+    for row, n in enumerate(nsamples):
+        runs = [r for r in ok if r["data.nsamples"] == n]
+        for ax, p in zip(axs[row], PARAMS):
+            truth = np.array([r[f"data.{p}"] for r in runs], float)
+            est = np.array([r[f"metrics.{p}"] for r in runs], float)
+            swept = np.ptp([r[f"data.{p}"] for r in ok]) > 0
+            base = truth if swept else np.array([cats.index(tuple(r.get(a) for a in fit_axes)) for r in runs], float)
+            width = 0.02 * np.ptp(truth) if swept else 0.15
+            x = base + width * (np.array([offsets[r["data_key"]] for r in runs]) + 0.25 * rng.uniform(-1, 1, len(runs)))
+            ax.scatter(x, est, s=9, alpha=0.45, color=f"C{row}", lw=0)
+            if swept:
+                lo, hi = min(truth.min(), est.min()), max(truth.max(), est.max())
+                ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="identity")
+                ax.set_xlabel(f"true {p}")
+                ax.set_title(f"{p}, nsamples={n}: r = {np.corrcoef(truth, est)[0, 1]:.3f}", fontsize=9)
+            else:
+                ax.axhline(truth[0], color="k", ls="--", lw=1, label=f"true {p}")
+                ax.set_xticks(range(len(cats)), [", ".join(map(str, c)) or "all fits" for c in cats])
+                ax.set_xlabel(", ".join(fit_axes))
+                ax.set_title(f"{p}, nsamples={n}", fontsize=9)
+            ax.set_ylabel(f"recovered {p}")
+            ax.grid(alpha=0.3)
+    axs[0, 0].legend(fontsize=8)
+    n_data = len({r["data_key"] for r in ok})
+    fig.suptitle(f"Parameter recovery: {len(ok)} fits of {n_data} datasets; each point one fit, the fits of one "
+                 "dataset spread side by side (jitter)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _error_vs_nsamples(result, path: Path) -> Path:
+    """RMSE (log) and bias with its 95% CI (over dataset means) against nsamples, a line per fit setting."""
+    plt = pyplot()
+    fit_axes = [a for a in result.axes if a.startswith("fit.")]
+    by = ["data.nsamples", *fit_axes]
+    cfgs = to_rows(result.configs([f"{p}_error" for p in PARAMS], by=by))
+    points = _points(result, by)
+    fig, axs = plt.subplots(2, len(PARAMS), figsize=(4.2 * len(PARAMS), 6.4), squeeze=False)
+    for j, p in enumerate(PARAMS):
+        for k, setting in enumerate(dict.fromkeys(tuple(c[a] for a in fit_axes) for c in cfgs)):
+            sel = sorted((c for c in cfgs if tuple(c[a] for a in fit_axes) == setting and c["n"]),
+                         key=lambda c: c["data.nsamples"])
+            n = np.array([c["data.nsamples"] for c in sel], float)
+            rmse = [np.sqrt(np.mean([r[f"metrics.{p}_error"] ** 2 for r in points[key_of([c[a] for a in by])][1]]))
+                    for c in sel]
+            bias = np.array([c[f"{p}_error_mean"] for c in sel])
+            err = np.nan_to_num(np.vstack([bias - [c[f"{p}_error_ci_low"] for c in sel],
+                                           [c[f"{p}_error_ci_high"] for c in sel] - bias]), nan=0.0)
+            label = ", ".join(f"{a.split('.')[-1]}={v}" for a, v in zip(fit_axes, setting)) or "all fits"
+            axs[0, j].plot(n, rmse, "o-", color=f"C{k}", label=label)
+            axs[1, j].errorbar(n * (1 + 0.03 * k), bias, yerr=err, marker="s", capsize=3, color=f"C{k}", label=label)
+        axs[0, j].set(xscale="log", yscale="log", title=f"{p}: RMSE", xlabel="nsamples (trials per subject)")
+        axs[1, j].axhline(0, color="k", lw=0.8)
+        axs[1, j].set(xscale="log", title=f"{p}: bias, 95% CI", xlabel="nsamples (trials per subject)")
+        for ax in axs[:, j]:
+            ax.grid(alpha=0.3, which="both")
+    axs[0, 0].legend(fontsize=8)
+    pooled = cfgs[0].get("averaged_over")
+    fig.suptitle("Recovery error against the number of trials" + (f"; averaged over {pooled}" if pooled else "")
+                 + "; bias CI: Student t over dataset means", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def _variance_figure(rows: list, axes: list, path: Path) -> Path:
-    """Data vs fitting variance of each parameter at each swept point (log scale: they differ by decades)."""
+    """The share of each recovered parameter's variance that is between datasets (data) and within a dataset
+    (fitting), on a linear 0-100% scale so a part of ~0 is drawn as ~0; the variances are written beside."""
     plt = pyplot()
     labels = [", ".join(f"{a.split('.')[-1]}={r[a]}" for a in axes) or "all runs" for r in rows]
     points = list(dict.fromkeys(labels))
-    fig, axs = plt.subplots(1, len(PARAMS), figsize=(3.4 * len(PARAMS) + 2.5, 2.6 + 0.35 * len(points)),
+    fig, axs = plt.subplots(1, len(PARAMS), figsize=(4.2 * len(PARAMS) + 2.5, 2.6 + 0.4 * len(points)),
                             squeeze=False, sharey=True)
     for ax, p in zip(axs[0], PARAMS):
         sel = [(lab, r) for lab, r in zip(labels, rows) if r["parameter"] == p]
         y = np.arange(len(sel))
-        floor = 1e-16
-        ax.barh(y - 0.2, [max(r["var_data"], floor) for _, r in sel], 0.4, label="between datasets (data)")
-        ax.barh(y + 0.2, [max(r["var_fit"], floor) for _, r in sel], 0.4, label="within dataset (fitting)")
+        total = np.array([r["var_data"] + r["var_fit"] for _, r in sel])
+        data = np.array([r["var_data"] for _, r in sel]) / np.where(total > 0, total, 1)
+        ax.barh(y, data, label="between datasets (data)")
+        ax.barh(y, 1 - data, left=data, label="within a dataset (fitting)")
+        for yi, (_, r) in zip(y, sel):
+            ax.text(1.02, yi, f"data {r['var_data']:.1e}\nfit {r['var_fit']:.1e}", va="center", fontsize=7)
         ax.set_yticks(y, [lab for lab, _ in sel], fontsize=8)
-        ax.set_xlim(left=floor)
-        ax.set_xscale("log")
+        ax.set_xlim(0, 1.45)
+        ax.set_xticks([0, 0.5, 1], ["0", "50%", "100%"])
         ax.set_title(p)
-        ax.set_xlabel("variance of the recovered value")
+        ax.set_xlabel("share of the variance")
     handles, names = axs[0][0].get_legend_handles_labels()
     fig.legend(handles, names, loc="lower center", ncol=2, fontsize=8)
     fig.suptitle("Variance decomposition (one-way random-effects ANOVA, datasets as groups)", fontsize=10)

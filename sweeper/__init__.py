@@ -2,11 +2,13 @@
 
     import sweeper
     result = sweeper.run("studies/specs/dose_response.yaml", overrides=["fit.epochs=5"])
-    result.table  # pyarrow.Table, one row per run
+    result.configs("metrics.psnr")   # one row per configuration: n, mean, sd, 95% CI
+    sweeper.load(result.dir)          # the same SweepResult, later, from the study directory
 """
-from .driver import Result, load_results, run
+from .driver import run
 from .errors import LockError, SpecError
 from .plan import expand
+from .results import RunResult, SweepResult, load
 from .spec import load_spec
 
-__all__ = ["run", "load_results", "Result", "SpecError", "LockError", "load_spec", "expand"]
+__all__ = ["run", "load", "SweepResult", "RunResult", "SpecError", "LockError", "load_spec", "expand"]

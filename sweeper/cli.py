@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import sys
-from pathlib import Path
 
 from .errors import LockError, SpecError
+from .values import override_text
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,81 +41,100 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _study_root(path) -> Path:
-    root = Path(path)
-    if not (root / "plan.parquet").is_file():
-        raise SpecError("not a study directory (no plan.parquet)", where=str(root))
-    return root
-
-
 def _cmd_run(a) -> int:
     from .driver import run
 
     res = run(a.spec, a.overrides, out=a.out, address=a.address, max_in_flight=a.max_in_flight,
               progress=not a.no_progress)
-    c = res.counts()
-    print(f"{c['ok']} ok, {c['failed']} failed, {c['pending']} pending", file=sys.stderr)
+    print(outcome(res), file=sys.stderr)
     print(res.dir)
-    return 0 if c["failed"] == 0 else 1
+    return 0 if res.counts()["failed"] == 0 else 1
+
+
+def outcome(result) -> str:
+    """The counts, then each distinct error's line with how many runs it hit, and where the page is."""
+    c = result.counts()
+    lines = [f"{c['ok']} ok, {c['failed']} failed, {c['pending']} pending"]
+    for e in result.errors():
+        lines.append(f"  {e['n']} run(s) failed with: {e['error']}  (e.g. {result.sd.run_log_path(e['run_ids'][0])})")
+    if result.sd.report_html.is_file():
+        lines.append(f"report: {result.sd.report_html}")
+    return "\n".join(lines)
 
 
 def _cmd_plan(a) -> int:
     from .plan import expand
-    from .spec import load_spec
-
     from .report import text_table
+    from .spec import load_spec
 
     plan = expand(load_spec(a.spec, a.overrides))
     axes = list(plan.runs[0].axes) if plan.runs else []
     head = ["run_id", "data_key", "repeat_data", "repeat_fit", *axes]
-    rows = [[r.run_id, r.data_key, str(r.repeat_data), str(r.repeat_fit), *(str(r.axes[k]) for k in axes)]
-            for r in plan.runs]
+    rows = [[r.run_id, r.data_key, str(r.repeat_data), str(r.repeat_fit),
+             *(override_text(r.axes[k]) for k in axes)] for r in plan.runs]
     print(text_table(head, rows))
     print(f"{len(plan.runs)} runs, {len(plan.data_keys)} datasets ({plan.spec.data_mode} data)")
     return 0
 
 
 def _cmd_status(a) -> int:
-    import pyarrow.parquet as pq
+    from .results import load
 
-    from .store import StudyDir
-
-    root = _study_root(a.dir)
-    ids = pq.read_table(root / "plan.parquet").column("run_id").to_pylist()
-    sd = StudyDir(root)
-    status = [(sd.read_result(i) or {}).get("status", "pending") for i in ids]
-    print(f"{status.count('ok')} ok, {status.count('failed')} failed, {status.count('pending')} pending "
-          f"of {len(ids)} runs in {root}")
+    res = load(a.dir)
+    c = res.counts()
+    print(f"{c['ok']} ok, {c['failed']} failed, {c['pending']} pending of {res.plan.num_rows} runs in {res.dir}")
     return 0
 
 
+def direction(a, spec_report: dict) -> tuple[str | None, bool]:
+    """(metric, maximize): the flags win; the spec's direction holds only for the spec's own metric."""
+    metric = a.metric or spec_report.get("metric")
+    if a.maximize is not None:
+        return metric, a.maximize
+    same = lambda m: m and m.removeprefix("metrics.")  # noqa: E731
+    if metric and a.metric and same(a.metric) != same(spec_report.get("metric")):
+        raise SpecError(f"say --maximize or --minimize for {a.metric} (the spec's report direction is for "
+                        f"{spec_report.get('metric') or 'no metric'})", key="--metric")
+    return metric, bool(spec_report.get("maximize", False))
+
+
 def _cmd_report(a) -> int:
-    import yaml
-
-    from .driver import draw_report, load_results
+    from .driver import draw_report
+    from .html import render
     from .report import sweep_report
-    from .store import StudyDir
+    from .results import load
 
-    root = _study_root(a.dir)
-    spec = yaml.safe_load((root / "spec.yaml").read_text())
-    defaults = spec.get("report") or {}
-    metric = a.metric or defaults.get("metric")
-    maximize = a.maximize if a.maximize is not None else bool(defaults.get("maximize", False))
-    table = load_results(root)
+    res = load(a.dir)
+    spec_report = res.spec.get("report") or {}
+    metric, maximize = direction(a, spec_report)
+    axes = a.axes or ([x for x in spec_report.get("axes", []) if x in res.axes] if metric else None)
     try:
-        rep = sweep_report(root, metric=metric, maximize=maximize, axes=a.axes or defaults.get("axes"),
-                           results=table)
+        rep = sweep_report(res, metric=metric, maximize=maximize, axes=axes)
     except ValueError as e:
-        raise SpecError(str(e), where=str(root), key="--metric" if "column" in str(e) else "--axes") from None
-    for p in draw_report(spec["study"], table, StudyDir(root)) + rep.paths:
+        raise SpecError(str(e), where=str(res.dir), key="--metric" if "metric" in str(e) else "--axes") from None
+    figures = draw_report(res.study if res.study is not None else _study_or_none(res), res) + rep.paths
+    for p in [*figures, render(res, rep)]:
         print(p)
     print()
     print(rep.table_text(a.top))
     if rep.best:
         b = rep.best
-        print(f"\nbest {b['metric']}: {b['mean']:.4g} +- {b['std']:.2g} over {b['n']} run(s); to run it alone:")
-        print(f"  sweep run {root / 'spec.yaml'} " + " ".join(b["overrides"]))
+        print(f"\nbest {b['metric']}: {b['mean']:.4g}, 95% CI [{b['ci_low']:.4g}, {b['ci_high']:.4g}], "
+              f"n={b['n']}; to run it alone:")
+        print("  " + " ".join(["sweep", "run", shlex.quote(str(res.sd.spec_path)), *map(shlex.quote, b["overrides"])]))
     return 0
+
+
+def _study_or_none(res):
+    """The study named in spec.yaml if it imports here; else None (a study defined in a script)."""
+    from .spec import import_study
+
+    try:
+        return import_study(res.spec.get("study"))
+    except SpecError:
+        logging.getLogger("sweeper").warning("study %s cannot be imported here; its own report is skipped",
+                                             res.spec.get("study"))
+        return None
 
 
 def _cmd_config(a) -> int:

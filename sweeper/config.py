@@ -11,24 +11,56 @@ import yaml
 from .errors import SpecError
 
 
+class DuplicateKey(yaml.MarkedYAMLError):
+    """A mapping sets the same key twice (YAML would silently keep the last)."""
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads 1e9 and 1E-4 as floats (YAML 1.2), as scientists write them."""
+    """SafeLoader that also reads 1e9 and 1E-4 as floats (YAML 1.2), as scientists write them, and refuses
+    a mapping that sets a key twice."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            first = {}
+            for knode, _ in node.value:
+                key = self.construct_object(knode, deep=True)
+                try:
+                    if key in first:
+                        raise DuplicateKey(problem=f"duplicate key {key!r} (first set on line {first[key] + 1})",
+                                           problem_mark=knode.start_mark)
+                    first[key] = knode.start_mark.line
+                except TypeError:  # an unhashable key: the base class says so
+                    break
+        return super().construct_mapping(node, deep)
 
 
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):
+    """The writing side of _Loader: a string that _Loader would read as a float ("1e9") is quoted."""
+
+
+FLOAT = re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
                     |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
                     |\.[0-9_]+(?:[eE][-+][0-9]+)?
                     |[-+]?\.(?:inf|Inf|INF)
-                    |\.(?:nan|NaN|NAN))$""", re.X),
-    list("-+0123456789."),
-)
+                    |\.(?:nan|NaN|NAN))$""", re.X)
+for _cls in (_Loader, _Dumper):
+    _cls.add_implicit_resolver("tag:yaml.org,2002:float", FLOAT, list("-+0123456789."))
 
 
 def parse_value(text: str):
     """A YAML-typed value from a string (an override's right-hand side)."""
     return yaml.load(text, Loader=_Loader)
+
+
+def dump_yaml(values) -> str:
+    """Block YAML of plain values that _Loader reads back to the same typed values."""
+    return yaml.dump(values, Dumper=_Dumper, sort_keys=False, allow_unicode=True)
+
+
+def dump_flow(value) -> str:
+    """One-line YAML of a value (an override's right-hand side) that parse_value reads back exactly."""
+    text = yaml.dump(value, Dumper=_Dumper, default_flow_style=True, width=2 ** 30, allow_unicode=True)
+    return text.removesuffix("\n").removesuffix("\n...").removesuffix("...").rstrip("\n")
 
 
 @dataclass
@@ -55,12 +87,19 @@ def _origins(node, where: str, prefix: str = "") -> dict:
 
 def read_yaml(path: Path) -> Config:
     """One YAML file as a Config (no inheritance)."""
+    if path.is_dir():
+        raise SpecError("is a directory, not a spec file (give the .yaml file)", where=str(path))
     if not path.is_file():
         raise SpecError(f"no such file {path}", where=str(path))
-    text = path.read_text()
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SpecError(f"not a YAML spec: the file is not UTF-8 text (byte {e.start})", where=str(path)) from None
     try:
         values = yaml.load(text, Loader=_Loader)
         node = yaml.compose(text, Loader=_Loader)
+    except DuplicateKey as e:
+        raise SpecError(e.problem, where=f"{path}:{e.problem_mark.line + 1}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)

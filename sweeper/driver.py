@@ -4,34 +4,22 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow as pa
 import ray
 from ray.exceptions import RayTaskError
 from tqdm.auto import tqdm
 
-from .plan import Plan, expand
+from .errors import SpecError
+from .plan import expand
+from .results import SweepResult
 from .spec import Spec, import_study, load_spec
 from .store import StudyDir
 from .worker import StudyRef, execute_run, simulate_dataset
 
 log = logging.getLogger("sweeper")
-
-
-@dataclass
-class Result:
-    dir: Path
-    table: pa.Table
-    plan: Plan
-    figures: list
-
-    def counts(self) -> dict:
-        status = self.table.column("status").to_pylist() if self.table.num_rows else []
-        return {"ok": status.count("ok"), "failed": status.count("failed"),
-                "pending": len(self.plan.runs) - len(status)}
 
 
 @contextlib.contextmanager
@@ -88,14 +76,15 @@ def study_dir(spec: Spec, out) -> StudyDir:
 
 
 def run(spec, overrides=(), out="outputs", address=None, max_in_flight=None, progress=True,
-        report=True) -> Result:
-    """Run (or resume) a sweep; returns its directory and results table. Bad specs fail before any Ray work."""
+        report=True) -> SweepResult:
+    """Run (or resume) a sweep and return its SweepResult. Bad specs fail before any Ray work."""
     spec = load_spec(spec, overrides)
     plan = expand(spec)
     sd = study_dir(spec, out)
     ids = [r.run_id for r in plan.runs]
     sd.check_free()
     work = len(sd.completed(ids)) < len(ids) if sd.runs.is_dir() else bool(ids)
+    started = time.time()
     with ray_session(address) if work else contextlib.nullcontext():
         if work:
             check_resources(spec, cluster_known=address is None)  # before anything is written
@@ -112,12 +101,41 @@ def run(spec, overrides=(), out="outputs", address=None, max_in_flight=None, pro
                     _execute(spec, sd, todo, max_in_flight or spec.max_in_flight, progress)
             finally:
                 table = sd.gather(ids)
-            figures = draw_report(spec.study, table, sd) if report else []
-            if report and spec.report:
-                figures += draw_sweep_report(sd.root, table, **spec.report)
+                sd.write_provenance(provenance(spec, started))
+            result = SweepResult(sd, table, study=None if isinstance(spec.study, str) else spec.study)
+            if report:
+                write_reports(result, spec)
         finally:
             sd.unlock()
-    return Result(sd.root, table, plan, figures)
+    return result
+
+
+def provenance(spec: Spec, started: float) -> dict:
+    """When, where from and with which versions this sweep (or its last resume) ran."""
+    from .html import git_commit, versions
+
+    where = Path(spec.path).parent if spec.path else Path.cwd()
+    stamp = lambda t: time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(t))  # noqa: E731
+    return {"started": stamp(started), "finished": stamp(time.time()), "wall_s": time.time() - started,
+            "spec_path": spec.path, "git_commit": git_commit(where), "versions": versions()}
+
+
+def write_reports(result: SweepResult, spec: Spec) -> None:
+    """The study's report, the sweep report (when the spec has `report:`) and report.html. The results are
+    saved first: an unknown report.metric is then a SpecError naming the metrics that exist."""
+    from .html import render
+
+    result.figures = draw_report(spec.study, result)
+    rep, problem = None, None
+    if spec.report.get("metric"):
+        try:
+            rep = draw_sweep_report(result, **spec.report)
+        except ValueError as e:
+            problem = e
+    render(result, rep, spec.path)
+    if problem:
+        raise SpecError(f"{problem} (the results are saved in {result.dir})",
+                        where=spec.origins.get("report.metric", spec.path), key="report.metric")
 
 
 def check_resources(spec: Spec, cluster_known: bool) -> None:
@@ -126,8 +144,6 @@ def check_resources(spec: Spec, cluster_known: bool) -> None:
     On a cluster Ray was started for here (`cluster_known`), that is an error; on an existing cluster
     (`--address`), whose autoscaler may still add such a node, a warning.
     """
-    from .errors import SpecError
-
     nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
     names = {"num_cpus": "CPU", "num_gpus": "GPU", "memory": "memory"}
     for key, name in names.items():
@@ -141,32 +157,33 @@ def check_resources(spec: Spec, cluster_known: bool) -> None:
             log.warning("%s -- waiting for the autoscaler to add a node that has it", msg)
 
 
-def draw_report(study, table: pa.Table, sd: StudyDir) -> list:
-    """The study's report(table, figures_dir), or the generic one; a failing report never loses the sweep."""
+def draw_report(study, result: SweepResult) -> list:
+    """The study's report(result, figures_dir), or every metric against each axis; a failing report is
+    logged and never loses the sweep."""
     from . import report as generic
 
-    sd.figures.mkdir(parents=True, exist_ok=True)
+    result.sd.figures.mkdir(parents=True, exist_ok=True)
     try:
-        fn = getattr(import_study(study), "report", None)
-        return list(fn(table, sd.figures) or []) if callable(fn) else generic.metrics_by_axis(table, sd.figures)
+        fn = getattr(import_study(study), "report", None) if study is not None else None
+        if callable(fn):
+            return list(fn(result, result.sd.figures) or [])
+        return generic.metrics_by_axis(result, result.sd.figures)
     except Exception:
-        log.exception("the report step failed; the results are saved in %s", sd.root)
+        log.exception("the report step failed; the results are saved in %s", result.dir)
         return []
 
 
-def draw_sweep_report(root, table: pa.Table, metric=None, maximize=False, axes=None) -> list:
-    """The generic sweep report (summary, heatmap, lines, best overrides); logged, never fatal."""
+def draw_sweep_report(result: SweepResult, metric=None, maximize=False, axes=None):
+    """The generic sweep report (figures/sweep/); a ValueError for an unknown metric or axis."""
     from .report import sweep_report
 
-    try:
-        rep = sweep_report(root, metric=metric, maximize=maximize, axes=axes, results=table)
-    except Exception:
-        log.exception("the sweep report failed; the results are saved in %s", root)
-        return []
+    rep = sweep_report(result, metric=metric, maximize=maximize, axes=axes)
+    result.figures += rep.paths
     if rep.best:
-        log.info("best by %s: %.4g (n=%d): %s", rep.metric, rep.best["mean"], rep.best["n"],
-                 " ".join(rep.best["overrides"]))
-    return rep.paths
+        b = rep.best
+        log.info("best by %s: %.4g, 95%% CI [%.4g, %.4g], n=%d: %s", b["metric"], b["mean"], b["ci_low"],
+                 b["ci_high"], b["n"], " ".join(b["overrides"]))
+    return rep
 
 
 def _default_limits() -> tuple[int, int]:
@@ -306,16 +323,3 @@ def _execute(spec: Spec, sd: StudyDir, todo: list, max_in_flight, progress: bool
             w.result()  # a failed write is an error of the sweep, not of the run
         bar.close()
         executor.shutdown()
-
-
-def load_results(path) -> pa.Table:
-    """The results table of a study directory (results.parquet; rebuilt from runs/ if it is unreadable)."""
-    import pyarrow.parquet as pq
-
-    root = Path(path)
-    try:
-        return pq.read_table(root / "results.parquet")
-    except Exception:
-        plan = pq.read_table(root / "plan.parquet").column("run_id").to_pylist()
-        log.warning("%s is missing or unreadable; rebuilding it from runs/*/result.json", root / "results.parquet")
-        return StudyDir(root).gather(plan)

@@ -11,6 +11,7 @@ import pyarrow as pa
 from .errors import SpecError
 from .hashing import canonical_json, short_hash
 from .spec import Spec, import_study, set_dotted
+from .values import table_from_columns
 
 
 @dataclass
@@ -38,15 +39,14 @@ class Plan:
 
     def table(self) -> pa.Table:
         """plan.parquet: one row per planned run."""
-        rows = [{"run_id": r.run_id, "data_key": r.data_key, "session": r.session, "repeat_data": r.repeat_data,
-                 "repeat_fit": r.repeat_fit, "seed_data": r.seed_data, "seed_fit": r.seed_fit,
-                 **{k: _cell(v) for k, v in r.axes.items()},
-                 "params": canonical_json({"data": r.data, "fit": r.fit})} for r in self.runs]
-        return pa.Table.from_pylist(rows)
-
-
-def _cell(v):
-    return v if isinstance(v, (int, float, str, bool)) or v is None else canonical_json(v)
+        axes = list(self.runs[0].axes) if self.runs else []
+        columns = {"run_id": [r.run_id for r in self.runs], "data_key": [r.data_key for r in self.runs],
+                   "session": [r.session for r in self.runs],
+                   **{k: [getattr(r, k) for r in self.runs]
+                      for k in ("repeat_data", "repeat_fit", "seed_data", "seed_fit")},
+                   **{k: [r.axes[k] for r in self.runs] for k in axes if k != "session"},
+                   "params": [canonical_json({"data": r.data, "fit": r.fit}) for r in self.runs]}
+        return table_from_columns(columns)
 
 
 def _seed(seed: int, *words) -> int:
@@ -99,7 +99,9 @@ def expand(spec: Spec) -> Plan:
             data_key = short_hash({"study": spec.study_name, "version": study_version, "data": tree["data"],
                                    "session": session, "seed": seed_data}, 16)
             for rf in range(spec.repeats_fit):
-                seed_fit = _seed(spec.seed, data_hash, rd, fit_hash, rf, 1)
+                # paired: every fit arm at this data point and repeat gets the same seed (common random numbers)
+                words = (data_hash, rd, fit_hash, rf, 1) if spec.seeds == "independent" else (data_hash, rd, rf, 2)
+                seed_fit = _seed(spec.seed, *words)
                 run_id = short_hash({"study": spec.study_name, "version": study_version, "data": tree["data"],
                                      "fit": tree["fit"],
                                      "session": session, "seeds": [seed_data, seed_fit]}, 16)

@@ -1,22 +1,20 @@
-"""Generic figures for any study: each metric against each swept axis, mean and spread over repeats."""
+"""The generic sweep report: configurations ranked by a metric with CIs, the runs, the best configuration's
+overrides, a heatmap over two axes and the metric against each axis (figures/sweep/). Also the CSV and
+variance-components helpers the studies' reports use."""
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
-
-def pyplot():
-    """matplotlib.pyplot on the file-only Agg backend (reports run in workers and on headless machines)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from . import figures
+from .figures import fmt, pyplot  # noqa: F401  (studies draw with the same pyplot)
+from .hashing import plain
+from .store import atomic_write
+from .values import to_rows
 
 
 def text_table(head: list, rows: list) -> str:
@@ -25,67 +23,21 @@ def text_table(head: list, rows: list) -> str:
     return "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in [head, *rows])
 
 
-def axis_columns(table: pa.Table) -> list:
-    """Parameter columns that take more than one value in the table (the swept axes)."""
-    cols = [c for c in table.column_names if c.startswith(("data.", "fit.")) or c == "session"]
-    return [c for c in cols if len(set(map(str, table.column(c).to_pylist()))) > 1]
-
-
-def metric_columns(table: pa.Table) -> list:
-    return [c for c in table.column_names if c.startswith("metrics.")]
-
-
-def metrics_by_axis(table: pa.Table, out_dir: Path) -> list:
-    """One PNG per swept axis: every metric of the ok runs vs that axis (mean +- std over the rest)."""
-    plt = pyplot()
-    out_dir = Path(out_dir)
-    if table.num_rows == 0:
+def metrics_by_axis(result, out_dir: Path) -> list:
+    """A study without a report of its own: every metric against each swept axis (metric_vs_axis)."""
+    if not result.metrics or not result.counts()["ok"]:
         return []
-    ok = table.filter(pc.equal(table.column("status"), "ok"))
-    metrics, axes = metric_columns(ok), axis_columns(ok)
-    paths = []
-    for axis in axes:
-        xs = ok.column(axis).to_pylist()
-        levels = _levels(xs)
-        fig, axs = plt.subplots(1, max(len(metrics), 1), figsize=(4 * max(len(metrics), 1), 3.2), squeeze=False)
-        for ax, m in zip(axs[0], metrics):
-            ys = np.array(ok.column(m).to_pylist(), dtype=float)
-            mean = [np.nanmean(ys[[x == lv for x in xs]]) for lv in levels]
-            std = [np.nanstd(ys[[x == lv for x in xs]]) for lv in levels]
-            ax.errorbar(_positions(levels), mean, yerr=std, marker="o", capsize=3)
-            _format_level_axis(ax, levels, axis)
-            ax.set_title(m.removeprefix("metrics."))
-        fig.tight_layout()
-        path = out_dir / f"metrics_by_{axis.replace('.', '_')}.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        paths.append(path)
-    return paths
+    return [figures.metric_vs_axis(result, result.metrics, axis, Path(out_dir) / f"metrics_by_{_slug(axis)}.png")
+            for axis in result.axes if len(figures.levels(result, axis)) > 1]
 
 
-def aggregate(table: pa.Table, by: list, metrics: list) -> list[dict]:
-    """Rows of mean, std and n of each metric over the ok runs, per combination of the `by` columns."""
-    ok = table.filter(pc.equal(table.column("status"), "ok"))
-    keys = list(zip(*(ok.column(c).to_pylist() for c in by))) if by else [()] * ok.num_rows
-    values = {m: np.array(ok.column(m).to_pylist(), dtype=float) for m in metrics if m in ok.column_names}
-    rows = []
-    for key in sorted(set(keys), key=lambda k: tuple(str(v) if isinstance(v, str) else v for v in k)):
-        sel = np.array([k == key for k in keys])
-        row = dict(zip(by, key))
-        row["n"] = int(sel.sum())
-        for m, v in values.items():
-            name = m.removeprefix("metrics.")
-            row[f"{name}_mean"] = float(np.nanmean(v[sel]))
-            row[f"{name}_std"] = float(np.nanstd(v[sel], ddof=1)) if sel.sum() > 1 else 0.0
-        rows.append(row)
-    return rows
+def _slug(name: str) -> str:
+    return name.replace(".", "_")
 
 
 def write_csv(rows: list[dict], path: Path) -> Path:
     """A list of flat dicts as CSV (columns in first-seen order)."""
     import csv
-
-    from .store import atomic_write
 
     cols = list(dict.fromkeys(k for r in rows for k in r))
 
@@ -131,14 +83,11 @@ def variance_components(values, groups) -> dict:
             else np.nan}
 
 
-PLAN_COLUMNS = {"run_id", "data_key", "session", "repeat_data", "repeat_fit", "seed_data", "seed_fit", "params"}
-
-
 @dataclass
 class SweepReport:
-    """What `sweep report` made: rows ranked by the metric, the best configuration, the files written."""
+    """What the sweep report made: configurations ranked by the metric, the best one, the files written."""
 
-    rows: list
+    configs: list
     axes: list
     metric: str | None
     maximize: bool
@@ -146,227 +95,91 @@ class SweepReport:
     paths: list
 
     def table_text(self, limit: int = 20) -> str:
-        """The ranked runs as an aligned text table (the first `limit`)."""
-        cols = ["rank", "status", *self.axes, *([self.metric] if self.metric else []), "run_id"]
-        text = text_table(cols, [[_fmt(r.get(c)) for c in cols] for r in self.rows[:limit]])
-        if len(self.rows) > limit:
-            text += f"\n... {len(self.rows) - limit} more runs in summary.csv"
+        """The ranked configurations as an aligned text table (the first `limit`)."""
+        name = self.metric.removeprefix("metrics.") if self.metric else None
+        head = ["rank", *self.axes, "n", "failed", *([f"{name} mean", "95% CI"] if name else [])]
+        rows = [[fmt(r.get("rank")), *(fmt(r[a]) for a in self.axes), str(r["n"]), str(r["n_failed"]),
+                 *([fmt(r[f"{name}_mean"]), _interval(r, name)] if name else [])] for r in self.configs[:limit]]
+        text = text_table(head, rows)
+        if len(self.configs) > limit:
+            text += f"\n... {len(self.configs) - limit} more configurations in summary.csv"
         return text
 
 
-def _fmt(v) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
+def _interval(row, name) -> str:
+    low, high = row.get(f"{name}_ci_low"), row.get(f"{name}_ci_high")
+    return f"[{low:.4g}, {high:.4g}]" if low is not None and math.isfinite(low) else "-"
 
 
-def _history_stats(root: Path, run_id: str) -> dict:
-    """best (min) and final value of every column of a run's history.parquet."""
-    import pyarrow.parquet as pq
+def rank(rows: list, metric: str, maximize: bool) -> list:
+    """Configurations best first by mean `metric`; those without an ok run last. Adds `rank` (1-based)."""
+    name = metric.removeprefix("metrics.")
+    sign = -1.0 if maximize else 1.0
+    key = lambda r: (r["n"] == 0, 0.0 if r["n"] == 0 else sign * r[f"{name}_mean"])  # noqa: E731
+    return [{"rank": i if r["n"] else None, **r} for i, r in enumerate(sorted(rows, key=key), 1)]
 
-    path = root / "runs" / run_id / "history.parquet"
-    if not path.is_file():
-        return {}
-    hist = pq.read_table(path)
+
+def run_rows(result) -> list:
+    """Every planned run: status, the error's line, axes, metrics, best (min) and final history values."""
+    from .results import error_line
+    from .values import decode
+
+    by_id = {r["run_id"]: r for r in to_rows(result.table)}
+    axes = {a: decode(result.plan, a) for a in result.axes}
+    rows = []
+    for i, rid in enumerate(result.plan.column("run_id").to_pylist()):
+        r = by_id.get(rid, {})
+        row = {"run_id": rid, "status": r.get("status", "pending"), **{a: v[i] for a, v in axes.items()},
+               **{k: v for k, v in r.items() if k.startswith("metrics.")},
+               "error": error_line(r["error"]) if r.get("error") else None}
+        if r:
+            row.update(_history_stats(result.sd.read_history(rid)))
+        rows.append(row)
+    return rows
+
+
+def _history_stats(hist) -> dict:
     out = {}
-    for name in hist.column_names:
-        if name == "epoch":
-            continue
+    for name in (hist.column_names if hist is not None else []):
         v = np.asarray(hist.column(name).to_pylist(), dtype=float)
-        if v.size and np.isfinite(v).any():
+        if name != "epoch" and v.size and np.isfinite(v).any():
             out[f"history.{name}.best"] = float(np.nanmin(v))
             out[f"history.{name}.final"] = float(v[-1])
     return out
 
 
-def sweep_rows(root, results: pa.Table | None = None) -> tuple[list, list]:
-    """(rows, axes): one row per planned run (pending ones too) with its axes, status, metrics and history
-    best/final values; axes are the plan's swept keys. `results`: the results table if already read."""
-    import pyarrow.parquet as pq
-
-    from .driver import load_results
-
-    root = Path(root)
-    plan = pq.read_table(root / "plan.parquet")
-    axes = [c for c in plan.column_names if c not in PLAN_COLUMNS]
-    if "session" in plan.column_names and any(plan.column("session").to_pylist()):
-        axes = ["session", *axes]
-    if results is None:
-        results = load_results(root) if (root / "runs").is_dir() else pa.table({"run_id": pa.array([], pa.string())})
-    by_id = {r["run_id"]: r for r in results.to_pylist()}
-    rows = []
-    for p in plan.to_pylist():
-        r = by_id.get(p["run_id"], {})
-        row = {"run_id": p["run_id"], "status": r.get("status", "pending"),
-               **{a: p.get(a) for a in axes}, "repeat_data": p["repeat_data"], "repeat_fit": p["repeat_fit"]}
-        row.update({k: v for k, v in r.items() if k.startswith("metrics.")})
-        row.update(_history_stats(root, p["run_id"]))
-        row["duration_s"] = r.get("duration_s")
-        err = r.get("error")
-        row["error"] = err.strip().splitlines()[-1] if isinstance(err, str) and err.strip() else None
-        rows.append(row)
-    return rows, axes
-
-
-def _value(row, metric):
-    v = row.get(metric)
-    return float(v) if isinstance(v, (int, float)) and row.get("status") == "ok" and np.isfinite(v) else np.nan
-
-
-def rank_rows(rows: list, metric: str, maximize: bool) -> list:
-    """Rows sorted best first by `metric`; failed, pending and NaN rows last. Adds `rank` (1-based)."""
-    sign = -1.0 if maximize else 1.0
-    scored = sorted(((_value(r, metric), r) for r in rows),
-                    key=lambda vr: (np.isnan(vr[0]), 0.0 if np.isnan(vr[0]) else sign * vr[0]))
-    return [{"rank": None if np.isnan(v) else i, **r} for i, (v, r) in enumerate(scored, 1)]
-
-
-def best_configuration(rows: list, axes: list, metric: str, maximize: bool) -> dict | None:
-    """The axis values whose ok runs have the best mean metric, and the overrides that reproduce them."""
-    groups: dict = {}
-    for r in rows:
-        v = _value(r, metric)
-        if not np.isnan(v):
-            groups.setdefault(tuple(r.get(a) for a in axes), []).append(v)
-    if not groups:
-        return None
-    pick = (max if maximize else min)(groups, key=lambda k: np.mean(groups[k]))
-    vals = groups[pick]
-    overrides = [f"{a}={_override_value(v)}" for a, v in zip(axes, pick)]
-    return {"axes": dict(zip(axes, pick)), "metric": metric, "mean": float(np.mean(vals)),
-            "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0, "n": len(vals), "overrides": overrides}
-
-
-def _override_value(v) -> str:
-    import json
-
-    if isinstance(v, str):
-        try:
-            json.loads(v)  # a list or mapping axis value is stored as JSON text, which YAML reads back
-            return v.replace(" ", "")
-        except ValueError:
-            return v
-    return json.dumps(v)
-
-
-def _levels(values) -> list:
-    return sorted(set(values), key=lambda v: (isinstance(v, str), v if not isinstance(v, str) else str(v)))
-
-
-def _numeric(levels) -> bool:
-    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in levels)
-
-
-def _positions(levels) -> list:
-    """x positions of an axis's levels: the values themselves if numeric, else 0, 1, 2, ..."""
-    return levels if _numeric(levels) else list(range(len(levels)))
-
-
-def _format_level_axis(ax, levels, label: str) -> None:
-    """Log scale for numeric levels spanning more than 50x; the level names as ticks otherwise."""
-    if _numeric(levels):
-        if min(levels) > 0 and max(levels) / min(levels) > 50:
-            ax.set_xscale("log")
-    else:
-        ax.set_xticks(range(len(levels)), [_fmt(v) for v in levels])
-    ax.set_xlabel(label)
-
-
-def heatmap(rows: list, metric: str, x: str, y: str, path: Path, maximize: bool) -> Path:
-    """Mean of `metric` over the ok runs in each (x, y) cell, annotated; failed-only cells are blank."""
-    plt = pyplot()
-    xs, ys = _levels(r.get(x) for r in rows), _levels(r.get(y) for r in rows)
-    grid = np.full((len(ys), len(xs)), np.nan)
-    for j, yv in enumerate(ys):
-        for i, xv in enumerate(xs):
-            vals = [_value(r, metric) for r in rows if r.get(x) == xv and r.get(y) == yv]
-            vals = [v for v in vals if not np.isnan(v)]
-            if vals:
-                grid[j, i] = np.mean(vals)
-    fig, ax = plt.subplots(figsize=(1.4 * len(xs) + 3.0, 0.9 * len(ys) + 2.0))
-    im = ax.imshow(grid, cmap="viridis" if maximize else "viridis_r", aspect="auto", origin="lower")
-    for j in range(len(ys)):
-        for i in range(len(xs)):
-            ax.text(i, j, "failed" if np.isnan(grid[j, i]) else f"{grid[j, i]:.3g}", ha="center", va="center",
-                    color="w" if np.isnan(grid[j, i]) else "k", fontsize=9,
-                    bbox=dict(facecolor="white", alpha=0.6, lw=0) if np.isfinite(grid[j, i]) else None)
-    ax.set_xticks(range(len(xs)), [_fmt(v) for v in xs])
-    ax.set_yticks(range(len(ys)), [_fmt(v) for v in ys])
-    ax.set_xlabel(x)
-    ax.set_ylabel(y)
-    fig.colorbar(im, ax=ax, label=f"{metric.split('.', 1)[1]}, {'higher' if maximize else 'lower'} is better")
-    ax.set_title(f"{metric}: mean over repeats", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
-
-
-def metric_lines(rows: list, metric: str, x: str, by: str | None, path: Path) -> Path:
-    """`metric` against axis `x` (mean +- std over the other axes and repeats), one line per value of `by`."""
-    plt = pyplot()
-    xs = _levels(r.get(x) for r in rows)
-    pos = _positions(xs)
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for line in (_levels(r.get(by) for r in rows) if by else [None]):
-        mean, std = [], []
-        for xv in xs:
-            vals = [_value(r, metric) for r in rows if r.get(x) == xv and (by is None or r.get(by) == line)]
-            vals = np.array([v for v in vals if not np.isnan(v)])
-            mean.append(vals.mean() if vals.size else np.nan)
-            std.append(vals.std() if vals.size else np.nan)
-        ax.errorbar(pos, mean, yerr=std, marker="o", capsize=3, label=None if by is None else f"{by}={_fmt(line)}")
-    _format_level_axis(ax, xs, x)
-    ax.set_ylabel(metric)
-    ax.grid(alpha=0.3)
-    if by:
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
-
-
-def sweep_report(root, metric: str | None = None, maximize: bool = False, axes: list | None = None,
-                 out_dir=None, results: pa.Table | None = None) -> SweepReport:
-    """The generic report of any sweep: summary.csv / summary.json (ranked by `metric` if given), a heatmap
-    of the metric over two axes, the metric against each axis, and the best configuration as overrides."""
-    import json
-
-    from .hashing import plain
-    from .store import atomic_write
-
-    root = Path(root)
-    out = Path(out_dir) if out_dir else root / "figures"
+def sweep_report(result, metric: str | None = None, maximize: bool = False, axes: list | None = None,
+                 ci: float = 0.95) -> SweepReport:
+    """The generic report of any sweep, in figures/sweep/: summary.csv (one row per configuration, ranked
+    by `metric` if given, with CIs), runs.csv, summary.json, a heatmap of the metric over two axes and the
+    metric against each axis. A ValueError names an unknown metric or axis."""
+    out = result.sd.sweep_figures
     out.mkdir(parents=True, exist_ok=True)
-    rows, plan_axes = sweep_rows(root, results)
-    if metric and not metric.startswith(("metrics.", "history.")):
-        metric = f"metrics.{metric}"
-    known = {k for r in rows for k in r}
-    if metric and metric not in known:
-        choices = sorted(k for k in known if k.startswith(("metrics.", "history.")))
-        raise ValueError(f"no column {metric!r} in the results; choose one of: {', '.join(choices) or '(none yet)'}")
-    varied = [a for a in plan_axes if len(set(map(str, (r.get(a) for r in rows)))) > 1]
-    for a in axes or []:
-        if a not in plan_axes:
-            raise ValueError(f"{a!r} is not a sweep axis of this study; axes: {', '.join(plan_axes) or '(none)'}")
-    chosen = list(axes) if axes else varied
+    metric = result._metric_list(metric)[0] if metric else None
+    result._check_axes(axes or [])
+    configs = to_rows(result.configs(ci=ci)) if result.metrics else to_rows(result.configs([], ci))
     best = None
     if metric:
-        rows = rank_rows(rows, metric, maximize)
-        best = best_configuration(rows, plan_axes, metric, maximize)
-    paths = [write_csv(rows, out / "summary.csv")]
-    summary = {"metric": metric, "maximize": maximize, "axes": plan_axes, "best": best, "runs": rows}
+        configs = rank(configs, metric, maximize)
+        best = result.best(metric, "max" if maximize else "min", ci)
+    paths = [write_csv(configs, out / "summary.csv"), write_csv(run_rows(result), out / "runs.csv")]
+    summary = {"metric": metric, "maximize": maximize, "axes": result.axes, "ci": ci, "best": best,
+               "configurations": configs}
     text = json.dumps(plain(summary, nonfinite=lambda v: None), indent=1, default=str, allow_nan=False)
     atomic_write(out / "summary.json", lambda p: Path(p).write_text(text))
     paths.append(out / "summary.json")
-    if metric and any(not np.isnan(_value(r, metric)) for r in rows):
-        name = metric.split(".", 1)[1].replace(".", "_")
-        if len(chosen) >= 2:
-            paths.append(heatmap(rows, metric, chosen[0], chosen[1], out / f"heatmap_{name}.png", maximize))
-        for x in chosen:
-            by = next((a for a in chosen if a != x), None)
-            paths.append(metric_lines(rows, metric, x, by, out / f"{name}_vs_{x.replace('.', '_')}.png"))
-    return SweepReport(rows, plan_axes, metric, maximize, best, paths)
+    if metric and best:
+        paths += _figures(result, metric, maximize, axes, out, ci)
+    return SweepReport(configs, result.axes, metric, maximize, best, paths)
+
+
+def _figures(result, metric, maximize, axes, out: Path, ci: float) -> list:
+    chosen = list(axes) if axes else [a for a in result.axes if len(figures.levels(result, a)) > 1]
+    name = _slug(metric.removeprefix("metrics."))
+    paths = []
+    if len(chosen) >= 2:
+        paths.append(figures.heatmap(result, metric, chosen[0], chosen[1], out / f"heatmap_{name}.png", maximize,
+                                     ci))
+    for x in chosen:
+        paths.append(figures.metric_vs_axis(result, [metric], x, out / f"{name}_vs_{_slug(x)}.png", ci))
+    return paths

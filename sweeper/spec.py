@@ -12,11 +12,13 @@ from types import ModuleType
 from . import config
 from .errors import SpecError
 from .hashing import short_hash
+from .values import first_duplicate
 
 TOP_KEYS = {"study", "name", "description", "seed", "data", "fit", "sweep", "zip", "data_mode", "repeats",
             "resources", "executor", "actors", "retries", "save_datasets", "max_in_flight",
-            "report"}
+            "report", "seeds"}
 DATA_MODES = ("shared", "independent", "crossed")
+SEEDS = ("paired", "independent")
 EXECUTORS = ("task", "actor")
 
 
@@ -43,6 +45,7 @@ class Spec:
     path: str | None = None
     description: str = ""
     report: dict = field(default_factory=dict)   # {metric, maximize, axes}: the generic sweep report
+    seeds: str = "paired"   # paired: fit arms share fit seeds; independent: a seed per arm too
 
     @property
     def study_name(self) -> str:
@@ -56,7 +59,8 @@ class Spec:
 
     def to_dict(self) -> dict:
         """The resolved spec as plain YAML-able values (spec.yaml)."""
-        d = {"study": self.study_name, "name": self.name, "seed": self.seed, "data": self.data, "fit": self.fit,
+        d = {"study": self.study_name, "name": self.name, **({"description": self.description}
+                                                             if self.description else {}), "seed": self.seed, "data": self.data, "fit": self.fit,
              "sweep": self.sweep, "zip": self.zip, "data_mode": self.data_mode, "repeats": self.repeats(),
              "resources": self.resources, "executor": self.executor, "retries": self.retries,
              "save_datasets": self.save_datasets}
@@ -66,11 +70,13 @@ class Spec:
             d["sessions"] = self.sessions
         if self.report:
             d["report"] = self.report
+        if self.seeds != "paired":
+            d["seeds"] = self.seeds
         return d
 
     def sweep_id(self) -> str:
         """Hash of what decides the runs' results (not resources or executor), so a re-run resumes."""
-        keys = ("study", "name", "seed", "data", "fit", "sweep", "zip", "data_mode", "repeats", "sessions")
+        keys = ("study", "name", "seed", "data", "fit", "sweep", "zip", "data_mode", "repeats", "sessions", "seeds")
         d = self.to_dict()
         return short_hash({k: d.get(k) for k in keys}, 10)
 
@@ -128,6 +134,11 @@ def _axes(values, key, origins, path, spec_data, spec_fit, sessions) -> dict:
             raise SpecError(f"expected a list of values, got {vals!r}", where=where, key=f"{key}.{axis}")
         if not vals:
             raise SpecError("the list of values is empty", where=where, key=f"{key}.{axis}")
+        dup = first_duplicate(vals)
+        if dup:
+            a, b = (vals[i] for i in dup)
+            raise SpecError(f"values {a!r} and {b!r} are equal, so they would run indistinguishable "
+                            "configurations; keep one", where=where, key=f"{key}.{axis}")
         section, _, rest = str(axis).partition(".")
         if section not in ("data", "fit") or not rest:
             raise SpecError("a sweep key is data.<key> or fit.<key>", where=where, key=f"{key}.{axis}")
@@ -235,6 +246,10 @@ def from_config(cfg: config.Config, path: str | None = None) -> Spec:
         raise SpecError(f"expected true or false, got {save!r}", where=origins.get("save_datasets", path),
                         key="save_datasets")
     report = _report(values, origins, path)
+    seeds = values.get("seeds", "paired")
+    if seeds not in SEEDS:
+        raise SpecError(f"expected one of {', '.join(SEEDS)}, got {seeds!r}", where=origins.get("seeds", path),
+                        key="seeds")
     study = values["study"]
     if not isinstance(study, str) and not (callable(getattr(study, "simulate", None))):
         raise SpecError("expected an importable module name", where=origins.get("study", path), key="study")
@@ -246,7 +261,7 @@ def from_config(cfg: config.Config, path: str | None = None) -> Spec:
     return Spec(study=study, name=name, seed=seed, data=data, fit=fit, sweep=sweep, zip=zips, data_mode=mode,
                 repeats_data=rd, repeats_fit=rf, resources=resources, executor=executor, actors=actors,
                 retries=retries, save_datasets=save, max_in_flight=mif, sessions=sessions, origins=origins,
-                path=path, description=str(values.get("description", "")), report=report)
+                path=path, description=str(values.get("description", "")), report=report, seeds=seeds)
 
 
 def _pin_axis(cfg: config.Config, text: str) -> config.Config:
@@ -260,6 +275,12 @@ def _pin_axis(cfg: config.Config, text: str) -> config.Config:
             axes = {k: v for k, v in axes.items() if k != key}
             cfg = config.Config({**cfg.values, section: axes}, cfg.origins, cfg.files)
             logging.getLogger("sweeper").info("%s replaces the %s over %s", text, section, key)
+    report = cfg.values.get("report")
+    if isinstance(report, dict) and isinstance(report.get("axes"), list) and key in report["axes"]:
+        report = {**report, "axes": [a for a in report["axes"] if a != key]}
+        cfg = config.Config({**cfg.values, "report": report}, cfg.origins, cfg.files)
+        logging.getLogger("sweeper").warning("note: %s pins %s, so the sweep report draws it no more "
+                                             "(report.axes is now %s)", text, key, report["axes"])
     return cfg
 
 

@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import yaml
-
-from .errors import LockError
+from . import config
+from .errors import LockError, SpecError
 from .hashing import arrays_sha256, plain
+from .values import table_from_columns
+from .worker import RESERVED_FILES as RESERVED
 
 log = logging.getLogger("sweeper")
 
@@ -45,8 +46,8 @@ def write_text(path: Path, text: str, make_dir: bool = True) -> None:
 
 
 def dump_yaml(values) -> str:
-    """YAML text of plain values (libyaml's emitter where present: it is ~10x faster)."""
-    return yaml.dump(plain(values), Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), sort_keys=False)
+    """YAML text of plain values that the spec loader reads back to the same typed values."""
+    return config.dump_yaml(plain(values))
 
 
 def write_npz(path: Path, arrays: dict) -> None:
@@ -80,8 +81,28 @@ class StudyDir:
         self.root = Path(root)
         self.runs = self.root / "runs"
         self.datasets = self.root / "datasets"
-        self.figures = self.root / "figures"
+        self.figures = self.root / "figures"            # the study's own report
+        self.sweep_figures = self.figures / "sweep"     # the generic sweep report
+        self.spec_path = self.root / "spec.yaml"
+        self.plan_path = self.root / "plan.parquet"
+        self.results_path = self.root / "results.parquet"
+        self.provenance_path = self.root / "provenance.json"
+        self.report_html = self.root / "report.html"
         self._locked = False
+
+    @classmethod
+    def open(cls, path) -> "StudyDir":
+        """An existing study directory; a SpecError if `path` is not one."""
+        sd = cls(Path(path))
+        if not sd.plan_path.is_file():
+            inside = sorted(p.parent.name for p in Path(path).glob("*/plan.parquet"))
+            hint = f"; the sweeps inside: {', '.join(inside)}" if inside else ""
+            raise SpecError(f"not a study directory (no plan.parquet){hint}", where=str(path))
+        return sd
+
+    def relative(self, path: Path) -> str:
+        """`path` relative to the study directory (links in report.html)."""
+        return Path(path).resolve().relative_to(self.root.resolve()).as_posix()
 
     # -- the lock -----------------------------------------------------------------
     @property
@@ -138,7 +159,25 @@ class StudyDir:
         write_text(self.root / "spec.yaml", text)
 
     def write_plan(self, table: pa.Table) -> None:
-        write_parquet(self.root / "plan.parquet", table)
+        write_parquet(self.plan_path, table)
+
+    def read_spec(self) -> dict:
+        return config.parse_value(self.read_spec_text()) or {}
+
+    def read_spec_text(self) -> str:
+        return self.spec_path.read_bytes().decode("utf-8")
+
+    def read_plan(self) -> pa.Table:
+        return pq.read_table(self.plan_path)
+
+    def write_provenance(self, info: dict) -> None:
+        write_text(self.provenance_path, json.dumps(plain(info), indent=1))
+
+    def read_provenance(self) -> dict:
+        try:
+            return json.loads(self.provenance_path.read_text())
+        except (OSError, ValueError):
+            return {}
 
     # -- datasets -------------------------------------------------------------------
     def save_dataset(self, key: str, data: dict, meta: dict) -> None:
@@ -168,6 +207,29 @@ class StudyDir:
     def run_dir(self, run_id: str) -> Path:
         return self.runs / run_id
 
+    def run_log_path(self, run_id: str) -> Path:
+        return self.run_dir(run_id) / "run.log"
+
+    def read_config(self, run_id: str) -> dict:
+        return config.parse_value((self.run_dir(run_id) / "config.yaml").read_text()) or {}
+
+    def read_history(self, run_id: str) -> pa.Table | None:
+        path = self.run_dir(run_id) / "history.parquet"
+        return pq.read_table(path) if path.is_file() else None
+
+    def arrays_path(self, run_id: str) -> Path:
+        return self.run_dir(run_id) / "arrays.npz"
+
+    def read_log(self, run_id: str) -> str:
+        path = self.run_log_path(run_id)
+        return path.read_text() if path.is_file() else ""
+
+    def run_files(self, run_id: str) -> dict:
+        """The files a fit returned (`files`), by name."""
+        d = self.run_dir(run_id)
+        return {p.name: p for p in sorted(d.iterdir()) if p.is_file() and p.name not in RESERVED
+                and not p.name.startswith(".")} if d.is_dir() else {}
+
     def write_run(self, run, result: dict) -> None:
         """config.yaml, arrays.npz, history.parquet, the fit's files, then result.json last: it marks the run done."""
         d = self.run_dir(run.run_id)
@@ -186,8 +248,11 @@ class StudyDir:
             write_parquet(d / "history.parquet", pa.table({"epoch": np.arange(n), **hist}))
         for name, blob in (result.get("files") or {}).items():
             atomic_write(d / name, lambda p, b=blob: p.write_bytes(b))
-        if result.get("log"):
-            write_text(d / "run.log", result["log"], make_dir=False)
+        text = result.get("log") or ""
+        if result["status"] == "failed" and result.get("error"):
+            text += f"{'' if text.endswith(chr(10)) or not text else chr(10)}--- the run failed ---\n{result['error']}\n"
+        if text:
+            write_text(d / "run.log", text, make_dir=False)
         row = {"run_id": run.run_id, "data_key": run.data_key, "status": result["status"],
                "error": result.get("error"), "duration_s": result.get("duration_s"),
                "attempt": result.get("attempt", 1), "node": result.get("node"), "device": result.get("device"),
@@ -214,6 +279,15 @@ class StudyDir:
         return done
 
     # -- gather ---------------------------------------------------------------------
+    def read_results(self) -> pa.Table:
+        """results.parquet; rebuilt from runs/*/result.json if it is missing or unreadable."""
+        try:
+            return pq.read_table(self.results_path)
+        except Exception:
+            if self.runs.is_dir():
+                log.warning("%s is missing or unreadable; rebuilding it from runs/*/result.json", self.results_path)
+            return self.gather(self.read_plan().column("run_id").to_pylist())
+
     def gather(self, run_ids) -> pa.Table:
         """results.parquet from runs/*/result.json: one row per run that has a result."""
         rows = []
@@ -230,26 +304,23 @@ class StudyDir:
             flat.update({f"metrics.{k}": v for k, v in (r.get("metrics") or {}).items()})
             rows.append(flat)
         table = _to_table(rows)
-        write_parquet(self.root / "results.parquet", table)
+        write_parquet(self.results_path, table)
         return table
 
 
 def _to_table(rows: list) -> pa.Table:
-    """Columns typed by pyarrow where their values agree; a column of mixed values becomes JSON text."""
+    """Columns with exact types (sweeper.values.encode); metrics as float64."""
     names = list(dict.fromkeys(k for r in rows for k in r))
+    if not names:
+        return pa.table({"run_id": pa.array([], pa.string()), "status": pa.array([], pa.string())})
     cols = {}
     for name in names:
         values = [r.get(name) for r in rows]
-        if name.startswith("metrics."):
-            values = [float(v) if isinstance(v, (int, float)) else (float(v) if isinstance(v, str) and
-                      v in ("nan", "inf", "-inf") else None) for v in values]
-        try:
-            cols[name] = pa.array(values)
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
-            cols[name] = pa.array([None if v is None else json.dumps(v) for v in values])
-    if not cols:
-        return pa.table({"run_id": pa.array([], pa.string()), "status": pa.array([], pa.string())})
-    return pa.table(cols)
+        if name.startswith("metrics.") or name == "duration_s":
+            values = [float(v) if isinstance(v, (int, float)) or v in ("nan", "inf", "-inf") else None
+                      for v in values]
+        cols[name] = values
+    return table_from_columns(cols)
 
 
 def _alive(pid: int) -> bool:

@@ -34,7 +34,19 @@ def test_shared_mode_one_dataset_per_data_point():
     for key in plan.data_keys:
         seeds = {r.seed_data for r in plan.runs if r.data_key == key}
         assert len(seeds) == 1
-    assert len({r.seed_fit for r in plan.runs}) == len(plan.runs)
+    # paired seeds: the fit arms (bootstrap on/off) of a data point and repeat share one fit seed
+    by_cell = {}
+    for r in plan.runs:
+        by_cell.setdefault((r.data_key, r.repeat_fit), set()).add(r.seed_fit)
+    assert len(by_cell) == 8 and all(len(s) == 1 for s in by_cell.values())
+    assert len({r.seed_fit for r in plan.runs}) == 8
+
+
+def test_independent_seeds_give_every_arm_its_own():
+    plan = expand(spec(data_mode="shared", repeats=4, seeds="independent"))
+    assert len({r.seed_fit for r in plan.runs}) == len(plan.runs) == 16
+    paired = expand(spec(data_mode="shared", repeats=4))
+    assert not {r.run_id for r in plan.runs} & {r.run_id for r in paired.runs}
 
 
 def test_independent_mode_one_dataset_per_repeat():
@@ -61,8 +73,10 @@ def test_plan_table_lists_every_run():
     assert t.num_rows == 8 and {"run_id", "data_key", "seed_data", "seed_fit", "data.a"} <= set(t.column_names)
 
 
-def test_repeated_sweep_value_is_an_error():
+@pytest.mark.parametrize("values", [[1.0, 1.0], [1, 1.0], [True, 1], [[1, 2], [1, 2]]])
+def test_repeated_sweep_value_is_an_error(values):
     from sweeper import SpecError
 
-    with pytest.raises(SpecError, match="identical"):
-        expand(spec(sweep={"data.a": [1.0, 1.0]}))
+    with pytest.raises(SpecError, match="sweep.data.a: values .* are equal") as e:
+        spec(sweep={"data.a": values})
+    assert "indistinguishable" in str(e.value)

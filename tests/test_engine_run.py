@@ -116,7 +116,7 @@ def test_store_layout_and_results_open_in_pandas(tmp_path, linear_spec):
     assert list((res.dir / "figures").glob("*.png"))
     # a corrupted results.parquet is rebuilt from the runs
     (res.dir / "results.parquet").write_bytes(b"garbage")
-    assert sweeper.load_results(res.dir).num_rows == 6
+    assert sweeper.load(res.dir).table.num_rows == 6
 
 
 def test_second_sweep_into_a_locked_directory_refuses(tmp_path, linear_spec):

@@ -52,8 +52,9 @@ def test_dose_study_same_trajectory_at_both_doses(dose):
 def test_dose_study_figures_and_summary(dose):
     fig = dose.dir / "figures"
     assert not_blank(fig / "dose_comparison.png") and not_blank(fig / "training_curves.png")
-    rows = list(csv.DictReader(open(fig / "summary.csv")))
-    assert len(rows) == 4 and {"psnr_mean", "ssim_mean", "frc_1_7_mean", "n"} <= set(rows[0])
+    rows = list(csv.DictReader(open(fig / "dose_summary.csv")))
+    assert len(rows) == 4 and {"psnr_mean", "psnr_ci_low", "ssim_mean", "frc_1_7_mean", "n"} <= set(rows[0])
+    assert (dose.dir / "report.html").is_file()
     assert "sanity: mean amplitude ratio" in (fig / "sanity.txt").read_text()
 
 

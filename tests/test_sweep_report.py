@@ -1,4 +1,5 @@
 """The generic sweep report: variance components, ranking, failed runs, heatmap, best overrides, grid spec."""
+import csv
 import itertools
 import json
 from pathlib import Path
@@ -8,6 +9,7 @@ import pytest
 
 import sweeper
 from sweeper.plan import expand
+from sweeper.cli import main
 from sweeper.report import variance_components
 from sweeper.spec import load_spec
 
@@ -43,28 +45,30 @@ def grid_dir(tmp_path, ray_session):
     return res.dir
 
 
-def test_report_ranks_runs_and_plots(grid_dir):
+def test_report_ranks_configurations_and_plots(grid_dir):
     from sweeper.report import sweep_report
 
-    rep = sweep_report(grid_dir, metric="a", maximize=True)
-    a = [r["metrics.a"] for r in rep.rows]
-    assert a == sorted(a, reverse=True) and [r["rank"] for r in rep.rows] == list(range(1, 13))
+    res = sweeper.load(grid_dir)
+    rep = sweep_report(res, metric="a", maximize=True)
+    means = [r["a_mean"] for r in rep.configs]
+    assert means == sorted(means, reverse=True) and [r["rank"] for r in rep.configs] == list(range(1, 7))
+    assert all(r["n"] == 2 for r in rep.configs)  # one row per configuration, not per run
     assert rep.best["axes"]["data.a"] == 3.0 and rep.best["n"] == 2
     assert "data.a=3.0" in rep.best["overrides"]
     names = {p.name for p in rep.paths}
-    assert {"summary.csv", "summary.json", "heatmap_a.png", "a_vs_data_a.png", "a_vs_data_noise.png"} <= names
-    for p in rep.paths:
-        assert p.stat().st_size > 0
-    assert (grid_dir / "figures" / "heatmap_a.png").read_bytes()[:4] == b"\x89PNG"
-    summary = json.loads((grid_dir / "figures" / "summary.json").read_text())
-    assert summary["best"]["overrides"] == rep.best["overrides"] and len(summary["runs"]) == 12
-    assert all("history.loss.best" in r and "history.loss.final" in r for r in rep.rows)
-    lowest = sweep_report(grid_dir, metric="metrics.a", maximize=False)
+    assert {"summary.csv", "runs.csv", "summary.json", "heatmap_a.png", "a_vs_data_a.png",
+            "a_vs_data_noise.png"} <= names
+    assert all(p.parent == grid_dir / "figures" / "sweep" and p.stat().st_size > 0 for p in rep.paths)
+    summary = json.loads((grid_dir / "figures" / "sweep" / "summary.json").read_text())
+    assert summary["best"]["overrides"] == rep.best["overrides"] and len(summary["configurations"]) == 6
+    runs = list(csv.DictReader(open(grid_dir / "figures" / "sweep" / "runs.csv")))
+    assert len(runs) == 12 and all(r["history.loss.best"] and r["history.loss.final"] for r in runs)
+    lowest = sweep_report(res, metric="metrics.a", maximize=False)
     assert lowest.best["axes"]["data.a"] == 1.0
 
 
-def test_failed_and_pending_runs_appear_with_their_status(tmp_path, ray_session, capsys):
-    from sweeper.cli import main
+def test_failed_and_pending_configurations_appear_with_their_status(tmp_path, ray_session, capsys):
+    from sweeper.report import sweep_report
 
     spec = {"study": "tests.studies.linear", "name": "mixed", "seed": 4,
             "data": {"n": 50, "a": 1.0, "b": 0.0, "noise": 0.1}, "fit": {"fail": False},
@@ -72,26 +76,20 @@ def test_failed_and_pending_runs_appear_with_their_status(tmp_path, ray_session,
     res = sweeper.run(spec, out=tmp_path, progress=False)
     assert main(["report", str(res.dir), "--metric", "metrics.b", "--minimize"]) == 0
     out = capsys.readouterr().out
-    assert out.count("failed") >= 2 and "best metrics.b" in out and "spec.yaml fit.fail=false data.a=" in out
-    from sweeper.report import sweep_report
-
-    rep = sweep_report(res.dir, metric="metrics.b")
-    assert [r["status"] for r in rep.rows] == ["ok", "ok", "failed", "failed"]
-    assert rep.rows[-1]["rank"] is None and "asked to fail" in rep.rows[-1]["error"]
-    assert all(r["fit.fail"] is False for r in rep.rows[:2])
-    with pytest.raises(ValueError, match="choose one of"):
-        sweep_report(res.dir, metric="metrics.nope")
-    assert main(["report", str(res.dir), "--metric", "nope"]) == 2
+    assert "best metrics.b" in out and "spec.yaml fit.fail=false data.a=" in out and "report.html" in out
+    rep = sweep_report(res, metric="metrics.b")
+    assert [(r["n"], r["n_failed"]) for r in rep.configs] == [(1, 0), (1, 0), (0, 1), (0, 1)]
+    assert rep.configs[-1]["rank"] is None and all(r["fit.fail"] is False for r in rep.configs[:2])
+    with pytest.raises(ValueError, match="the results have: metrics.a, metrics.b"):
+        sweep_report(res, metric="metrics.nope")
+    assert main(["report", str(res.dir), "--metric", "nope", "--maximize"]) == 2
+    assert "no metric 'metrics.nope'" in capsys.readouterr().err
 
 
 def test_best_overrides_reproduce_the_best_runs(grid_dir, tmp_path):
-    from sweeper.report import sweep_report
-
-    rep = sweep_report(grid_dir, metric="a", maximize=True)
-    again = sweeper.run(str(grid_dir / "spec.yaml"), rep.best["overrides"], out=tmp_path / "again",
-                        progress=False)
-    best_ids = {r["run_id"] for r in rep.rows if r["data.a"] == 3.0 and r["data.noise"] == rep.best["axes"]["data.noise"]}
-    assert set(again.table.column("run_id").to_pylist()) == best_ids
+    best = sweeper.load(grid_dir).best("a", "max")
+    again = sweeper.run(str(grid_dir / "spec.yaml"), best["overrides"], out=tmp_path / "again", progress=False)
+    assert set(again.table.column("run_id").to_pylist()) == set(best["run_ids"]) and len(best["run_ids"]) == 2
 
 
 def test_grid_spec_plans_the_cartesian_matrix():

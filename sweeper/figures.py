@@ -1,0 +1,208 @@
+"""Figures that never pool silently: a metric against one axis (a line per value of a second) or over two
+axes (a heatmap), with a panel per value of every other swept axis; past MAX_PANELS panels the rest are
+averaged and the title names them. Error bars are the CIs of SweepResult.configs(); failed
+configurations are marked, not blank; an axis spanning more than a decade is drawn on a log scale."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .values import key_of, to_rows
+
+MAX_PANELS = 12
+MAX_LINES = 8
+
+
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (reports run in workers and on headless machines)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def fmt(v) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def levels(result, axis: str) -> list:
+    """The values of a swept axis, typed, in first-planned order (numbers sorted)."""
+    from .values import decode
+
+    seen = {key_of(v): v for v in decode(result.plan, axis)}
+    vals = list(seen.values())
+    return sorted(vals) if numeric(vals) else vals
+
+
+def numeric(vals) -> bool:
+    return bool(vals) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals)
+
+
+def log_scale(vals) -> bool:
+    """Numeric, positive values spanning more than a decade."""
+    return numeric(vals) and min(vals) > 0 and max(vals) / min(vals) > 10
+
+
+def layout(result, shown: list, max_panels: int = MAX_PANELS) -> tuple[list, list]:
+    """(axes drawn as panels, axes averaged over): the other axes become panels while they fit."""
+    facet, pooled, count = [], [], 1
+    for a in result.axes:
+        if a in shown:
+            continue
+        n = len(levels(result, a))
+        if count * n <= max_panels:
+            facet.append(a)
+            count *= n
+        else:
+            pooled.append(a)
+    return facet, pooled
+
+
+def panels(rows: list, facet: list) -> list[tuple[str, list]]:
+    """[(panel title, its configuration rows)] for each combination of the facet axes' values."""
+    out: dict = {}
+    for r in rows:
+        title = ", ".join(f"{a}={fmt(r[a])}" for a in facet)
+        out.setdefault(key_of([r[a] for a in facet]), (title, []))[1].append(r)
+    return list(out.values())
+
+
+def grid(plt, n: int, width: float = 4.6, height: float = 3.4, rows_of: int = 1):
+    cols = min(n, 4)
+    nrows = math.ceil(n / cols)
+    fig, axs = plt.subplots(nrows * rows_of, cols, figsize=(width * cols, height * nrows * rows_of),
+                            squeeze=False)
+    return fig, axs
+
+
+def caption(rows: list, ci: float, pooled: list) -> str:
+    """What the error bars are and what each point averages over."""
+    ns = [r["n"] for r in rows if r["n"] > 0]
+    unit = "dataset means" if any(r.get("ci_unit") == "datasets" for r in rows) else "runs"
+    text = (f"error bars: {ci:.0%} CI of the mean (Student t over {unit}); "
+            f"n = {min(ns) if ns else 0}-{max(ns) if ns else 0} ok runs per point")
+    if pooled:
+        text += f"; averaged over {', '.join(pooled)}"
+    if any(r["n"] == 1 for r in rows):
+        text += "; no bar: n=1"
+    return text
+
+
+def _x(vals, level):
+    return level if numeric(vals) else vals.index(level) if level in vals else [key_of(v) for v in vals].index(
+        key_of(level))
+
+
+def _line(ax, rows, metric, x, xs, label):
+    """One line of configuration means with CI bars; failed configurations as red crosses at the bottom."""
+    name = metric.removeprefix("metrics.")
+    ok = sorted((r for r in rows if r["n"] > 0), key=lambda r: _x(xs, r[x]))
+    px = [_x(xs, r[x]) for r in ok]
+    mean = np.array([r[f"{name}_mean"] for r in ok], float)
+    low = np.array([r[f"{name}_ci_low"] for r in ok], float)
+    high = np.array([r[f"{name}_ci_high"] for r in ok], float)
+    err = np.nan_to_num(np.vstack([mean - low, high - mean]), nan=0.0) if ok else None
+    line = ax.errorbar(px, mean, yerr=err, marker="o", capsize=3, label=label)
+    failed = [r for r in rows if r["n"] == 0 and r["n_failed"] > 0]
+    if failed:
+        ax.plot([_x(xs, r[x]) for r in failed], [0.02] * len(failed), "x", ms=9, mew=2,
+                color=line[0].get_color(), transform=ax.get_xaxis_transform(), clip_on=False)
+        for r in failed:
+            ax.annotate("failed", (_x(xs, r[x]), 0.05), xycoords=("data", "axes fraction"), fontsize=7,
+                        ha="center", color="red")
+
+
+def format_x(ax, xs, label) -> None:
+    if numeric(xs):
+        if log_scale(xs):
+            ax.set_xscale("log")
+    else:
+        ax.set_xticks(range(len(xs)), [fmt(v) for v in xs])
+    ax.set_xlabel(label)
+
+
+def metric_vs_axis(result, metrics: list, x: str, path: Path, ci: float = 0.95) -> Path:
+    """Each metric (a row of panels) against axis x: a line per value of the first other axis (up to
+    MAX_LINES values), a panel per value of the next ones, the rest averaged and named in the title."""
+    plt = pyplot()
+    hue = next((a for a in result.axes if a != x and len(levels(result, a)) <= MAX_LINES), None)
+    facet, pooled = layout(result, [x, hue], max(1, MAX_PANELS // len(metrics)))
+    rows = to_rows(result.configs(metrics, ci, by=[a for a in (x, hue, *facet) if a]))
+    xs, groups = levels(result, x), panels(rows, facet)
+    fig, axs = plt.subplots(len(metrics), len(groups), figsize=(4.6 * len(groups), 3.3 * len(metrics) + 0.6),
+                            squeeze=False)
+    for i, metric in enumerate(metrics):
+        for j, (title, members) in enumerate(groups):
+            ax = axs[i, j]
+            for h in (levels(result, hue) if hue else [None]):
+                sel = [r for r in members if hue is None or key_of(r[hue]) == key_of(h)]
+                _line(ax, sel, metric, x, xs, None if hue is None else f"{hue}={fmt(h)}")
+            format_x(ax, xs, x)
+            ax.set_ylabel(metric.removeprefix("metrics."))
+            ax.set_title(title, fontsize=9)
+            ax.grid(alpha=0.3)
+    if hue:
+        axs[0, 0].legend(fontsize=7)
+    what = ", ".join(m.removeprefix("metrics.") for m in metrics)
+    fig.suptitle(f"{what} vs {x}" + (f" (averaged over {', '.join(pooled)})" if pooled else ""), fontsize=10)
+    fig.tight_layout()
+    fig.text(0.5, 0, caption(rows, ci, pooled), ha="center", va="top", fontsize=8)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return Path(path)
+
+
+def _cell_text(r, name) -> str:
+    if r is None:
+        return ""
+    if r["n"] == 0:
+        return f"failed ({r['n_failed']})" if r["n_failed"] else "pending"
+    half = (r[f"{name}_ci_high"] - r[f"{name}_ci_low"]) / 2
+    pm = f"\n±{half:.2g}" if math.isfinite(half) else ""
+    return f"{r[f'{name}_mean']:.3g}{pm}\nn={r['n']}" + (f", {r['n_failed']} failed" if r["n_failed"] else "")
+
+
+def heatmap(result, metric: str, x: str, y: str, path: Path, maximize: bool, ci: float = 0.95) -> Path:
+    """The mean of `metric` over (x, y), a heatmap per value of the other axes (the rest averaged and
+    named); each cell says mean, CI half-width and n; failed cells are hatched and say so."""
+    plt = pyplot()
+    name = metric.removeprefix("metrics.")
+    facet, pooled = layout(result, [x, y])
+    rows = to_rows(result.configs(metric, ci, by=[x, y, *facet]))
+    xs, ys, groups = levels(result, x), levels(result, y), panels(rows, facet)
+    finite = [r[f"{name}_mean"] for r in rows if r["n"] > 0]
+    vmin, vmax = (min(finite), max(finite)) if finite else (0, 1)
+    fig, axs = grid(plt, len(groups), 1.3 * len(xs) + 2.6, 0.8 * len(ys) + 1.8)
+    for ax, (title, members) in zip(axs.flat, groups):
+        cell = {(key_of(r[x]), key_of(r[y])): r for r in members}
+        img = np.full((len(ys), len(xs)), np.nan)
+        for (i, xv), (j, yv) in ((a, b) for a in enumerate(xs) for b in enumerate(ys)):
+            r = cell.get((key_of(xv), key_of(yv)))
+            if r is not None and r["n"] > 0:
+                img[j, i] = r[f"{name}_mean"]
+            if r is not None and r["n"] == 0:
+                ax.add_patch(plt.Rectangle((i - 0.5, j - 0.5), 1, 1, fill=False, hatch="xx", color="red", lw=0))
+            ax.text(i, j, _cell_text(r, name), ha="center", va="center", fontsize=8,
+                    bbox=dict(facecolor="white", alpha=0.6, lw=0))
+        im = ax.imshow(img, cmap="viridis" if maximize else "viridis_r", vmin=vmin, vmax=vmax, aspect="auto",
+                       origin="lower")
+        ax.set_xticks(range(len(xs)), [fmt(v) for v in xs])
+        ax.set_yticks(range(len(ys)), [fmt(v) for v in ys])
+        ax.set(xlabel=x, ylabel=y, title=title)
+    for ax in list(axs.flat)[len(groups):]:
+        ax.axis("off")
+    fig.colorbar(im, ax=axs, label=f"{name} mean, {'higher' if maximize else 'lower'} is better")
+    fig.suptitle(f"{name}: mean over repeats" + (f", averaged over {', '.join(pooled)}" if pooled else ""),
+                 fontsize=10)
+    fig.text(0.5, 0, caption(rows, ci, pooled).replace("error bars", "±"), ha="center", va="top", fontsize=8)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return Path(path)

@@ -1,0 +1,288 @@
+"""SweepResult: the one read API over a study directory. `sweeper.run` returns one, `sweeper.load` opens one;
+reports and the CLI read results only through it (never by path)."""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from . import stats
+from .store import StudyDir
+from .values import decode, key_of, override, table_from_columns, to_rows
+
+PLAN_COLUMNS = {"run_id", "data_key", "session", "repeat_data", "repeat_fit", "seed_data", "seed_fit", "params"}
+
+
+def load(path, study=None) -> "SweepResult":
+    """The results of a study directory (outputs/<name>/<sweep_id>); `study` re-simulates unsaved datasets."""
+    return SweepResult(StudyDir.open(path), study=study)
+
+
+class LazyArrays(Mapping):
+    """A run's arrays.npz, each array read when asked for."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def _names(self) -> list:
+        if not self.path.is_file():
+            return []
+        with np.load(self.path, allow_pickle=False) as f:
+            return list(f.files)
+
+    def __getitem__(self, name):
+        if name not in self._names():
+            raise KeyError(f"{name!r}: this run saved arrays {self._names()}")
+        with np.load(self.path, allow_pickle=False) as f:
+            return f[name]
+
+    def __iter__(self):
+        return iter(self._names())
+
+    def __len__(self):
+        return len(self._names())
+
+
+@dataclass
+class RunResult:
+    """One run: its config, metrics, status and error, and (read on demand) history, arrays, files and log."""
+
+    run_id: str
+    status: str
+    error: str | None
+    metrics: dict
+    config: dict
+    sd: StudyDir = field(repr=False)
+
+    @property
+    def history(self) -> pa.Table | None:
+        return self.sd.read_history(self.run_id)
+
+    @property
+    def arrays(self) -> LazyArrays:
+        return LazyArrays(self.sd.arrays_path(self.run_id))
+
+    @property
+    def files(self) -> dict:
+        return self.sd.run_files(self.run_id)
+
+    @property
+    def log(self) -> str:
+        return self.sd.read_log(self.run_id)
+
+
+class SweepResult:
+    """A finished (or partly finished) sweep: the results table, statistics by configuration, runs, datasets."""
+
+    def __init__(self, sd: StudyDir, table: pa.Table | None = None, study=None, figures=()):
+        self.sd, self.dir, self.study = sd, sd.root, study
+        self.table = table if table is not None else sd.read_results()
+        self.plan = sd.read_plan()
+        self.spec = sd.read_spec()
+        self.figures = list(figures)
+
+    # -- what was planned and what came back ----------------------------------------------------------------
+    @cached_property
+    def axes(self) -> list:
+        """The swept (and zipped) keys, in the spec's order; `session` first when the spec has sessions."""
+        axes = [c for c in self.plan.column_names if c not in PLAN_COLUMNS]
+        if any(self.plan.column("session").to_pylist()):
+            axes = ["session", *axes]
+        return axes
+
+    @property
+    def metrics(self) -> list:
+        return [c for c in self.table.column_names if c.startswith("metrics.")]
+
+    def to_pandas(self):
+        return self.table.to_pandas()
+
+    def counts(self) -> dict:
+        status = self.table.column("status").to_pylist() if self.table.num_rows else []
+        return {"ok": status.count("ok"), "failed": status.count("failed"),
+                "pending": self.plan.num_rows - len(status)}
+
+    @cached_property
+    def _runs(self) -> pa.Table:
+        """Every planned run, in plan order, with its status ("pending" if it has no result) and metrics."""
+        ids = self.plan.column("run_id").to_pylist()
+        res = self.table
+        pos = {r: i for i, r in enumerate(res.column("run_id").to_pylist())} if res.num_rows else {}
+        take = pa.array([pos.get(r) for r in ids], pa.int64())
+        cols = {c: self.plan.column(c) for c in ("run_id", "data_key", "repeat_data", "repeat_fit", "seed_fit")}
+        status = res.column("status").take(take) if res.num_rows else pa.nulls(len(ids), pa.string())
+        cols["status"] = pc.fill_null(status, "pending")
+        cols.update({m: res.column(m).take(take) for m in self.metrics})
+        return pa.table(cols)
+
+    def _groups(self, axes: list) -> tuple[list, list]:
+        """(each configuration's typed values of `axes`, in plan order; the configuration of every plan row)."""
+        values = {a: decode(self.plan, a) for a in axes}
+        index, firsts, group = {}, [], []
+        for i in range(self.plan.num_rows):
+            v = [values[a][i] for a in axes]
+            k = key_of(v)
+            if k not in index:
+                index[k] = len(firsts)
+                firsts.append(v)
+            group.append(index[k])
+        return firsts, group
+
+    # -- statistics -------------------------------------------------------------------------------------
+    def configs(self, metric=None, ci: float = 0.95, by: list | None = None) -> pa.Table:
+        """One row per configuration: its axis values, n (ok runs), n_failed, n_pending, n_datasets and per
+        metric mean, sd (ddof 1), sem and a two-sided Student-t CI of the mean. `by`: keep only these axes
+        (the others are pooled; the `averaged_over` column names them). Runs of one dataset are not
+        independent: where a configuration has several datasets and several runs on some of them (crossed
+        data), the CI is over dataset means (`ci_unit`)."""
+        metrics = self._metric_list(metric)
+        by = list(self.axes if by is None else by)
+        self._check_axes(by)
+        values, group = self._groups(by)
+        runs = self._runs.append_column("_group", pa.array(group, pa.int64()))
+        columns = {a: [v[i] for v in values] for i, a in enumerate(by)}
+        columns.update(stats.describe(runs, len(values), metrics, ci))
+        pooled = [a for a in self.axes if a not in by]
+        if pooled:
+            columns["averaged_over"] = [", ".join(pooled)] * len(values)
+        return table_from_columns(columns)
+
+    def best(self, metric: str, mode: str = "max", ci: float = 0.95) -> dict | None:
+        """The configuration with the best mean `metric`, its CI, n, run ids and the exact overrides
+        (`key=value`) that run it alone. None if no configuration has an ok run."""
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode is 'min' or 'max', got {mode!r}")
+        metric = self._metric_list(metric)[0]
+        name = metric.removeprefix("metrics.")
+        rows = [(i, r) for i, r in enumerate(to_rows(self.configs(metric, ci))) if r["n"] > 0]
+        if not rows:
+            return None
+        index, pick = (max if mode == "max" else min)(rows, key=lambda ir: ir[1][f"{name}_mean"])
+        ids = self.configurations()[index]["run_ids"]
+        return {"metric": metric, "mode": mode, "axes": {a: pick[a] for a in self.axes},
+                "mean": pick[f"{name}_mean"], "sd": pick[f"{name}_sd"], "ci_low": pick[f"{name}_ci_low"],
+                "ci_high": pick[f"{name}_ci_high"], "ci": ci, "n": pick["n"], "n_failed": pick["n_failed"],
+                "n_datasets": pick["n_datasets"], "ci_unit": pick["ci_unit"],
+                "run_ids": ids, "overrides": self.overrides(pick)}
+
+    def configurations(self) -> list[dict]:
+        """Every configuration in plan order: {"axes": typed values, "overrides": key=value strings, "run_ids"}."""
+        values, group = self._groups(self.axes)
+        ids = self.plan.column("run_id").to_pylist()
+        out = [{"axes": dict(zip(self.axes, v)), "run_ids": []} for v in values]
+        for rid, g in zip(ids, group):
+            out[g]["run_ids"].append(rid)
+        for c in out:
+            c["overrides"] = self.overrides(c["axes"])
+        return out
+
+    def overrides(self, config: dict) -> list[str]:
+        """`key=value` strings that pin every swept axis to the values in `config` (sessions cannot be pinned)."""
+        return [override(a, config[a]) for a in self.axes if a != "session"]
+
+    def compare(self, metric: str, axis: str, baseline, by: list | None = None, ci: float = 0.95) -> pa.Table:
+        """For every other value of `axis`: the mean difference of `metric` to `baseline` with its CI.
+
+        Runs are matched by (the other axes, repeat). Where every matched pair shares its dataset and fit
+        seed (paired seeds, `seeds: paired`), the test is a paired t on the differences; otherwise Welch's t.
+        `by`: the other axes kept apart (default: all of them, one row each); the rest are pooled, matched
+        within them, and named in `averaged_over`."""
+        metric = self._metric_list(metric)[0]
+        self._check_axes([axis])
+        others = [a for a in self.axes if a != axis]
+        keep = list(others if by is None else by)
+        self._check_axes(keep)
+        if axis in keep:
+            raise ValueError(f"{axis} is the compared axis; it cannot also be in `by`")
+        levels = decode(self.plan, axis)
+        if not any(key_of(v) == key_of(baseline) for v in levels):
+            raise ValueError(f"{baseline!r} is not a value of {axis}; values: {sorted(set(map(repr, levels)))}")
+        match = [a for a in others if a not in keep] + ["repeat_data", "repeat_fit"]
+        rows = stats.compare_rows(self._ok_records([axis, *others]), metric, axis, baseline, keep, match, ci)
+        pooled = [a for a in others if a not in keep]
+        for r in rows:
+            r["averaged_over"] = ", ".join(pooled)
+        return table_from_columns({k: [r[k] for r in rows] for k in (rows[0] if rows else {})})
+
+    def _ok_records(self, axes: list) -> list[dict]:
+        """The ok runs as dicts: typed axis values, repeats, data key, fit seed and metrics."""
+        values = {a: decode(self.plan, a) for a in axes}
+        runs = self._runs.to_pylist()
+        return [{**r, **{a: values[a][i] for a in axes}} for i, r in enumerate(runs) if r["status"] == "ok"]
+
+    def _metric_list(self, metric) -> list:
+        if metric is None:
+            return self.metrics
+        names = [metric] if isinstance(metric, str) else list(metric)
+        out = [m if m.startswith("metrics.") else f"metrics.{m}" for m in names]
+        missing = [m for m in out if m not in self.metrics]
+        if missing:
+            raise ValueError(f"no metric {missing[0]!r}; the results have: {', '.join(self.metrics) or '(none yet)'}")
+        return out
+
+    def _check_axes(self, axes) -> None:
+        for a in axes:
+            if a not in self.axes:
+                raise ValueError(f"{a!r} is not a swept axis; the axes: {', '.join(self.axes) or '(none)'}")
+
+    # -- runs, datasets, errors -------------------------------------------------------------------------
+    def run(self, run_id: str) -> RunResult:
+        """One run's config, metrics, status, error, history, arrays, files and log."""
+        r = self.sd.read_result(run_id)
+        if r is None:
+            planned = run_id in set(self.plan.column("run_id").to_pylist())
+            raise KeyError(f"run {run_id} {'has not run yet' if planned else 'is not in this sweep'}")
+        return RunResult(run_id, r["status"], r.get("error"), r.get("metrics") or {}, self.sd.read_config(run_id),
+                         self.sd)
+
+    def dataset(self, data_key: str) -> dict:
+        """A dataset's arrays, checked against the sha256 recorded when it was made; simulated again from its
+        params and seed where it was not saved (the study must be importable, or given to `load`)."""
+        saved = self.sd.load_dataset(data_key)
+        if saved is not None:
+            return saved[0]
+        if (self.sd.datasets / f"{data_key}.npz").is_file():
+            raise ValueError(f"dataset {data_key} does not match its recorded sha256 (see the log)")
+        return self._simulate_again(data_key)
+
+    def _simulate_again(self, data_key: str) -> dict:
+        from .hashing import arrays_sha256
+        from .spec import import_study
+
+        keys = self.plan.column("data_key").to_pylist()
+        if data_key not in keys:
+            raise KeyError(f"no dataset {data_key} in this sweep")
+        i = keys.index(data_key)
+        params = json.loads(self.plan.column("params")[i].as_py())["data"]
+        study = import_study(self.study if self.study is not None else self.spec["study"])
+        data = study.simulate(params, self.plan.column("seed_data")[i].as_py())
+        recorded = {r["data_key"]: r.get("data_sha256") for r in self.table.select(
+            [c for c in ("data_key", "data_sha256") if c in self.table.column_names]).to_pylist()}
+        if recorded.get(data_key) and arrays_sha256(data) != recorded[data_key]:
+            raise ValueError(f"dataset {data_key} simulated again differs from the one the runs used "
+                             "(the study's code changed?)")
+        return data
+
+    def errors(self) -> list[dict]:
+        """Failed runs grouped by the first line of their error: [{error, n, run_ids}], most frequent first."""
+        groups: dict = {}
+        if "error" in self.table.column_names:
+            failed = self.table.filter(pc.equal(self.table.column("status"), "failed"))
+            for rid, err in zip(failed.column("run_id").to_pylist(), failed.column("error").to_pylist()):
+                groups.setdefault(error_line(err), []).append(rid)
+        return [{"error": e, "n": len(ids), "run_ids": ids}
+                for e, ids in sorted(groups.items(), key=lambda kv: -len(kv[1]))]
+
+
+def error_line(error: str | None) -> str:
+    """The line of an error that says what went wrong: a traceback's final exception line, else the first."""
+    lines = [ln.strip() for ln in (error or "").strip().splitlines() if ln.strip()]
+    if not lines:
+        return "(no error text)"
+    return lines[-1] if lines[0].startswith("Traceback") else lines[0]

@@ -1,0 +1,138 @@
+"""Statistics behind SweepResult: per-configuration means with Student-t intervals, paired and Welch
+differences. Runs on one dataset are not independent draws of the data: where a group holds several
+datasets and several runs on some of them, the unit of the interval is the dataset mean."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from scipy import stats
+
+from .values import key_of
+
+SD = pc.VarianceOptions(ddof=1)
+
+
+def t_interval(mean: float, sd: float, n: int, ci: float) -> tuple[float, float, float]:
+    """(sem, low, high) of a mean of n values with sample sd; NaN where n < 2."""
+    if n < 2 or sd is None or not math.isfinite(sd):
+        return math.nan, math.nan, math.nan
+    sem = sd / math.sqrt(n)
+    half = float(stats.t.ppf(0.5 + ci / 2, n - 1)) * sem
+    return sem, mean - half, mean + half
+
+
+def _by_group(table: pa.Table, keys: list, aggs: list, n_groups: int, names: list) -> dict:
+    """{name: list over groups 0..n_groups-1} of a group_by aggregation (None where a group has no rows)."""
+    out = {name: [None] * n_groups for name in names}
+    if table.num_rows == 0:
+        return out
+    agg = table.group_by(keys).aggregate(aggs)
+    for row in agg.to_pylist():
+        for name in names:
+            out[name][row["_group"]] = row[name]
+    return out
+
+
+def _status_counts(runs: pa.Table, n_groups: int) -> dict:
+    counts = {s: [0] * n_groups for s in ("ok", "failed", "pending")}
+    for g, s in zip(runs.column("_group").to_pylist(), runs.column("status").to_pylist()):
+        counts[s if s in counts else "failed"][g] += 1
+    return counts
+
+
+def describe(runs: pa.Table, n_groups: int, metrics: list, ci: float) -> dict:
+    """Columns (lists over groups) of n, n_failed, n_pending, n_datasets, ci_unit and per metric mean, sd,
+    sem, ci_low, ci_high; `runs` has _group, status, data_key and the metric columns."""
+    counts = _status_counts(runs, n_groups)
+    ok = runs.filter(pc.equal(runs.column("status"), "ok"))
+    cols = {"n": counts["ok"], "n_failed": counts["failed"], "n_pending": counts["pending"]}
+    ds = _by_group(ok, ["_group"], [("data_key", "count_distinct")], n_groups, ["data_key_count_distinct"])
+    cols["n_datasets"] = [d or 0 for d in ds["data_key_count_distinct"]]
+    clustered = [d > 1 and n > d for d, n in zip(cols["n_datasets"], cols["n"])]
+    cols["ci_unit"] = ["datasets" if c else "runs" for c in clustered]
+    for m in metrics:
+        name = m.removeprefix("metrics.")
+        per_run = _by_group(ok, ["_group"], [(m, "mean"), (m, "stddev", SD), (m, "count")], n_groups,
+                            [f"{m}_mean", f"{m}_stddev", f"{m}_count"])
+        means = ok.group_by(["_group", "data_key"]).aggregate([(m, "mean")]) if ok.num_rows else ok
+        means = means.rename_columns(["_m" if c == f"{m}_mean" else c for c in means.column_names])
+        per_data = _by_group(means, ["_group"], [("_m", "mean"), ("_m", "stddev", SD), ("_m", "count")],
+                             n_groups, ["_m_mean", "_m_stddev", "_m_count"])
+        rows = []
+        for g in range(n_groups):
+            src, p = (per_data, "_m") if clustered[g] else (per_run, m)
+            mean, sd, n = src[f"{p}_mean"][g], src[f"{p}_stddev"][g], src[f"{p}_count"][g] or 0
+            rows.append((math.nan if mean is None else mean, math.nan if sd is None else sd,
+                         *t_interval(mean, sd, n, ci)))
+        for i, stat in enumerate(("mean", "sd", "sem", "ci_low", "ci_high")):
+            cols[f"{name}_{stat}"] = [r[i] for r in rows]
+    return cols
+
+
+def mean_ci(values, ci: float, clusters=None) -> dict:
+    """Mean of `values` with a t interval and the p value of mean = 0; with `clusters` (e.g. data keys)
+    holding several values each, the unit is the cluster mean."""
+    values = np.asarray(values, float)
+    unit = "pairs"
+    if clusters is not None and len(set(clusters)) > 1 and len(set(clusters)) < len(values):
+        labels, idx = np.unique(np.asarray(clusters), return_inverse=True)
+        values = np.bincount(idx, weights=values) / np.bincount(idx)
+        unit = "datasets"
+    n = len(values)
+    mean = float(values.mean()) if n else math.nan
+    sd = float(values.std(ddof=1)) if n > 1 else math.nan
+    _, low, high = t_interval(mean, sd, n, ci)
+    p = float(stats.ttest_1samp(values, 0.0).pvalue) if n > 1 and sd > 0 else math.nan
+    return {"n": n, "ci_unit": unit, "diff": mean, "ci_low": low, "ci_high": high, "p_value": p}
+
+
+def welch(a, b, ci: float) -> dict:
+    """Difference of means a - b with Welch's t interval."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    out = {"n": len(a) + len(b), "ci_unit": "runs", "diff": float(a.mean() - b.mean()) if len(a) and len(b) else math.nan,
+           "ci_low": math.nan, "ci_high": math.nan, "p_value": math.nan}
+    if len(a) > 1 and len(b) > 1 and (a.std() > 0 or b.std() > 0):
+        res = stats.ttest_ind(a, b, equal_var=False)
+        low, high = res.confidence_interval(ci)
+        out.update(ci_low=float(low), ci_high=float(high), p_value=float(res.pvalue))
+    return out
+
+
+def _arm(records: list, metric: str, match: list) -> dict:
+    return {key_of([r[m] for m in match]): r for r in records if r.get(metric) is not None}
+
+
+def difference(base: list, arm: list, metric: str, match: list, ci: float) -> dict:
+    """The arm minus the baseline: paired t where every matched pair shares its dataset and fit seed, else Welch."""
+    b, a = _arm(base, metric, match), _arm(arm, metric, match)
+    common = [k for k in a if k in b]
+    paired = bool(common) and all(a[k]["data_key"] == b[k]["data_key"] and a[k]["seed_fit"] == b[k]["seed_fit"]
+                                  for k in common)
+    if paired:
+        res = mean_ci([a[k][metric] - b[k][metric] for k in common], ci, [a[k]["data_key"] for k in common])
+        res["test"] = "paired t"
+    else:
+        res = welch([r[metric] for r in a.values()], [r[metric] for r in b.values()], ci)
+        res["test"] = "Welch t"
+    return {**res, "n_value": len(a), "n_baseline": len(b)}
+
+
+def compare_rows(records: list, metric: str, axis: str, baseline, keep: list, match: list, ci: float) -> list:
+    """One row per (kept axes, value of `axis` other than baseline): the difference to the baseline."""
+    groups: dict = {}
+    for r in records:
+        groups.setdefault(key_of([r[k] for k in keep]), []).append(r)
+    rows = []
+    for members in groups.values():
+        base = [r for r in members if key_of(r[axis]) == key_of(baseline)]
+        levels = {key_of(r[axis]): r[axis] for r in members}
+        for level_key, level in levels.items():
+            if level_key == key_of(baseline):
+                continue
+            arm = [r for r in members if key_of(r[axis]) == level_key]
+            rows.append({**{k: members[0][k] for k in keep}, axis: level, "baseline": baseline, "metric": metric,
+                         **difference(base, arm, metric, match, ci)})
+    return rows
