@@ -30,7 +30,8 @@ def _arm_label(cfg: dict) -> str:
         mean, low, high = (cfg[f"{name}_{s}"] for s in ("mean", "ci_low", "ci_high"))
         ci = f" [{low:.{digits}f}, {high:.{digits}f}]" if np.isfinite(low) else ""
         return f"{name.upper()} {mean:.{digits}f}{unit}{ci}"
-    return f"{one('psnr', ' dB', 1)}\n{one('ssim', '', 3)}\nn={cfg['n']} (95% CI)"
+    n = cfg["n"]
+    return f"{one('psnr', ' dB', 1)}\n{one('ssim', '', 3)}\n" + (f"n={n}, 95% CI" if n > 1 else "n=1 run, no CI")
 
 
 def _pick(rows, nphotons, loss):

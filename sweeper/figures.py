@@ -47,8 +47,9 @@ def numeric(vals) -> bool:
 
 
 def log_scale(vals) -> bool:
-    """Numeric, positive values spanning more than a decade."""
-    return numeric(vals) and min(vals) > 0 and max(vals) / min(vals) > 10
+    """Numeric, non-negative values whose positive ones span more than a decade."""
+    positive = [v for v in vals if numeric(vals) and v > 0]
+    return bool(positive) and min(vals) >= 0 and max(positive) / min(positive) > 10
 
 
 def layout(result, shown: list, max_panels: int = MAX_PANELS) -> tuple[list, list]:
@@ -83,16 +84,16 @@ def grid(plt, n: int, width: float = 4.6, height: float = 3.4, rows_of: int = 1)
     return fig, axs
 
 
-def caption(rows: list, ci: float, pooled: list) -> str:
-    """What the error bars are and what each point averages over."""
+def caption(rows: list, ci: float, pooled: list, what: str = "error bars") -> str:
+    """What the error bars (or ± values) are and what each point averages over."""
     ns = [r["n"] for r in rows if r["n"] > 0]
     unit = "dataset means" if any(r.get("ci_unit") == "datasets" for r in rows) else "runs"
-    text = (f"error bars: {ci:.0%} CI of the mean (Student t over {unit}); "
-            f"n = {min(ns) if ns else 0}-{max(ns) if ns else 0} ok runs per point")
+    span = f"{min(ns)}-{max(ns)}" if ns and min(ns) < max(ns) else str(ns[0] if ns else 0)
+    text = f"{what}: {ci:.0%} CI of the mean (Student t over {unit}); n = {span} ok runs per point"
     if pooled:
         text += f"; averaged over {', '.join(pooled)}"
     if any(r["n"] == 1 for r in rows):
-        text += "; no bar: n=1"
+        text += "; none where n=1"
     return text
 
 
@@ -122,8 +123,10 @@ def _line(ax, rows, metric, x, xs, label):
 
 def format_x(ax, xs, label) -> None:
     if numeric(xs):
-        if log_scale(xs):
+        if log_scale(xs) and min(xs) > 0:
             ax.set_xscale("log")
+        elif log_scale(xs):  # a 0 among them: linear up to the smallest positive value, log beyond
+            ax.set_xscale("symlog", linthresh=min(v for v in xs if v > 0))
     else:
         ax.set_xticks(range(len(xs)), [fmt(v) for v in xs])
     ax.set_xlabel(label)
@@ -154,7 +157,7 @@ def metric_vs_axis(result, metrics: list, x: str, path: Path, ci: float = 0.95) 
     what = ", ".join(m.removeprefix("metrics.") for m in metrics)
     fig.suptitle(f"{what} vs {x}" + (f" (averaged over {', '.join(pooled)})" if pooled else ""), fontsize=10)
     fig.tight_layout()
-    fig.text(0.5, 0, caption(rows, ci, pooled), ha="center", va="top", fontsize=8)
+    fig.text(0.5, -0.01, caption(rows, ci, pooled), ha="center", va="top", fontsize=8)
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return Path(path)
@@ -202,7 +205,7 @@ def heatmap(result, metric: str, x: str, y: str, path: Path, maximize: bool, ci:
     fig.colorbar(im, ax=axs, label=f"{name} mean, {'higher' if maximize else 'lower'} is better")
     fig.suptitle(f"{name}: mean over repeats" + (f", averaged over {', '.join(pooled)}" if pooled else ""),
                  fontsize=10)
-    fig.text(0.5, 0, caption(rows, ci, pooled).replace("error bars", "±"), ha="center", va="top", fontsize=8)
+    fig.text(0.5, -0.03, caption(rows, ci, pooled, "±"), ha="center", va="top", fontsize=8)
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return Path(path)

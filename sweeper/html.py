@@ -47,7 +47,7 @@ def _cell(row, name) -> str:
     mean, low, high = (row.get(f"{name}_{s}") for s in ("mean", "ci_low", "ci_high"))
     if row["n"] == 0 or mean is None or not math.isfinite(mean):
         return "–"
-    ci = f" [{fmt(low)}, {fmt(high)}]" if low is not None and math.isfinite(low) else " (n=1, no CI)"
+    ci = f" [{fmt(low)}, {fmt(high)}]" if low is not None and math.isfinite(low) else ""
     return fmt(mean) + ci
 
 

@@ -97,9 +97,10 @@ class SweepReport:
     def table_text(self, limit: int = 20) -> str:
         """The ranked configurations as an aligned text table (the first `limit`)."""
         name = self.metric.removeprefix("metrics.") if self.metric else None
-        head = ["rank", *self.axes, "n", "failed", *([f"{name} mean", "95% CI"] if name else [])]
-        rows = [[fmt(r.get("rank")), *(fmt(r[a]) for a in self.axes), str(r["n"]), str(r["n_failed"]),
-                 *([fmt(r[f"{name}_mean"]), _interval(r, name)] if name else [])] for r in self.configs[:limit]]
+        head = [*(["rank"] if name else []), *self.axes, "n", "failed", *([f"{name} mean", "95% CI"] if name else [])]
+        rows = [[*([fmt(r["rank"]) if r["rank"] else "-"] if name else []), *(fmt(r[a]) for a in self.axes),
+                 str(r["n"]), str(r["n_failed"]), *([fmt(r[f"{name}_mean"]), _interval(r, name)] if name else [])]
+                for r in self.configs[:limit]]
         text = text_table(head, rows)
         if len(self.configs) > limit:
             text += f"\n... {len(self.configs) - limit} more configurations in summary.csv"

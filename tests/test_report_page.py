@@ -52,6 +52,7 @@ def test_figures_facet_small_and_name_what_they_average(three_axes):
     assert "95% CI of the mean (Student t" in text and "averaged over fit.fail" in text
     assert figures.log_scale([0.01, 0.1, 1.0]) and not figures.log_scale([1.0, 2.0])
     assert not figures.log_scale(["scale", 0.05]) and not figures.log_scale([-1.0, 100.0])
+    assert figures.log_scale([0, 0.1, 1.0]) and not figures.log_scale([0, 1, 2])
     sweep_dir = three_axes.dir / "figures" / "sweep"
     assert {"heatmap_a.png", "a_vs_data_noise.png", "a_vs_data_a.png"} <= {p.name for p in sweep_dir.iterdir()}
     own = {p.name for p in (three_axes.dir / "figures").glob("*.png")}
@@ -146,3 +147,20 @@ def test_a_directory_as_spec_is_a_one_line_error(tmp_path, capsys):
 def test_status_of_a_study_name_directory_lists_its_sweeps(three_axes, capsys):
     assert main(["status", str(Path(three_axes.dir).parent)]) == 2
     assert three_axes.dir.name in capsys.readouterr().err
+
+
+def _sim(data, seed):
+    return {"x": __import__("numpy").random.default_rng(seed).normal(size=data["n"])}
+
+
+def _fit(dataset, params, seed):
+    return {"metrics": {"mean": float(dataset["x"].mean()) * params["k"]}}
+
+
+def test_report_of_a_sweep_whose_study_lived_in_a_script(tmp_path, ray_session, capsys):
+    study = __import__("types").SimpleNamespace(simulate=_sim, fit=_fit, __name__="notebook_study")
+    res = sweeper.run({"study": study, "name": "nb", "seed": 1, "data": {"n": 20}, "fit": {"k": 1},
+                       "sweep": {"fit.k": [1, 2]}, "repeats": 2}, out=tmp_path, progress=False)
+    assert main(["report", str(res.dir), "--metric", "mean", "--maximize"]) == 0
+    out = capsys.readouterr().out
+    assert "metrics_by_fit_k.png" in out and "fit.k=2" in out
