@@ -223,8 +223,6 @@ def _scatter(result, path: Path) -> Path:
     nsamples = sorted({r["data.nsamples"] for r in ok})
     fit_axes = [a for a in result.axes if a.startswith("fit.")]
     cats = list(dict.fromkeys(tuple(r.get(a) for a in fit_axes) for r in ok))
-    offsets = {k: v for k, v in zip(dict.fromkeys(r["data_key"] for r in ok),
-                                    np.random.default_rng(0).uniform(-1, 1, len(ok)))}
     fig, axs = plt.subplots(len(nsamples), len(PARAMS), figsize=(4.2 * len(PARAMS), 3.4 * len(nsamples)),
                             squeeze=False)
     rng = np.random.default_rng(1)
@@ -236,7 +234,9 @@ def _scatter(result, path: Path) -> Path:
             swept = np.ptp([r[f"data.{p}"] for r in ok]) > 0
             base = truth if swept else np.array([cats.index(tuple(r.get(a) for a in fit_axes)) for r in runs], float)
             width = 0.02 * np.ptp(truth) if swept else 0.15
-            x = base + width * (np.array([offsets[r["data_key"]] for r in runs]) + 0.25 * rng.uniform(-1, 1, len(runs)))
+            offset = _dataset_offsets(runs, base)
+            x = base + width * (np.array([offset[r["data_key"], b] for r, b in zip(runs, base)])
+                                + 0.25 * rng.uniform(-1, 1, len(runs)))
             ax.scatter(x, est, s=9, alpha=0.45, color=f"C{row}", lw=0)
             if swept:
                 lo, hi = min(truth.min(), est.min()), max(truth.max(), est.max())
@@ -252,12 +252,24 @@ def _scatter(result, path: Path) -> Path:
             ax.grid(alpha=0.3)
     axs[0, 0].legend(fontsize=8)
     n_data = len({r["data_key"] for r in ok})
-    fig.suptitle(f"Parameter recovery: {len(ok)} fits of {n_data} datasets; each point one fit, the fits of one "
+    fig.suptitle(f"Parameter recovery: {len(ok)} fits of {n_data} dataset(s); each point one fit, the fits of one "
                  "dataset spread side by side (jitter)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def _dataset_offsets(runs: list, base) -> dict:
+    """{(data key, x): offset in [-1, 1]}: the datasets at one x spread evenly, a single one centred."""
+    at: dict = {}
+    for r, b in zip(runs, base):
+        at.setdefault(b, {})[r["data_key"]] = None
+    out = {}
+    for b, keys in at.items():
+        spread = np.linspace(-1, 1, len(keys)) if len(keys) > 1 else [0.0]
+        out.update({(k, b): float(o) for k, o in zip(keys, spread)})
+    return out
 
 
 def _error_vs_nsamples(result, path: Path) -> Path:
