@@ -35,7 +35,7 @@ def report(result, figures_dir: Path) -> list[Path]:
                          for r in rows if r["fit.model"] == model and r["n"] > 0)
             x, y, lo, hi, n = map(np.array, zip(*pts))
             err = np.nan_to_num(np.vstack([y - lo, hi - y]), nan=0.0)
-            ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=f"{model} (n={int(n.min())}-{int(n.max())})")
+            ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=f"{model} (n={int(n.min())}" + (f"-{int(n.max())})" if n.max() > n.min() else ")"))
         ax.set_xscale("log", base=2)
         ax.set_xlabel("training patterns")
         ax.set_title(label)
