@@ -21,7 +21,7 @@ def steps_per_second(dataset, fit_params, steps, batch):
 
     from studies import ptychography as P
 
-    f = {**P.FIT_DEFAULTS, **fit_params}
+    f = P.FitParams.model_validate(fit_params).model_dump()
     keras.utils.set_random_seed(0)
     model, _ = P.build(dataset, f)
     inputs, target = P.training_arrays(dataset, f)

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
+from sweeper import Study
 from sweeper.report import pyplot, write_csv
 from sweeper.values import to_rows
 
-from .ptychography import __version__, cleanup, fit, setup, simulate, validate  # noqa: F401
+from .ptychography import VERSION, DataParams, FitParams, cleanup, fit, setup, simulate
 
 log = logging.getLogger("sweeper.studies.dose_response")
 METRICS = ["metrics.mae", "metrics.mse", "metrics.psnr", "metrics.ssim", "metrics.frc_1_7",
@@ -133,3 +134,8 @@ def report(result, figures_dir: Path) -> list[Path]:
     configs = result.configs(METRICS, by=["data.nphotons", "fit.loss"])
     paths.append(write_csv(to_rows(configs), figures_dir / "dose_summary.csv"))
     return paths
+
+
+study = Study("dose_response", simulate, fit, data_params=DataParams, fit_params=FitParams, version=VERSION, report=report,
+              setup=setup, teardown=cleanup,
+              description="How does PINN reconstruction quality change between 1e9 and 1e4 photons, under a Poisson NLL loss versus MAE?")

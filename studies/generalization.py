@@ -11,10 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
+from sweeper import Study
 from sweeper.report import pyplot, write_csv
 from sweeper.values import to_rows
 
-from .ptychography import __version__, cleanup, fit, setup, simulate, validate  # noqa: F401
+from .ptychography import VERSION, DataParams, FitParams, cleanup, fit, setup, simulate
 
 PANELS = [("metrics.mae", "MAE (amplitude)"), ("metrics.psnr", "PSNR (dB)"),
           ("metrics.ssim", "SSIM"), ("metrics.resolution_px", "FRC-1/7 resolution (px)")]
@@ -49,3 +50,8 @@ def report(result, figures_dir: Path) -> list[Path]:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return [path, write_csv(rows, figures_dir / "aggregated_metrics.csv")]
+
+
+study = Study("generalization", simulate, fit, data_params=DataParams, fit_params=FitParams, version=VERSION, report=report,
+              setup=setup, teardown=cleanup,
+              description="How does reconstruction quality grow with the number of training patterns, PINN versus a supervised baseline?")

@@ -14,22 +14,57 @@ and both (crossed, with a nested random-effects variance decomposition in the re
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from scipy import optimize, special
 
+from pydantic import Field, field_validator
+
+from sweeper import Params, Study
 from sweeper.report import pyplot, variance_components, write_csv
 from sweeper.values import key_of, to_rows
 
-__version__ = "1"
+VERSION = "1"
 
 PARAMS = ("bias_sens", "noise_sens", "noise_meta")
-DATA_DEFAULTS = {"stimuli_stepsize": 0.25, "nsamples": 1000, "nsubjects": 1, "bias_sens": 0.0,
-                 "noise_sens": 0.5, "noise_meta": 0.2, "confidence_criteria": [0.3, 0.6, 0.9]}
 QUAD_NODES = 24  # Gauss-Legendre nodes per piece of the confidence integral
-FIT_DEFAULTS = {"method": "L-BFGS-B", "tol": 1e-9, "max_iter": 500, "quad_nodes": QUAD_NODES}
 BOUNDS = {"bias_sens": (-2.0, 2.0), "noise_sens": (1e-3, 10.0), "noise_meta": (1e-3, 10.0)}
-METHODS = ("L-BFGS-B", "Nelder-Mead", "Powell", "TNC")
+
+
+class DataParams(Params):
+    """The simulated observers: the generating (true) parameters and the design."""
+
+    stimuli_stepsize: float = Field(0.25, gt=0, le=1, description="stimuli on a grid in [-1, 1] with this step")
+    nsamples: int = Field(1000, ge=1, description="trials per subject")
+    nsubjects: int = Field(1, ge=1)
+    bias_sens: float = Field(0.0, ge=BOUNDS["bias_sens"][0], le=BOUNDS["bias_sens"][1])
+    noise_sens: float = Field(0.5, ge=BOUNDS["noise_sens"][0], le=BOUNDS["noise_sens"][1])
+    noise_meta: float = Field(0.2, ge=BOUNDS["noise_meta"][0], le=BOUNDS["noise_meta"][1])
+    confidence_criteria: list[float] = Field([0.3, 0.6, 0.9], min_length=1, description="known to the fit")
+
+    @field_validator("stimuli_stepsize")
+    @classmethod
+    def _divides_two(cls, v):
+        if abs(2 / v - round(2 / v)) > 1e-9:
+            raise ValueError(f"must divide 2 (e.g. 0.25, 0.5), got {v!r}")
+        return v
+
+    @field_validator("confidence_criteria")
+    @classmethod
+    def _increasing(cls, v):
+        if sorted(v) != v or min(v) <= 0 or len(set(v)) < len(v):
+            raise ValueError(f"must be increasing positive numbers, got {v!r}")
+        return v
+
+
+class FitParams(Params):
+    """The maximum-likelihood fit."""
+
+    method: Literal["L-BFGS-B", "Nelder-Mead", "Powell", "TNC"] = "L-BFGS-B"
+    tol: float = Field(1e-9, gt=0)
+    max_iter: int = Field(500, ge=1)
+    quad_nodes: int = Field(QUAD_NODES, ge=2, description="Gauss-Legendre nodes per piece of the confidence integral")
 
 
 def stimulus_levels(stepsize: float) -> np.ndarray:
@@ -38,30 +73,9 @@ def stimulus_levels(stepsize: float) -> np.ndarray:
     return np.linspace(-1.0, 1.0, n + 1)
 
 
-def validate(data: dict, fit: dict) -> None:
-    """Checks made at plan time, so a bad value fails before any Ray work."""
-    d = {**DATA_DEFAULTS, **data}
-    f = {**FIT_DEFAULTS, **fit}
-    step = d["stimuli_stepsize"]
-    if not isinstance(step, (int, float)) or not 0 < step <= 1 or abs(2 / step - round(2 / step)) > 1e-9:
-        raise ValueError(f"stimuli_stepsize must divide 2 (e.g. 0.25, 0.5), got {step!r}")
-    for key in ("nsamples", "nsubjects"):
-        if isinstance(d[key], bool) or not isinstance(d[key], int) or d[key] < 1:
-            raise ValueError(f"{key} must be an integer >= 1, got {d[key]!r}")
-    for key in PARAMS:
-        low, high = BOUNDS[key]
-        if isinstance(d[key], bool) or not isinstance(d[key], (int, float)) or not low <= d[key] <= high:
-            raise ValueError(f"{key} must be a number in [{low}, {high}], got {d[key]!r}")
-    crit = d["confidence_criteria"]
-    if not isinstance(crit, list) or not crit or list(np.sort(crit)) != list(crit) or min(crit) <= 0:
-        raise ValueError(f"confidence_criteria must be a non-empty increasing list of positive numbers, got {crit!r}")
-    if f["method"] not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {f['method']!r}")
-
-
 def simulate(data: dict, seed: int) -> dict:
     """Trials of `nsubjects` subjects who share the generating parameters: stimuli, responses, ratings."""
-    d = {**DATA_DEFAULTS, **data}
+    d = DataParams.model_validate(data).model_dump()
     rng = np.random.default_rng(seed)
     levels = stimulus_levels(d["stimuli_stepsize"])
     shape = (d["nsubjects"], d["nsamples"])
@@ -134,7 +148,7 @@ def _minimize(fun, x0, bounds, f):
 
 def fit(dataset: dict, params: dict, seed: int) -> dict:
     """Maximum-likelihood estimates of bias_sens, noise_sens, noise_meta from starting values drawn with `seed`."""
-    f = {**FIT_DEFAULTS, **params}
+    f = FitParams.model_validate(params).model_dump()
     rng = np.random.default_rng(seed)
     start = {"bias_sens": rng.uniform(-0.5, 0.5), "noise_sens": np.exp(rng.uniform(np.log(0.1), np.log(2.0))),
              "noise_meta": np.exp(rng.uniform(np.log(0.05), np.log(1.0)))}
@@ -337,3 +351,8 @@ def _variance_figure(rows: list, axes: list, path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+study = Study("parameter_recovery", simulate, fit, data_params=DataParams, fit_params=FitParams, version=VERSION,
+              report=report, description="Does maximum likelihood recover the parameters of a signal-detection "
+              "model of perception and confidence, and is the spread data variance or fitting variance?")

@@ -1,49 +1,95 @@
 """Ptychography on the engine: simulate a scan of a synthetic object, train a PINN or a supervised
 baseline on it, and score the stitched reconstruction against the truth.
 
-The dose-response and generalization studies use these `simulate` and `fit` and add their reports.
-Data params: N, object_size, n_lines, phase, probe_radius, probe_smooth, probe_defocus, nphotons, n_train, test_step,
-gridsize, k_neighbors, object_seed, train_scan_seed, test_scan_seed. The object and the scan
-trajectories come from their own fixed seeds (identical across doses); only the photon noise uses
-the run's data seed.
+The dose-response and generalization studies use these `simulate` and `fit` and add their reports. The
+object and the scan trajectories come from their own fixed seeds (identical across doses); only the
+photon noise uses the run's data seed. The parameters are declared in DataParams and FitParams.
 """
 from __future__ import annotations
 
+import importlib.util
 import io
-import math
 import os
 import tempfile
+from typing import Literal
 
 import numpy as np
+from pydantic import Field, ValidationInfo, field_validator
 
 from kernels import diffraction, metrics, objects, probe, scan, stitch
+from sweeper import Params, Study
 
-__version__ = "2"  # bump when simulate or fit change their results: runs and datasets get new ids
-
-DATA_DEFAULTS = {"N": 32, "object_size": 128, "n_lines": 150, "phase": 0.0, "probe_radius": 8.0,
-                 "probe_smooth": 1.0, "probe_defocus": 0.0, "nphotons": 1e9, "n_train": 256, "test_step": None, "gridsize": 1,
-                 "k_neighbors": 7, "object_seed": 1, "train_scan_seed": 1, "test_scan_seed": 2}
-FIT_DEFAULTS = {"model": "pinn", "loss": "nll", "nll_weight": None, "mae_weight": None, "epochs": 5,
-                "batch_size": 16, "learning_rate": 1e-3, "clipnorm": 1.0, "width": 16, "depth": 3, "validation_fraction": 0.1,
-                "save_model": True}
+def _installed(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # hidden or half-installed
+        return False
 
 
-def validate(data: dict, fit: dict) -> None:
-    """Checks the engine runs before any work: a bad value fails the whole spec with its key."""
-    d = {**DATA_DEFAULTS, **data}
-    if not (isinstance(d["nphotons"], (int, float)) and math.isfinite(d["nphotons"]) and d["nphotons"] > 0):
-        raise ValueError(f"data.nphotons must be a number > 0, got {d['nphotons']!r}")
-    if d["probe_radius"] > d["N"] / 2:
-        raise ValueError(f"data.probe_radius {d['probe_radius']} does not fit in an N={d['N']} probe")
-    if d["N"] >= d["object_size"]:
-        raise ValueError(f"data.N={d['N']} must be smaller than data.object_size={d['object_size']}")
-    f = {**FIT_DEFAULTS, **fit}
-    if f["model"] not in ("pinn", "baseline"):
-        raise ValueError(f"fit.model must be pinn or baseline, got {f['model']!r}")
-    if f["loss"] not in ("nll", "mae", "mixed"):
-        raise ValueError(f"fit.loss must be nll, mae or mixed, got {f['loss']!r}")
-    if d["N"] % 2 ** f["depth"]:
-        raise ValueError(f"data.N={d['N']} must be divisible by 2**fit.depth={2 ** f['depth']}")
+if not _installed("keras"):
+    raise ImportError("the ptychography studies train Keras models; install them with the extra: "
+                      "pip install -e '.[ptycho]'")
+
+VERSION = "2"  # bump when simulate or fit change their results: runs and datasets get new ids
+
+
+class DataParams(Params):
+    """The simulated experiment: object, probe, scan and dose."""
+
+    N: int = Field(32, gt=0, description="diffraction pattern (and probe) size in pixels")
+    object_size: int = Field(128, gt=0, description="object side in pixels")
+    n_lines: int = Field(150, ge=0, description="random lines drawn into the object")
+    phase: float = Field(0.0, description="phase contrast of the lines (0: amplitude-only object)")
+    probe_radius: float = Field(8.0, gt=0)
+    probe_smooth: float = Field(1.0, ge=0)
+    probe_defocus: float = Field(0.0, description="a defocused (complex) probe breaks the twin-image ambiguity")
+    nphotons: float = Field(1e9, gt=0, allow_inf_nan=False, description="photons per pattern")
+    n_train: int = Field(256, gt=0, description="training patterns")
+    test_step: float | None = Field(None, gt=0, description="test raster step (default: the probe radius)")
+    gridsize: int = Field(1, ge=1)
+    k_neighbors: int = Field(7, ge=1)
+    object_seed: int = 1
+    train_scan_seed: int = 1
+    test_scan_seed: int = 2
+
+    @field_validator("object_size")
+    @classmethod
+    def _larger_than_n(cls, v, info: ValidationInfo):
+        if "N" in info.data and info.data["N"] >= v:
+            raise ValueError(f"data.N={info.data['N']} must be smaller than data.object_size={v}")
+        return v
+
+    @field_validator("probe_radius")
+    @classmethod
+    def _fits_in_n(cls, v, info: ValidationInfo):
+        if "N" in info.data and v > info.data["N"] / 2:
+            raise ValueError(f"data.probe_radius {v} does not fit in an N={info.data['N']} probe")
+        return v
+
+
+class FitParams(Params):
+    """The network and its training."""
+
+    model: Literal["pinn", "baseline"] = "pinn"
+    loss: Literal["nll", "mae", "mixed"] = "nll"
+    nll_weight: float | None = Field(None, ge=0, description="overrides the loss's NLL weight")
+    mae_weight: float | None = Field(None, ge=0, description="overrides the loss's MAE weight")
+    epochs: int = Field(5, ge=0)
+    batch_size: int = Field(16, gt=0)
+    learning_rate: float = Field(1e-3, gt=0)
+    clipnorm: float = Field(1.0, ge=0, description="gradient clipping (0: off)")
+    width: int = Field(16, gt=0)
+    depth: int = Field(3, ge=1)
+    validation_fraction: float = Field(0.1, ge=0, lt=1)
+    save_model: bool = True
+
+    @field_validator("depth")
+    @classmethod
+    def _divides_n(cls, v, info: ValidationInfo):
+        data = (info.context or {}).get("data") or {}
+        if "N" in data and data["N"] % 2 ** v:
+            raise ValueError(f"data.N={data['N']} must be divisible by 2**fit.depth={2 ** v}")
+        return v
 
 
 def _streams(seed: int, n: int) -> list:
@@ -56,7 +102,7 @@ def _group_offsets(positions, groups):
 
 
 def simulate(data: dict, seed: int) -> dict:
-    d = {**DATA_DEFAULTS, **data}
+    d = DataParams.model_validate(data).model_dump()
     N, g = int(d["N"]), int(d["gridsize"])
     obj = objects.lines_object(int(d["object_size"]), int(d["n_lines"]), _streams(d["object_seed"], 1)[0],
                                phase=d["phase"] or False)
@@ -187,7 +233,8 @@ def preview_png(truth, recon, title: str) -> bytes:
 
 
 def setup() -> None:
-    """Warm-up for a trainer actor: import Keras once (GPU memory grows on demand, cards can be shared)."""
+    """Once per worker process, before its first fit: GPU memory grows on demand (cards can be shared); Keras
+    imported once."""
     os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -202,10 +249,9 @@ def cleanup() -> None:
 
 
 def fit(dataset: dict, params: dict, seed: int) -> dict:
-    setup()
     import keras
 
-    f = {**FIT_DEFAULTS, **params}
+    f = FitParams.model_validate(params).model_dump()
     keras.utils.set_random_seed(int(seed % 2**31))
     model, net = build(dataset, f)
     inputs, target = training_arrays(dataset, f)
@@ -249,3 +295,8 @@ def _keras_device() -> str:
 
         return "gpu" if tf.config.list_logical_devices("GPU") else "cpu"
     return "cpu"
+
+
+study = Study("ptychography", simulate, fit, data_params=DataParams, fit_params=FitParams, version=VERSION,
+              setup=setup, teardown=cleanup,
+              description="How well does a network reconstruct a ptychographic object from its diffraction?")

@@ -2,7 +2,7 @@
 
 With `executor: actor` the driver sends each run to whichever actor of the pool is free. An actor
 calls the study's optional `setup()` once (import a framework, size GPU memory) and its optional
-`cleanup()` after every run (clear a Keras session). A crashed actor is restarted by Ray and the
+`teardown()` after every run (clear a Keras session). A crashed actor is restarted by Ray and the
 driver retries its run.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ import os
 import ray
 
 from .spec import Spec
-from .worker import StudyRef, execute_run
+from .worker import StudyRef, execute_run, set_up
 
 
 class TrainerActor:
@@ -20,18 +20,15 @@ class TrainerActor:
         self.study_ref = study_ref
         self.study = study_ref.load()
         self.runs = 0
-        setup = getattr(self.study, "setup", None)
-        if callable(setup):
-            setup()
+        set_up(self.study)
 
     def fit(self, dataset: dict, fit_params: dict, seed: int, attempt: int) -> dict:
         try:
             return execute_run(self.study_ref, dataset, fit_params, seed, attempt)
         finally:
             self.runs += 1
-            cleanup = getattr(self.study, "cleanup", None)
-            if callable(cleanup):
-                cleanup()
+            if self.study.teardown is not None:
+                self.study.teardown()
 
     def info(self) -> dict:
         return {"pid": os.getpid(), "runs": self.runs}

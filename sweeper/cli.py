@@ -127,10 +127,10 @@ def _cmd_report(a) -> int:
 
 def _study_or_none(res):
     """The study named in spec.yaml if it imports here; else None (a study defined in a script)."""
-    from .spec import import_study
+    from .study import resolve
 
     try:
-        return import_study(res.spec.get("study"))
+        return resolve(res.spec.get("study"))
     except SpecError:
         logging.getLogger("sweeper").warning("study %s cannot be imported here; its own report is skipped",
                                              res.spec.get("study"))

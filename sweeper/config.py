@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,12 +184,13 @@ def load_sessions(cfg: Config, spec_path: Path) -> dict[str, Config]:
     return out
 
 
-def apply_override(cfg: Config, text: str) -> Config:
-    """`key=value` (dotted key, YAML-typed value) onto cfg; `+key=value` may add a key that is not there."""
+def apply_override(cfg: Config, text: str, add: bool = False) -> Config:
+    """`key=value` (dotted key, YAML-typed value) onto cfg; `+key=value` (or add=True) may add a key that is
+    not there."""
     if "=" not in text:
         raise SpecError("an override is key=value (or +key=value to add a key)", where=f"override {text!r}")
     key, raw = text.split("=", 1)
-    add = key.startswith("+")
+    add = add or key.startswith("+")
     key = key.lstrip("+").strip()
     where = f"override {text!r}"
     try:
@@ -210,7 +212,9 @@ def apply_override(cfg: Config, text: str) -> Config:
                             where=where, key=key)
         node = node[p]
     if parts[-1] not in node and not add:
-        raise SpecError(f"no such key in the spec (use +{key}=... to add a new key)", where=where, key=key)
+        near = difflib.get_close_matches(parts[-1], [str(k) for k in node], n=1)
+        hint = f"did you mean {'.'.join([*parts[:-1], near[0]])}? or " if near else ""
+        raise SpecError(f"no such key in the spec ({hint}use +{key}=... to add a new key)", where=where, key=key)
     node[parts[-1]] = value
     origins = {k: v for k, v in cfg.origins.items() if not k.startswith(key + ".")}
     origins[key] = where

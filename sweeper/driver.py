@@ -13,9 +13,10 @@ from ray.exceptions import RayTaskError
 from tqdm.auto import tqdm
 
 from .errors import SpecError
+from .hashing import short_hash
 from .plan import expand
 from .results import SweepResult
-from .spec import Spec, import_study, load_spec
+from .spec import Spec, load_spec
 from .store import StudyDir
 from .worker import StudyRef, execute_run, simulate_dataset
 
@@ -90,8 +91,9 @@ def run(spec, overrides=(), out="outputs", address=None, max_in_flight=None, pro
             check_resources(spec, cluster_known=address is None)  # before anything is written
         sd.lock()
         try:
-            sd.write_spec(spec.to_dict(), spec.origins)
+            sd.write_spec(spec.to_dict(), spec.origins, None if spec.study.ref else SCRIPT_NOTE)
             sd.write_plan(plan.table())
+            record_code(sd, spec)
             done = sd.completed(ids)
             todo = [r for r in plan.runs if r.run_id not in done]
             if done:
@@ -102,12 +104,30 @@ def run(spec, overrides=(), out="outputs", address=None, max_in_flight=None, pro
             finally:
                 table = sd.gather(ids)
                 sd.write_provenance(provenance(spec, started))
-            result = SweepResult(sd, table, study=None if isinstance(spec.study, str) else spec.study)
+            result = SweepResult(sd, table, study=spec.study)
             if report:
                 write_reports(result, spec)
         finally:
             sd.unlock()
     return result
+
+
+SCRIPT_NOTE = ("the study was defined in a script or notebook, not an importable module: `sweep run` cannot "
+               "re-run this spec; run it through sweeper.run(...) with the same Study")
+
+
+def record_code(sd: StudyDir, spec: Spec) -> None:
+    """code.json: the study's code hash (part of the sweep id). An earlier sweep of the same spec whose code
+    differs is named in the log, so nobody wonders where the old results went."""
+    plan_hash = short_hash(spec.plan_inputs(), 16)
+    sd.write_code({"study": spec.study_ref, "plan_hash": plan_hash, **spec.code})
+    for other in sd.siblings():
+        old = other.read_code()
+        if old.get("plan_hash") == plan_hash and old.get("sha256") != spec.code.get("sha256"):
+            changed = sorted(k for k in {**old.get("parts", {}), **spec.code.get("parts", {})}
+                             if old.get("parts", {}).get(k) != spec.code.get("parts", {}).get(k))
+            log.warning("the code of study %s changed since %s was run (%s): these results go to %s, the old "
+                        "ones stay where they are", spec.study_name, other.root, ", ".join(changed), sd.root)
 
 
 def provenance(spec: Spec, started: float) -> dict:
@@ -159,14 +179,13 @@ def check_resources(spec: Spec, cluster_known: bool) -> None:
 
 def draw_report(study, result: SweepResult) -> list:
     """The study's report(result, figures_dir), or every metric against each axis; a failing report is
-    logged and never loses the sweep."""
+    logged and never loses the sweep. `study`: a Study, or None when it cannot be imported here."""
     from . import report as generic
 
     result.sd.figures.mkdir(parents=True, exist_ok=True)
     try:
-        fn = getattr(import_study(study), "report", None) if study is not None else None
-        if callable(fn):
-            return list(fn(result, result.sd.figures) or [])
+        if study is not None and study.report is not None:
+            return list(study.report(result, result.sd.figures) or [])
         return generic.metrics_by_axis(result, result.sd.figures)
     except Exception:
         log.exception("the report step failed; the results are saved in %s", result.dir)

@@ -253,14 +253,14 @@ class SweepResult:
 
     def _simulate_again(self, data_key: str) -> dict:
         from .hashing import arrays_sha256
-        from .spec import import_study
+        from .study import resolve
 
         keys = self.plan.column("data_key").to_pylist()
         if data_key not in keys:
             raise KeyError(f"no dataset {data_key} in this sweep")
         i = keys.index(data_key)
         params = json.loads(self.plan.column("params")[i].as_py())["data"]
-        study = import_study(self.study if self.study is not None else self.spec["study"])
+        study = self.study if self.study is not None else resolve(self.spec["study"])
         data = study.simulate(params, self.plan.column("seed_data")[i].as_py())
         recorded = {r["data_key"]: r.get("data_sha256") for r in self.table.select(
             [c for c in ("data_key", "data_sha256") if c in self.table.column_names]).to_pylist()}

@@ -1,17 +1,16 @@
 """The resolved, validated spec of a study: what every later step reads, checked before any Ray work."""
 from __future__ import annotations
 
-import importlib
+import difflib
 import logging
 import math
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 
 from . import config
 from .errors import SpecError
 from .hashing import short_hash
+from .study import Study, defaults, resolve
 from .values import first_duplicate
 
 TOP_KEYS = {"study", "name", "description", "seed", "data", "fit", "sweep", "zip", "data_mode", "repeats",
@@ -24,7 +23,7 @@ EXECUTORS = ("task", "actor")
 
 @dataclass
 class Spec:
-    study: object                 # module name (str) or an object with simulate / fit
+    study: Study
     name: str
     seed: int
     data: dict
@@ -46,11 +45,16 @@ class Spec:
     description: str = ""
     report: dict = field(default_factory=dict)   # {metric, maximize, axes}: the generic sweep report
     seeds: str = "paired"   # paired: fit arms share fit seeds; independent: a seed per arm too
+    code: dict = field(default_factory=dict)   # {"sha256", "parts"}: the study's code (sweeper.code)
 
     @property
     def study_name(self) -> str:
-        s = self.study
-        return s if isinstance(s, str) else getattr(s, "__name__", type(s).__name__)
+        return self.study.name
+
+    @property
+    def study_ref(self) -> str:
+        """How spec.yaml names the study: "module" or "module:ATTR", or "script:NAME" (not re-runnable)."""
+        return self.study.ref or f"script:{self.study.name}"
 
     def repeats(self):
         if self.data_mode == "crossed":
@@ -59,7 +63,7 @@ class Spec:
 
     def to_dict(self) -> dict:
         """The resolved spec as plain YAML-able values (spec.yaml)."""
-        d = {"study": self.study_name, "name": self.name, **({"description": self.description}
+        d = {"study": self.study_ref, "name": self.name, **({"description": self.description}
                                                              if self.description else {}), "seed": self.seed, "data": self.data, "fit": self.fit,
              "sweep": self.sweep, "zip": self.zip, "data_mode": self.data_mode, "repeats": self.repeats(),
              "resources": self.resources, "executor": self.executor, "retries": self.retries,
@@ -76,29 +80,14 @@ class Spec:
 
     def sweep_id(self) -> str:
         """Hash of what decides the runs' results (not resources or executor), so a re-run resumes."""
+        return short_hash({**self.plan_inputs(), "code": self.code.get("sha256")}, 10)
+
+    def plan_inputs(self) -> dict:
+        """What decides the plan (not resources, executor or the code): equal for a spec whose code changed."""
         keys = ("study", "name", "seed", "data", "fit", "sweep", "zip", "data_mode", "repeats", "sessions", "seeds")
         d = self.to_dict()
-        return short_hash({k: d.get(k) for k in keys}, 10)
-
-
-def import_study(ref, where=None):
-    """The study module (by dotted name) or object; it must have callable simulate and fit."""
-    if isinstance(ref, str):
-        if "." not in sys.path and "" not in sys.path:
-            sys.path.insert(0, "")  # a study module beside the user's working directory
-        try:
-            study = importlib.import_module(ref)
-        except Exception as e:  # the module itself may raise on import
-            raise SpecError(f"cannot import study module {ref!r}: {type(e).__name__}: {e}", where=where,
-                            key="study") from None
-    else:
-        study = ref
-    missing = [f for f in ("simulate", "fit") if not callable(getattr(study, f, None))]
-    if missing:
-        name = ref if isinstance(ref, str) else repr(ref)
-        raise SpecError(f"study {name} has no callable {' or '.join(missing)} (a study needs simulate and fit)",
-                        where=where, key="study")
-    return study
+        d["study"] = self.study.name
+        return {k: d.get(k) for k in keys}
 
 
 def get_dotted(d: dict, dotted: str):
@@ -128,6 +117,7 @@ def _axes(values, key, origins, path, spec_data, spec_fit, sessions) -> dict:
     axes = values.get(key) or {}
     if not isinstance(axes, dict):
         raise SpecError("expected a mapping of dotted keys to lists of values", where=origins.get(key, path), key=key)
+    axes = {k: v for k, v in axes.items() if v is not None}  # `data.x: null` in a child removes the parent's axis
     for axis, vals in axes.items():
         where = origins.get(f"{key}.{axis}", origins.get(key, path))
         if not isinstance(vals, list):
@@ -144,8 +134,11 @@ def _axes(values, key, origins, path, spec_data, spec_fit, sessions) -> dict:
             raise SpecError("a sweep key is data.<key> or fit.<key>", where=where, key=f"{key}.{axis}")
         trees = [{"data": spec_data, "fit": spec_fit}] + list(sessions.values())
         if not any(_has(t, axis) for t in trees):
-            raise SpecError(f"{axis} does not exist in the spec's {section} section (sweep only keys that are set)",
-                            where=where, key=f"{key}.{axis}")
+            known = sorted({k for t in trees for k in t[section]})
+            near = difflib.get_close_matches(rest, known, n=1)
+            hint = f"; did you mean {section}.{near[0]}?" if near else ""
+            raise SpecError(f"{axis} is not a parameter of the study or the spec{hint}", where=where,
+                            key=f"{key}.{axis}")
     return axes
 
 
@@ -178,23 +171,11 @@ def _report(values, origins, path) -> dict:
 
 def from_config(cfg: config.Config, path: str | None = None) -> Spec:
     """Validate a merged Config into a Spec; every problem is a SpecError naming the file and key."""
-    values, origins = cfg.values, cfg.origins
-    unknown = sorted(set(values) - TOP_KEYS - {"_sessions"})
-    if unknown:
-        raise SpecError(f"unknown key (expected one of {', '.join(sorted(TOP_KEYS))})",
-                        where=origins.get(unknown[0], path), key=unknown[0])
-    if "study" not in values:
-        raise SpecError("missing: the study module to run (study: package.module)", where=path, key="study")
-    if "seed" not in values:
-        raise SpecError("missing: an integer seed (seeds are explicit; there is no default)", where=path, key="seed")
+    values, origins = cfg.values, dict(cfg.origins)
+    _check_keys(values, origins, path)
+    study = resolve(values["study"], origins.get("study", path))
     seed = _int(values, "seed", origins, path)
-    for section in ("data", "fit"):
-        if not isinstance(values.get(section, {}), dict):
-            raise SpecError("expected a mapping of parameters", where=origins.get(section, path), key=section)
-    data, fit = values.get("data") or {}, values.get("fit") or {}
-    sessions = {}
-    for name, sess in (values.get("_sessions") or {}).items():
-        sessions[name] = {"data": sess.values.get("data") or {}, "fit": sess.values.get("fit") or {}}
+    data, fit, sessions = _params(values, origins, path, study)
     sweep = _axes(values, "sweep", origins, path, data, fit, sessions)
     zips = _axes(values, "zip", origins, path, data, fit, sessions)
     lengths = {k: len(v) for k, v in zips.items()}
@@ -203,24 +184,81 @@ def from_config(cfg: config.Config, path: str | None = None) -> Spec:
     both = sorted(set(sweep) & set(zips))
     if both:
         raise SpecError("a key is either swept or zipped, not both", where=origins.get("zip", path), key=both[0])
+    mode, rd, rf = _repeats(values, origins, path)
+    executor = _choice(values, origins, path, "executor", EXECUTORS)
+    actors = _int(values, "actors", origins, path, 1) if values.get("actors") is not None else None
+    retries = _int(values, "retries", origins, path) if "retries" in values else 1
+    mif = _int(values, "max_in_flight", origins, path, 1) if "max_in_flight" in values else None
+    save = values.get("save_datasets", True)
+    if not isinstance(save, bool):
+        raise SpecError(f"expected true or false, got {save!r}", where=origins.get("save_datasets", path),
+                        key="save_datasets")
+    name = values.get("name") or (Path(path).stem if path else study.name)
+    if not name or not isinstance(name, str) or "/" in name:
+        raise SpecError("expected a name (letters, digits, _ and -) for the study directory",
+                        where=origins.get("name", path), key="name")
+    from .code import study_code
 
-    mode = values.get("data_mode", "shared")
-    if mode not in DATA_MODES:
-        raise SpecError(f"expected one of {', '.join(DATA_MODES)}, got {mode!r}", where=origins.get("data_mode", path),
-                        key="data_mode")
+    return Spec(study=study, name=name, seed=seed, data=data, fit=fit, sweep=sweep, zip=zips, data_mode=mode,
+                repeats_data=rd, repeats_fit=rf, resources=_resources(values, origins, path), executor=executor,
+                actors=actors, retries=retries, save_datasets=save, max_in_flight=mif, sessions=sessions,
+                origins=origins, path=path, description=str(values.get("description") or study.description or ""),
+                report=_report(values, origins, path), seeds=_choice(values, origins, path, "seeds", SEEDS),
+                code=study_code(study))
+
+
+def _check_keys(values, origins, path) -> None:
+    unknown = sorted(set(values) - TOP_KEYS - {"_sessions"})
+    if unknown:
+        near = difflib.get_close_matches(unknown[0], sorted(TOP_KEYS), n=1)
+        hint = f"did you mean {near[0]!r}? " if near else ""
+        raise SpecError(f"unknown key ({hint}expected one of {', '.join(sorted(TOP_KEYS))})",
+                        where=origins.get(unknown[0], path), key=unknown[0])
+    if "study" not in values:
+        raise SpecError("missing: the study module to run (study: package.module)", where=path, key="study")
+    if "seed" not in values:
+        raise SpecError("missing: an integer seed (seeds are explicit; there is no default)", where=path, key="seed")
+    for section in ("data", "fit"):
+        if not isinstance(values.get(section, {}), dict):
+            raise SpecError("expected a mapping of parameters", where=origins.get(section, path), key=section)
+
+
+def _params(values, origins, path, study: Study) -> tuple[dict, dict, dict]:
+    """(data, fit, sessions) with the study's declared defaults filled in (their origin: the study)."""
+    filled = {"data": defaults(study.data_params), "fit": defaults(study.fit_params)}
+    for section, found in filled.items():
+        for key in found:
+            if key not in (values.get(section) or {}):
+                origins.setdefault(f"{section}.{key}", f"study {study.name} (default)")
+    data = {**filled["data"], **(values.get("data") or {})}
+    fit = {**filled["fit"], **(values.get("fit") or {})}
+    sessions = {name: {s: {**filled[s], **(sess.values.get(s) or {})} for s in ("data", "fit")}
+                for name, sess in (values.get("_sessions") or {}).items()}
+    return data, fit, sessions
+
+
+def _choice(values, origins, path, key, choices):
+    value = values.get(key, choices[0])
+    if value not in choices:
+        raise SpecError(f"expected one of {', '.join(choices)}, got {value!r}", where=origins.get(key, path), key=key)
+    return value
+
+
+def _repeats(values, origins, path) -> tuple[str, int, int]:
+    mode = _choice(values, origins, path, "data_mode", DATA_MODES)
     reps = values.get("repeats", 1)
     rwhere = origins.get("repeats", path)
     if mode == "crossed":
         if not isinstance(reps, dict) or set(reps) != {"data", "fit"}:
             raise SpecError("crossed data needs repeats: {data: D, fit: F}", where=rwhere, key="repeats")
-        rd = _int(reps, "data", {"data": rwhere}, path, 1)
-        rf = _int(reps, "fit", {"fit": rwhere}, path, 1)
-    else:
-        if isinstance(reps, bool) or not isinstance(reps, int) or reps < 1:
-            raise SpecError(f"expected an integer >= 1 (or {{data: D, fit: F}} with data_mode: crossed), got {reps!r}",
-                            where=rwhere, key="repeats")
-        rd, rf = (reps, 1) if mode == "independent" else (1, reps)
+        return mode, _int(reps, "data", {"data": rwhere}, path, 1), _int(reps, "fit", {"fit": rwhere}, path, 1)
+    if isinstance(reps, bool) or not isinstance(reps, int) or reps < 1:
+        raise SpecError(f"expected an integer >= 1 (or {{data: D, fit: F}} with data_mode: crossed), got {reps!r}",
+                        where=rwhere, key="repeats")
+    return (mode, reps, 1) if mode == "independent" else (mode, 1, reps)
 
+
+def _resources(values, origins, path) -> dict:
     resources = {"num_cpus": 1, "num_gpus": 0, **(values.get("resources") or {})}
     for k, v in resources.items():
         if k not in ("num_cpus", "num_gpus", "memory"):
@@ -232,36 +270,7 @@ def from_config(cfg: config.Config, path: str | None = None) -> Spec:
     if resources["num_gpus"] > 1 and resources["num_gpus"] != int(resources["num_gpus"]):
         raise SpecError("fractional num_gpus must be below 1", where=origins.get("resources.num_gpus", path),
                         key="resources.num_gpus")
-    executor = values.get("executor", "task")
-    if executor not in EXECUTORS:
-        raise SpecError(f"expected one of {', '.join(EXECUTORS)}, got {executor!r}",
-                        where=origins.get("executor", path), key="executor")
-    actors = values.get("actors")
-    if actors is not None:
-        actors = _int(values, "actors", origins, path, 1)
-    retries = _int(values, "retries", origins, path) if "retries" in values else 1
-    mif = _int(values, "max_in_flight", origins, path, 1) if "max_in_flight" in values else None
-    save = values.get("save_datasets", True)
-    if not isinstance(save, bool):
-        raise SpecError(f"expected true or false, got {save!r}", where=origins.get("save_datasets", path),
-                        key="save_datasets")
-    report = _report(values, origins, path)
-    seeds = values.get("seeds", "paired")
-    if seeds not in SEEDS:
-        raise SpecError(f"expected one of {', '.join(SEEDS)}, got {seeds!r}", where=origins.get("seeds", path),
-                        key="seeds")
-    study = values["study"]
-    if not isinstance(study, str) and not (callable(getattr(study, "simulate", None))):
-        raise SpecError("expected an importable module name", where=origins.get("study", path), key="study")
-    import_study(study, where=origins.get("study", path))
-    name = values.get("name") or (Path(path).stem if path else None)
-    if not name or not isinstance(name, str) or "/" in name:
-        raise SpecError("expected a name (letters, digits, _ and -) for the study directory",
-                        where=origins.get("name", path), key="name")
-    return Spec(study=study, name=name, seed=seed, data=data, fit=fit, sweep=sweep, zip=zips, data_mode=mode,
-                repeats_data=rd, repeats_fit=rf, resources=resources, executor=executor, actors=actors,
-                retries=retries, save_datasets=save, max_in_flight=mif, sessions=sessions, origins=origins,
-                path=path, description=str(values.get("description", "")), report=report, seeds=seeds)
+    return resources
 
 
 def _pin_axis(cfg: config.Config, text: str) -> config.Config:
@@ -284,6 +293,16 @@ def _pin_axis(cfg: config.Config, text: str) -> config.Config:
     return cfg
 
 
+def _declared(cfg: config.Config, path) -> set:
+    """The dotted keys the spec's study declares (data.x, fit.y); empty if the study does not resolve (yet)."""
+    try:
+        study = resolve(cfg.values.get("study"), cfg.origins.get("study", path))
+    except SpecError:
+        return set()
+    return {f"{section}.{name}" for section, model in (("data", study.data_params), ("fit", study.fit_params))
+            if model is not None for name in model.model_fields}
+
+
 def load_spec(spec, overrides=()) -> Spec:
     """A Spec from a YAML path or a dict (whose `study` may be a module or object), overrides applied last."""
     if isinstance(spec, Spec):
@@ -291,24 +310,21 @@ def load_spec(spec, overrides=()) -> Spec:
             raise SpecError("overrides apply to a YAML path or a dict, not to a Spec object")
         return spec
     if isinstance(spec, dict):
-        values = dict(spec)
-        study = values.get("study")
-        if isinstance(study, ModuleType):
-            values["study"] = study.__name__
-        cfg, path = config.Config(values, {}, []), None
-        if "extends" in values:
+        cfg, path = config.Config(dict(spec), {}, []), None
+        if "extends" in spec:
             raise SpecError("extends needs a YAML file (a dict spec has no directory to resolve it from)",
                             key="extends")
     else:
         path = str(Path(spec).resolve())
         cfg = config.load(path)
     sessions = config.load_sessions(cfg, Path(path) if path else Path.cwd())
+    declared = _declared(cfg, path)
     for text in overrides:
         key = text.split("=", 1)[0].strip()
-        if key in TOP_KEYS and "=" in text:  # a top-level setting may be given even if the file leaves it out
-            text = "+" + text
-        cfg = config.apply_override(cfg, text)
-        sessions = {name: config.apply_override(s, text) for name, s in sessions.items()}
+        # a top-level setting, or a parameter the study declares, may be set even if the file leaves it out
+        new = "=" in text and (key in TOP_KEYS or key in declared)
+        cfg = config.apply_override(cfg, text, add=new)
+        sessions = {name: config.apply_override(s, text, add=new) for name, s in sessions.items()}
         cfg = _pin_axis(cfg, text)
     if sessions:
         cfg.values["_sessions"] = sessions

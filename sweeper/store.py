@@ -88,6 +88,7 @@ class StudyDir:
         self.results_path = self.root / "results.parquet"
         self.provenance_path = self.root / "provenance.json"
         self.report_html = self.root / "report.html"
+        self.code_path = self.root / "code.json"
         self._locked = False
 
     @classmethod
@@ -152,8 +153,8 @@ class StudyDir:
             self._locked = False
 
     # -- spec and plan --------------------------------------------------------------
-    def write_spec(self, spec_dict: dict, origins: dict) -> None:
-        text = dump_yaml(spec_dict)
+    def write_spec(self, spec_dict: dict, origins: dict, note: str | None = None) -> None:
+        text = (f"# {note}\n" if note else "") + dump_yaml(spec_dict)
         if origins:
             text += "# provenance (key: file:line)\n" + "".join(f"#   {k}: {v}\n" for k, v in sorted(origins.items()))
         write_text(self.root / "spec.yaml", text)
@@ -172,6 +173,21 @@ class StudyDir:
 
     def write_provenance(self, info: dict) -> None:
         write_text(self.provenance_path, json.dumps(plain(info), indent=1))
+
+    def write_code(self, info: dict) -> None:
+        write_text(self.code_path, json.dumps(plain(info), indent=1))
+
+    def read_code(self) -> dict:
+        try:
+            return json.loads(self.code_path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def siblings(self) -> list:
+        """The other sweeps of the same study name (OUT/<name>/*)."""
+        parent = self.root.parent
+        return [StudyDir(p) for p in sorted(parent.iterdir()) if p.is_dir() and p != self.root] \
+            if parent.is_dir() else []
 
     def read_provenance(self) -> dict:
         try:

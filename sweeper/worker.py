@@ -19,31 +19,49 @@ RESERVED_FILES = {"config.yaml", "result.json", "arrays.npz", "history.parquet",
 
 @dataclass(frozen=True)
 class StudyRef:
-    """How a worker finds the study: a module name plus the sys.path entry it was imported from, or the object."""
+    """How a worker finds the study: its reference plus the sys.path entry it was imported from, or the Study
+    itself (a study defined in a script travels by value)."""
 
-    module: str | None = None
+    ref: str | None = None
     path_entry: str | None = None
     obj: object = None
 
     @classmethod
     def of(cls, study) -> "StudyRef":
-        if isinstance(study, str):
-            mod = importlib.import_module(study)
-            depth = study.count(".") + (1 if getattr(mod, "__path__", None) else 0)
-            root = getattr(mod, "__file__", None)
-            if root:
-                root = os.path.dirname(os.path.abspath(root))
-                for _ in range(depth):
-                    root = os.path.dirname(root)
-            return cls(module=study, path_entry=root)
-        return cls(obj=study)
+        if not study.ref:
+            return cls(obj=study)
+        module = study.ref.split(":")[0]
+        mod = importlib.import_module(module)
+        root = getattr(mod, "__file__", None)
+        if root:
+            root = os.path.dirname(os.path.abspath(root))
+            for _ in range(module.count(".") + (1 if getattr(mod, "__path__", None) else 0)):
+                root = os.path.dirname(root)
+        return cls(ref=study.ref, path_entry=root)
 
     def load(self):
+        """The Study (resolved once per process)."""
         if self.obj is not None:
             return self.obj
-        if self.path_entry and self.path_entry not in sys.path:
-            sys.path.insert(0, self.path_entry)
-        return importlib.import_module(self.module)
+        if self.ref not in _LOADED:
+            if self.path_entry and self.path_entry not in sys.path:
+                sys.path.insert(0, self.path_entry)
+            from .study import resolve
+
+            _LOADED[self.ref] = resolve(self.ref)
+        return _LOADED[self.ref]
+
+
+_LOADED: dict = {}
+_SET_UP: set = set()
+
+
+def set_up(study) -> None:
+    """The study's setup(), once per worker process (a task worker or a warm actor)."""
+    key = (study.name, study.ref)
+    if study.setup is not None and key not in _SET_UP:
+        study.setup()
+    _SET_UP.add(key)
 
 
 def _where() -> str:
@@ -107,7 +125,9 @@ def execute_run(study_ref: StudyRef, dataset: dict, fit_params: dict, seed: int,
     result = {"attempt": attempt, "node": _where(), "device": _device()}
     try:
         with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
-            out = study_ref.load().fit(dataset, fit_params, seed)
+            study = study_ref.load()
+            set_up(study)
+            out = study.fit(dataset, fit_params, seed)
         problem = check_fit_output(out)
         if problem:
             result.update(status="failed", error=problem,

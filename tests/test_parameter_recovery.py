@@ -54,11 +54,14 @@ def test_fits_from_different_starts_agree_and_the_start_comes_from_the_seed():
     assert a["bias_sens"] == pytest.approx(b["bias_sens"], abs=1e-5)
 
 
-def test_validate_rejects_what_the_model_cannot_take():
+def test_declared_params_reject_what_the_model_cannot_take():
+    import pydantic
+
     for data, fit in [({"stimuli_stepsize": 0.3}, {}), ({"nsamples": 0}, {}), ({"noise_sens": -1.0}, {}),
-                      ({"confidence_criteria": [0.6, 0.3]}, {}), ({}, {"method": "sgd"})]:
-        with pytest.raises(ValueError):
-            pr.validate(data, fit)
+                      ({"confidence_criteria": [0.6, 0.3]}, {}), ({}, {"method": "sgd"}), ({"nope": 1}, {})]:
+        with pytest.raises(pydantic.ValidationError):
+            pr.DataParams.model_validate(data)
+            pr.FitParams.model_validate(fit)
 
 
 @pytest.mark.usefixtures("ray_session")

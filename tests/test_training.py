@@ -57,10 +57,14 @@ def test_fit_is_reproducible_from_its_seed(dataset):
     assert a["psnr"] == pytest.approx(b["psnr"], rel=1e-5)
 
 
-def test_validate_rejects_bad_params():
-    with pytest.raises(ValueError, match="nphotons"):
-        P.validate({"nphotons": -1}, {})
-    with pytest.raises(ValueError, match="probe_radius"):
-        P.validate({"N": 16, "probe_radius": 12}, {})
-    with pytest.raises(ValueError, match="fit.model"):
-        P.validate({}, {"model": "unet"})
+def test_declared_params_reject_bad_values():
+    import pydantic
+
+    with pytest.raises(pydantic.ValidationError, match="nphotons"):
+        P.DataParams(nphotons=-1)
+    with pytest.raises(pydantic.ValidationError, match="does not fit in an N=16 probe"):
+        P.DataParams(N=16, probe_radius=12)
+    with pytest.raises(pydantic.ValidationError, match="model"):
+        P.FitParams(model="unet")
+    with pytest.raises(pydantic.ValidationError, match="divisible by 2\\*\\*fit.depth=16"):
+        P.FitParams.model_validate({"depth": 4}, context={"data": {"N": 40}})

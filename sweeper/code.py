@@ -1,0 +1,145 @@
+"""A hash of a study's code that ignores comments, docstrings and formatting (it is taken over the AST), so
+results of changed code are never mixed with old ones while a comment-only edit resumes as before.
+
+Hashed: the study's module (its report function left out: drawing does not change results) and, transitively,
+every module it imports that lives beside it (under the same sys.path entry), except the engine itself.
+A study defined in a script is hashed through its functions' source."""
+from __future__ import annotations
+
+import ast
+import hashlib
+import importlib.util
+import inspect
+import textwrap
+from pathlib import Path
+
+ENGINE = "sweeper"
+
+
+def _names(node: ast.AST) -> set:
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+
+
+def _drop_report(tree: ast.Module, report: str) -> None:
+    """Remove the report function and the top-level functions and classes only it uses: drawing does not
+    change results, so editing a figure keeps the results."""
+    defs = {n.name: n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+    todo = set().union(*(_names(n) for n in tree.body if n not in defs.values())) - {report}
+    keep = set()
+    while todo:
+        name = todo.pop()
+        if name in defs and name not in keep and name != report:
+            keep.add(name)
+            todo |= _names(defs[name])
+    tree.body = [n for n in tree.body if n not in defs.values() or n.name in keep]
+
+
+def _strip(tree: ast.Module, report: str | None = None) -> ast.AST:
+    """The tree without docstrings (and without its report code)."""
+    if report:
+        _drop_report(tree, report)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            body[:] = body[1:] or [ast.Pass()]
+    return tree
+
+
+def source_hash(text: str, report: str | None = None) -> str:
+    tree = _strip(ast.parse(text), report)
+    return hashlib.sha256(ast.dump(tree, annotate_fields=False).encode()).hexdigest()
+
+
+def _imports(tree: ast.AST, module: str, is_package: bool) -> set:
+    """Absolute names of the modules an AST imports (for `from a import b`, both a and a.b)."""
+    package = module if is_package else module.rpartition(".")[0]
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
+            names.add(base)
+            names.update(f"{base}.{a.name}" for a in node.names)
+    return {n for n in names if n}
+
+
+def _find(name: str) -> Path | None:
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError, AttributeError):
+        return None
+    return Path(spec.origin).resolve() if spec and spec.origin and spec.origin.endswith(".py") else None
+
+
+def _local(path: Path | None, root: Path) -> bool:
+    return bool(path) and root in path.parents and not {"site-packages", "dist-packages"} & set(path.parts)
+
+
+def _origin(name: str, root: Path) -> Path | None:
+    """The file of module `name` if it lives under `root` (not installed packages, not the engine). The top
+    package is checked first: finding a dotted name imports its parents, and a framework is slow to import."""
+    parts = name.split(".")
+    if parts[0] == ENGINE:
+        return None
+    for i in range(1, len(parts)):  # every parent must be a local package (`from mod import function` is no module)
+        parent = _find(".".join(parts[:i]))
+        if not _local(parent, root) or parent.name != "__init__.py":
+            return None
+    path = _find(name)
+    return path if _local(path, root) else None
+
+
+def module_hashes(module: str, report: str | None = None) -> dict:
+    """{file (relative to the study's root): AST hash} of a module and the local modules it imports."""
+    first = _find(module) if module.split(".")[0] != ENGINE else None
+    if first is None:
+        return {}
+    root = first.parent
+    for _ in range(module.count(".") + (first.name == "__init__.py")):
+        root = root.parent
+    out, todo, seen = {}, [module], set()
+    while todo:
+        name = todo.pop()
+        path = _origin(name, root)
+        if name in seen or path is None:
+            continue
+        seen.add(name)
+        text = path.read_text()
+        out[path.relative_to(root).as_posix()] = source_hash(text, report if name == module else None)
+        todo.extend(_imports(ast.parse(text), name, path.name == "__init__.py"))
+    return out
+
+
+def function_hashes(study) -> dict:
+    """{function name: hash} of a script study's functions (source AST, else compiled code)."""
+    out = {}
+    for part in ("simulate", "fit", "setup", "teardown"):
+        fn = getattr(study, part)
+        if fn is None:
+            continue
+        try:
+            out[part] = source_hash(textwrap.dedent(inspect.getsource(fn)))
+        except (OSError, TypeError, SyntaxError):
+            code = getattr(fn, "__code__", None)
+            out[part] = hashlib.sha256(repr((code.co_code, code.co_consts) if code else fn).encode()).hexdigest()
+    return out
+
+
+def study_code(study) -> dict:
+    """{"sha256": one hash over the parts, "parts": {file or function: hash}} of a study's code."""
+    if study.ref:
+        module = study.ref.split(":")[0]
+        report = getattr(study.report, "__name__", None) if getattr(study.report, "__module__", None) == module \
+            else None
+        parts = module_hashes(module, report)
+    else:
+        parts = {}
+    parts = parts or function_hashes(study)
+    total = hashlib.sha256("".join(f"{k}={v};" for k, v in sorted(parts.items())).encode()).hexdigest()
+    return {"sha256": total, "parts": parts}
