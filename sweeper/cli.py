@@ -5,6 +5,7 @@ import argparse
 import logging
 import shlex
 import sys
+from pathlib import Path
 
 from .errors import LockError, SpecError
 from .values import override_text
@@ -23,8 +24,9 @@ def _parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plan", help="the run table, without running anything")
     pl.add_argument("spec")
     pl.add_argument("overrides", nargs="*")
-    st = sub.add_parser("status", help="ok / failed / pending counts of a study directory")
-    st.add_argument("dir")
+    st = sub.add_parser("status", help="ok / failed / pending counts of a study directory (or of every sweep of a "
+                                       "study name)")
+    st.add_argument("dir", type=Path)
     rp = sub.add_parser("report", help="the study's figures and the sweep summary: runs ranked by a metric, "
                                        "heatmap, lines, best configuration")
     rp.add_argument("dir")
@@ -78,11 +80,16 @@ def _cmd_plan(a) -> int:
 
 
 def _cmd_status(a) -> int:
+    """Counts of a sweep; on a study-name directory (OUT/<name>), of every sweep inside."""
     from .results import load
+    from .store import StudyDir
 
-    res = load(a.dir)
-    c = res.counts()
-    print(f"{c['ok']} ok, {c['failed']} failed, {c['pending']} pending of {res.plan.num_rows} runs in {res.dir}")
+    inside = [] if StudyDir(a.dir).plan_path.is_file() else StudyDir.sweeps_in(a.dir)
+    for sd in inside or [StudyDir.open(a.dir)]:
+        res = load(sd.root)
+        c = res.counts()
+        print(f"{c['ok']} ok, {c['failed']} failed, {c['pending']} pending of {res.plan.num_rows} runs in {res.dir}"
+              + (f"  ({res.spec.get('description')})" if inside and res.spec.get("description") else ""))
     return 0
 
 

@@ -20,11 +20,12 @@ def _names(node: ast.AST) -> set:
     return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
 
 
-def _drop_report(tree: ast.Module, report: str) -> None:
+def _drop_report(tree: ast.Module, report: str, roots: set) -> None:
     """Remove the report function and the top-level functions and classes only it uses: drawing does not
-    change results, so editing a figure keeps the results."""
+    change results, so editing a figure keeps the results. `roots`: the names the study runs by (simulate,
+    fit, ...); every name the module's other statements use is kept too."""
     defs = {n.name: n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
-    todo = set().union(*(_names(n) for n in tree.body if n not in defs.values())) - {report}
+    todo = set(roots).union(*(_names(n) for n in tree.body if n not in defs.values())) - {report}
     keep = set()
     while todo:
         name = todo.pop()
@@ -34,10 +35,10 @@ def _drop_report(tree: ast.Module, report: str) -> None:
     tree.body = [n for n in tree.body if n not in defs.values() or n.name in keep]
 
 
-def _strip(tree: ast.Module, report: str | None = None) -> ast.AST:
+def _strip(tree: ast.Module, report: str | None = None, roots: set = frozenset()) -> ast.AST:
     """The tree without docstrings (and without its report code)."""
     if report:
-        _drop_report(tree, report)
+        _drop_report(tree, report, roots)
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
         if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
@@ -47,8 +48,8 @@ def _strip(tree: ast.Module, report: str | None = None) -> ast.AST:
     return tree
 
 
-def source_hash(text: str, report: str | None = None) -> str:
-    tree = _strip(ast.parse(text), report)
+def source_hash(text: str, report: str | None = None, roots: set = frozenset()) -> str:
+    tree = _strip(ast.parse(text), report, roots)
     return hashlib.sha256(ast.dump(tree, annotate_fields=False).encode()).hexdigest()
 
 
@@ -95,7 +96,7 @@ def _origin(name: str, root: Path) -> Path | None:
     return path if _local(path, root) else None
 
 
-def module_hashes(module: str, report: str | None = None) -> dict:
+def module_hashes(module: str, report: str | None = None, roots: set = frozenset()) -> dict:
     """{file (relative to the study's root): AST hash} of a module and the local modules it imports."""
     first = _find(module) if module.split(".")[0] != ENGINE else None
     if first is None:
@@ -111,7 +112,7 @@ def module_hashes(module: str, report: str | None = None) -> dict:
             continue
         seen.add(name)
         text = path.read_text()
-        out[path.relative_to(root).as_posix()] = source_hash(text, report if name == module else None)
+        out[path.relative_to(root).as_posix()] = source_hash(text, *((report, roots) if name == module else ()))
         todo.extend(_imports(ast.parse(text), name, path.name == "__init__.py"))
     return out
 
@@ -137,7 +138,9 @@ def study_code(study) -> dict:
         module = study.ref.split(":")[0]
         report = getattr(study.report, "__name__", None) if getattr(study.report, "__module__", None) == module \
             else None
-        parts = module_hashes(module, report)
+        roots = {getattr(getattr(study, p), "__name__", "") for p in ("simulate", "fit", "setup", "teardown",
+                                                                      "data_params", "fit_params")}
+        parts = module_hashes(module, report, roots - {""})
     else:
         parts = {}
     parts = parts or function_hashes(study)

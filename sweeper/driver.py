@@ -222,7 +222,7 @@ def datasets_alive(nbytes: int) -> int:
 
 
 def _execute(spec: Spec, sd: StudyDir, todo: list, max_in_flight, progress: bool) -> None:
-    study_ref = StudyRef.of(spec.study)
+    study_ref = StudyRef.of(spec.study, spec.code)
     if study_ref.obj is not None:
         study_ref = ray.put(study_ref)  # an object study (functions by value) is pickled once, not per task
     executor = make_executor(spec, study_ref, len(todo))

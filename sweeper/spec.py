@@ -282,7 +282,8 @@ def _pin_axis(cfg: config.Config, text: str) -> config.Config:
         axes = cfg.values.get(section)
         if isinstance(axes, dict) and key in axes:
             axes = {k: v for k, v in axes.items() if k != key}
-            cfg = config.Config({**cfg.values, section: axes}, cfg.origins, cfg.files)
+            origins = {k: v for k, v in cfg.origins.items() if k != f"{section}.{key}"}
+            cfg = config.Config({**cfg.values, section: axes}, origins, cfg.files)
             logging.getLogger("sweeper").info("%s replaces the %s over %s", text, section, key)
     report = cfg.values.get("report")
     if isinstance(report, dict) and isinstance(report.get("axes"), list) and key in report["axes"]:

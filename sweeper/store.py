@@ -96,7 +96,7 @@ class StudyDir:
         """An existing study directory; a SpecError if `path` is not one."""
         sd = cls(Path(path))
         if not sd.plan_path.is_file():
-            inside = sorted(p.parent.name for p in Path(path).glob("*/plan.parquet"))
+            inside = [s.root.name for s in cls.sweeps_in(path)]
             hint = f"; the sweeps inside: {', '.join(inside)}" if inside else ""
             raise SpecError(f"not a study directory (no plan.parquet){hint}", where=str(path))
         return sd
@@ -183,11 +183,16 @@ class StudyDir:
         except (OSError, ValueError):
             return {}
 
+    @staticmethod
+    def sweeps_in(path) -> list:
+        """The study directories (sweeps) directly inside `path`, e.g. OUT/<name>."""
+        path = Path(path)
+        found = [StudyDir(p) for p in sorted(path.iterdir()) if p.is_dir()] if path.is_dir() else []
+        return [sd for sd in found if sd.plan_path.is_file()]
+
     def siblings(self) -> list:
         """The other sweeps of the same study name (OUT/<name>/*)."""
-        parent = self.root.parent
-        return [StudyDir(p) for p in sorted(parent.iterdir()) if p.is_dir() and p != self.root] \
-            if parent.is_dir() else []
+        return [sd for sd in self.sweeps_in(self.root.parent) if sd.root != self.root]
 
     def read_provenance(self) -> dict:
         try:

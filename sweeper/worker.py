@@ -20,14 +20,17 @@ RESERVED_FILES = {"config.yaml", "result.json", "arrays.npz", "history.parquet",
 @dataclass(frozen=True)
 class StudyRef:
     """How a worker finds the study: its reference plus the sys.path entry it was imported from, or the Study
-    itself (a study defined in a script travels by value)."""
+    itself (a study defined in a script travels by value). `code` is the study's code hash: a worker that
+    imported an older version of the code (a long-lived Ray session) reloads its modules first."""
 
     ref: str | None = None
     path_entry: str | None = None
     obj: object = None
+    code: str | None = None
+    modules: tuple = ()
 
     @classmethod
-    def of(cls, study) -> "StudyRef":
+    def of(cls, study, code: dict | None = None) -> "StudyRef":
         if not study.ref:
             return cls(obj=study)
         module = study.ref.split(":")[0]
@@ -37,19 +40,26 @@ class StudyRef:
             root = os.path.dirname(os.path.abspath(root))
             for _ in range(module.count(".") + (1 if getattr(mod, "__path__", None) else 0)):
                 root = os.path.dirname(root)
-        return cls(ref=study.ref, path_entry=root)
+        parts = (code or {}).get("parts", {})
+        modules = tuple(p.removesuffix(".py").removesuffix("/__init__").replace("/", ".") for p in parts)
+        return cls(ref=study.ref, path_entry=root, code=(code or {}).get("sha256"), modules=modules)
 
     def load(self):
-        """The Study (resolved once per process)."""
+        """The Study (resolved once per process and code version)."""
         if self.obj is not None:
             return self.obj
-        if self.ref not in _LOADED:
+        cached = _LOADED.get(self.ref)
+        if cached is None or cached[0] != self.code:
             if self.path_entry and self.path_entry not in sys.path:
                 sys.path.insert(0, self.path_entry)
+            if cached is not None:
+                for name in reversed(self.modules):  # what the study imports first, the study last
+                    if name in sys.modules:
+                        importlib.reload(sys.modules[name])
             from .study import resolve
 
-            _LOADED[self.ref] = resolve(self.ref)
-        return _LOADED[self.ref]
+            _LOADED[self.ref] = (self.code, resolve(self.ref))
+        return _LOADED[self.ref][1]
 
 
 _LOADED: dict = {}

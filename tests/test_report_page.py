@@ -145,8 +145,11 @@ def test_a_directory_as_spec_is_a_one_line_error(tmp_path, capsys):
 
 
 def test_status_of_a_study_name_directory_lists_its_sweeps(three_axes, capsys):
-    assert main(["status", str(Path(three_axes.dir).parent)]) == 2
-    assert three_axes.dir.name in capsys.readouterr().err
+    assert main(["status", str(Path(three_axes.dir).parent)]) == 0
+    out = capsys.readouterr().out
+    assert f"12 ok, 12 failed, 0 pending of 24 runs in {three_axes.dir}" in out and "Does least squares" in out
+    assert main(["status", str(Path(three_axes.dir).parent.parent)]) == 2
+    assert "not a study directory" in capsys.readouterr().err
 
 
 def _sim(data, seed):

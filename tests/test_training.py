@@ -51,9 +51,12 @@ def test_gridsize_two_trains_through_the_overlap_constraint():
     assert model.get_layer("physics").gridsize == 2
 
 
-def test_fit_is_reproducible_from_its_seed(dataset):
+def test_fit_is_reproducible_from_its_seed(dataset, monkeypatch):
     p = {"epochs": 1, "width": 4, "save_model": False}
+    calls = []
+    monkeypatch.setattr(P, "setup", lambda: calls.append(1))
     a, b = P.fit(dataset, p, 9)["metrics"], P.fit(dataset, p, 9)["metrics"]
+    assert calls == []  # the worker runs setup() once per process; fit never runs it again
     assert a["psnr"] == pytest.approx(b["psnr"], rel=1e-5)
 
 
