@@ -11,6 +11,7 @@ import os
 
 import ray
 
+from .executors import Executor
 from .spec import Spec
 from .worker import StudyRef, execute_run, set_up
 
@@ -52,7 +53,7 @@ def pool_size(spec: Spec, cluster: dict) -> int:
     return n
 
 
-class ActorExecutor:
+class ActorExecutor(Executor):
     """A pool of TrainerActors; runs go to idle actors, one at a time each."""
 
     def __init__(self, spec: Spec, study_ref, n_runs: int):

@@ -1,0 +1,55 @@
+"""Executors: how a run reaches a Ray worker. The scheduler talks to this interface only."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import ray
+
+from .worker import execute_run
+
+
+class Executor(ABC):
+    """Runs go in with submit() and come back as ObjectRefs; done() hands each back (lost: its worker died)."""
+
+    reserved_cpus: float = 0  # CPUs held for the executor's whole life (a warm actor pool)
+
+    def capacity(self, default: int) -> int:
+        """How many runs may be in flight at once."""
+        return default
+
+    @abstractmethod
+    def submit(self, run, data_ref, attempt: int):
+        """Start a run on the dataset behind data_ref; an ObjectRef of its result."""
+
+    def ready(self) -> bool:
+        """Whether a run can be submitted now."""
+        return True
+
+    def wait_ready(self, timeout: float) -> None:
+        """Block up to timeout for ready() (e.g. while actors restart)."""
+
+    def done(self, ref, lost: bool = False) -> None:
+        """The run behind ref came back (or was lost with its worker)."""
+
+    def shutdown(self) -> None:
+        """Free what the executor holds."""
+
+
+class TaskExecutor(Executor):
+    """Each run is one Ray task with the spec's resources."""
+
+    def __init__(self, spec, study_ref):
+        opts = {k: v for k, v in spec.resources.items() if v}
+        self._fit = ray.remote(execute_run).options(max_retries=0, **opts)
+        self.study_ref = study_ref
+
+    def submit(self, run, data_ref, attempt: int):
+        return self._fit.remote(self.study_ref, data_ref, run.fit, run.seed_fit, attempt)
+
+
+def make_executor(spec, study_ref, n_runs: int) -> Executor:
+    if spec.executor == "actor":
+        from .actors import ActorExecutor
+
+        return ActorExecutor(spec, study_ref, n_runs)
+    return TaskExecutor(spec, study_ref)

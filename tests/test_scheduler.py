@@ -1,0 +1,89 @@
+"""The scheduler's pieces without Ray: datasets alive and their counts, the run queue with retries, the saver."""
+import threading
+from types import SimpleNamespace
+
+import pytest
+
+from sweeper.executors import Executor, TaskExecutor
+from sweeper.scheduler import DatasetPool, RunQueue, Saver
+
+
+def runs(spec: dict):
+    """{data key: number of runs} as run stand-ins, in that order."""
+    return [SimpleNamespace(data_key=k, run_id=f"{k}{i}") for k, n in spec.items() for i in range(n)]
+
+
+def test_a_dataset_is_made_once_and_dropped_after_its_last_run():
+    made = []
+    pool = DatasetPool(runs({"a": 3, "b": 1}), limit=1,
+                       make=lambda r: (made.append(r.data_key) or f"ref-{r.data_key}", f"meta-{r.data_key}", None))
+    todo = runs({"a": 3, "b": 1})
+    refs = [pool.take(r) for r in todo[:3]]
+    assert refs == ["ref-a"] * 3 and made == ["a"] and "a" not in pool.refs  # the runs in flight hold it
+    assert not pool.can_open("b")  # one dataset alive at most: "a" still has runs in flight
+    for r in todo[:3]:
+        pool.give_back(r)
+    assert pool.can_open("b") and pool.take(todo[3]) == "ref-b" and made == ["a", "b"]
+    assert set(pool.waiting) == {"meta-a", "meta-b"}
+
+
+def test_metadata_sets_the_limit_from_the_first_size_only():
+    pool = DatasetPool(runs({"a": 1, "b": 1}), limit=4, make=lambda r: (r.data_key, f"m{r.data_key}", None))
+    for r in runs({"a": 1, "b": 1}):
+        pool.take(r)
+    assert pool.known("ma", {"nbytes": 100, "sha256": "x"}, lambda n: 1000 // n) == ("a", "a")
+    assert pool.limit == 10 and pool.meta["a"]["sha256"] == "x"
+    pool.known("mb", {"nbytes": 1, "sha256": "y"}, lambda n: 1000 // n)
+    assert pool.limit == 10 and not pool.waiting
+    failed = DatasetPool(runs({"c": 1}), limit=4, make=lambda r: ("c", "mc", None))
+    failed.take(runs({"c": 1})[0])
+    assert failed.known("mc", None, lambda n: 1) == ("c", "c") and failed.limit == 4 and "c" not in failed.meta
+
+
+def test_a_saved_dataset_comes_with_its_metadata():
+    pool = DatasetPool(runs({"a": 2}), limit=2, make=lambda r: ("put-a", None, {"sha256": "s", "nbytes": 8}))
+    assert pool.take(runs({"a": 1})[0]) == "put-a" and pool.meta["a"]["sha256"] == "s" and not pool.waiting
+
+
+def test_run_queue_keeps_a_datasets_runs_together_and_retries_while_attempts_last():
+    todo = [SimpleNamespace(data_key=k, run_id=i) for i, k in enumerate("abab")]
+    q = RunQueue(todo, retries=1)
+    assert [r.data_key for r in q.new] == ["a", "a", "b", "b"] and q
+    run = q.new.popleft()
+    assert q.lost(run, "ref", 1) and list(q.retry) == [(run, "ref", 2)]
+    assert not q.lost(run, "ref", 2)  # out of attempts: a failed run
+    q.new.clear()
+    q.retry.clear()
+    assert not q
+    q.pending["r"] = (run, "ref", 1)
+    assert q
+
+
+def test_saver_writes_on_one_thread_and_raises_a_failed_write():
+    threads, written = set(), []
+
+    class Dir:
+        def write_run(self, run, result):
+            threads.add(threading.get_ident())
+            written.append(run)
+
+        def save_dataset(self, key, data, meta):
+            raise OSError("disk full")
+
+    saver = Saver(Dir())
+    for i in range(5):
+        saver.run(i, {})
+    saver.close()
+    assert written == list(range(5)) and len(threads) == 1 and threading.get_ident() not in threads
+    failing = Saver(Dir())
+    failing.dataset("k", {}, {})
+    with pytest.raises(OSError, match="disk full"):
+        failing.close()
+
+
+def test_executors_share_one_explicit_interface():
+    from sweeper.actors import ActorExecutor
+
+    assert issubclass(TaskExecutor, Executor) and issubclass(ActorExecutor, Executor)
+    with pytest.raises(TypeError, match="abstract"):
+        Executor()
