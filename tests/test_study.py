@@ -193,3 +193,14 @@ def test_engine_install_pulls_no_deep_learning_framework():
     assert {"tensorflow", "keras"} <= {d.split(">")[0] for d in project["optional-dependencies"]["ptycho"]}
     assert "python -m pip install -e \".[ptycho]\" && sweep run studies/specs/dose_response.yaml" in \
         (ROOT / "README.md").read_text()
+
+
+def test_config_origin_names_the_command_line_and_the_study_defaults(capsys):
+    spec = str(ROOT / "studies" / "specs" / "parameter_recovery_crossed.yaml")
+    assert main(["config", spec, "data.nsamples=300", "fit.tol=1e-6", "--origin"]) == 0
+    out = capsys.readouterr().out
+    assert "data.nsamples: override 'data.nsamples=300'" in out and "fit.tol: override 'fit.tol=1e-6'" in out
+    assert "sweep.data.nsamples:" not in out  # the pinned axis is gone, with its origin
+    assert main(["config", str(ROOT / "tests" / "data" / "minimal_recovery.yaml"), "--origin"]) == 0
+    out = capsys.readouterr().out
+    assert "nsamples: 1000" in out and "data.nsamples: study parameter_recovery (default)" in out
