@@ -156,8 +156,8 @@ def sweep_report(result, metric: str | None = None, maximize: bool = False, axes
     metric against each axis. A ValueError names an unknown metric or axis."""
     out = result.sd.sweep_figures
     out.mkdir(parents=True, exist_ok=True)
-    metric = result._metric_list(metric)[0] if metric else None
-    result._check_axes(axes or [])
+    metric = result.metric_names(metric)[0] if metric else None
+    result.check_axes(axes or [])
     configs = to_rows(result.configs(ci=ci)) if result.metrics else to_rows(result.configs([], ci))
     best = None
     if metric:

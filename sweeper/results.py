@@ -141,9 +141,9 @@ class SweepResult:
         (the others are pooled; the `averaged_over` column names them). Runs of one dataset are not
         independent: where a configuration has several datasets and several runs on some of them (crossed
         data), the CI is over dataset means (`ci_unit`)."""
-        metrics = self._metric_list(metric)
+        metrics = self.metric_names(metric)
         by = list(self.axes if by is None else by)
-        self._check_axes(by)
+        self.check_axes(by)
         values, group = self._groups(by)
         runs = self._runs.append_column("_group", pa.array(group, pa.int64()))
         columns = {a: [v[i] for v in values] for i, a in enumerate(by)}
@@ -158,7 +158,7 @@ class SweepResult:
         (`key=value`) that run it alone. None if no configuration has an ok run."""
         if mode not in ("min", "max"):
             raise ValueError(f"mode is 'min' or 'max', got {mode!r}")
-        metric = self._metric_list(metric)[0]
+        metric = self.metric_names(metric)[0]
         name = metric.removeprefix("metrics.")
         rows = [(i, r) for i, r in enumerate(to_rows(self.configs(metric, ci))) if r["n"] > 0]
         if not rows:
@@ -193,11 +193,11 @@ class SweepResult:
         seed (paired seeds, `seeds: paired`), the test is a paired t on the differences; otherwise Welch's t.
         `by`: the other axes kept apart (default: all of them, one row each); the rest are pooled, matched
         within them, and named in `averaged_over`."""
-        metric = self._metric_list(metric)[0]
-        self._check_axes([axis])
+        metric = self.metric_names(metric)[0]
+        self.check_axes([axis])
         others = [a for a in self.axes if a != axis]
         keep = list(others if by is None else by)
-        self._check_axes(keep)
+        self.check_axes(keep)
         if axis in keep:
             raise ValueError(f"{axis} is the compared axis; it cannot also be in `by`")
         levels = decode(self.plan, axis)
@@ -216,7 +216,8 @@ class SweepResult:
         runs = self._runs.to_pylist()
         return [{**r, **{a: values[a][i] for a in axes}} for i, r in enumerate(runs) if r["status"] == "ok"]
 
-    def _metric_list(self, metric) -> list:
+    def metric_names(self, metric) -> list:
+        """Full metric column names ("psnr" -> "metrics.psnr"; None: all); a ValueError lists what exists."""
         if metric is None:
             return self.metrics
         names = [metric] if isinstance(metric, str) else list(metric)
@@ -226,7 +227,8 @@ class SweepResult:
             raise ValueError(f"no metric {missing[0]!r}; the results have: {', '.join(self.metrics) or '(none yet)'}")
         return out
 
-    def _check_axes(self, axes) -> None:
+    def check_axes(self, axes) -> None:
+        """A ValueError naming the swept axes if any of `axes` is not one."""
         for a in axes:
             if a not in self.axes:
                 raise ValueError(f"{a!r} is not a swept axis; the axes: {', '.join(self.axes) or '(none)'}")
