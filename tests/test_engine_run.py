@@ -24,7 +24,7 @@ def test_shared_mode_simulates_once_per_data_point(tmp_path, linear_spec):
         assert group.data_sha256.nunique() == 1 and group.data_key.nunique() == 1
         assert group["metrics.data_sum"].nunique() == 1  # every run read the very same arrays
         assert group["metrics.a"].nunique() == 3  # bootstrap fits differ by fit seed
-        assert abs(group["metrics.a"].mean() - a) < 0.05
+        assert abs(group["metrics.a"].mean() - a) < 0.1  # the slope's sd is 0.018: 0.05 failed 1 in ~100 runs
     assert t.data_sha256.nunique() == 2
     saved = sorted(p.name for p in (res.dir / "datasets").iterdir())
     assert len(saved) == 4 and all(n.endswith((".npz", ".json")) for n in saved)
