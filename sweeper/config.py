@@ -16,7 +16,7 @@ class DuplicateKey(yaml.MarkedYAMLError):
     """A mapping sets the same key twice (YAML would silently keep the last)."""
 
 
-class _Loader(yaml.SafeLoader):
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
     """SafeLoader that also reads 1e9 and 1E-4 as floats (YAML 1.2), as scientists write them, and refuses
     a mapping that sets a key twice."""
 

@@ -8,7 +8,6 @@ import math
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from scipy import stats
 
 from .values import key_of
 
@@ -19,6 +18,8 @@ def t_interval(mean: float, sd: float, n: int, ci: float) -> tuple[float, float,
     """(sem, low, high) of a mean of n values with sample sd; NaN where n < 2."""
     if n < 2 or sd is None or not math.isfinite(sd):
         return math.nan, math.nan, math.nan
+    from scipy import stats  # here, not at import: every Ray worker imports the engine, few need SciPy
+
     sem = sd / math.sqrt(n)
     half = float(stats.t.ppf(0.5 + ci / 2, n - 1)) * sem
     return sem, mean - half, mean + half
@@ -84,6 +85,8 @@ def mean_ci(values, ci: float, clusters=None) -> dict:
     n = len(values)
     mean = float(values.mean()) if n else math.nan
     sd = float(values.std(ddof=1)) if n > 1 else math.nan
+    from scipy import stats
+
     _, low, high = t_interval(mean, sd, n, ci)
     p = float(stats.ttest_1samp(values, 0.0).pvalue) if n > 1 and sd > 0 else math.nan
     return {"n": n, "ci_unit": unit, "diff": mean, "ci_low": low, "ci_high": high, "p_value": p}
@@ -95,6 +98,8 @@ def welch(a, b, ci: float) -> dict:
     out = {"n": len(a) + len(b), "ci_unit": "runs", "diff": float(a.mean() - b.mean()) if len(a) and len(b) else math.nan,
            "ci_low": math.nan, "ci_high": math.nan, "p_value": math.nan}
     if len(a) > 1 and len(b) > 1 and (a.std() > 0 or b.std() > 0):
+        from scipy import stats
+
         res = stats.ttest_ind(a, b, equal_var=False)
         low, high = res.confidence_interval(ci)
         out.update(ci_low=float(low), ci_high=float(high), p_value=float(res.pvalue))

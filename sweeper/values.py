@@ -72,11 +72,19 @@ def same_value(a, b) -> bool:
 
 
 def first_duplicate(values: list) -> tuple | None:
-    """(i, j) of the first pair of values equal under ==, else None."""
+    """(i, j) of the first pair of values equal under ==, else None. Values equal under == hash alike
+    (1, 1.0, True), so hashable values are compared within their hash bucket only."""
+    buckets: dict = {}
     for j, b in enumerate(values):
-        for i in range(j):
+        try:
+            candidates = buckets.setdefault(hash(b), [])
+        except TypeError:  # unhashable (a list): compare with every earlier value
+            candidates = range(j)
+        for i in candidates:
             if same_value(values[i], b):
                 return i, j
+        if isinstance(candidates, list):
+            candidates.append(j)
     return None
 
 
