@@ -5,12 +5,12 @@
     result.configs("metrics.psnr")   # one row per configuration: n, mean, sd, 95% CI
     sweeper.load(result.dir)          # the same SweepResult, later, from the study directory
 """
-from .study import Params, Study  # noqa: I001  (first: the studies import it from here)
 from .driver import run
 from .errors import LockError, SpecError
 from .plan import expand
 from .results import RunResult, SweepResult, load
 from .spec import load_spec
+from .study import Params, Study
 
 __all__ = ["run", "load", "Study", "Params", "SweepResult", "RunResult", "SpecError", "LockError", "load_spec",
            "expand"]

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import config
+from .code import study_code
 from .errors import SpecError
 from .hashing import short_hash
 from .study import Study, defaults, resolve
@@ -197,8 +198,6 @@ def from_config(cfg: config.Config, path: str | None = None) -> Spec:
     if not name or not isinstance(name, str) or "/" in name:
         raise SpecError("expected a name (letters, digits, _ and -) for the study directory",
                         where=origins.get("name", path), key="name")
-    from .code import study_code
-
     return Spec(study=study, name=name, seed=seed, data=data, fit=fit, sweep=sweep, zip=zips, data_mode=mode,
                 repeats_data=rd, repeats_fit=rf, resources=_resources(values, origins, path), executor=executor,
                 actors=actors, retries=retries, save_datasets=save, max_in_flight=mif, sessions=sessions,
