@@ -72,7 +72,7 @@ def render(result, report=None, spec_path: str | None = None) -> Path:
     if metric:
         names = [metric.removeprefix("metrics."), *[n for n in names if f"metrics.{n}" != metric]]
     best = report.best if report else None
-    pictures = [p for p in _figures(sd) if p.suffix == ".png"]
+    files = _figures(sd)
     errors = [{**e, "logs": [sd.relative(sd.run_log_path(r)) for r in e["run_ids"][:5]]} for e in result.errors()]
     env = jinja2.Environment(loader=jinja2.PackageLoader("sweeper", "templates"), autoescape=True)
     spec = result.spec
@@ -85,8 +85,8 @@ def render(result, report=None, spec_path: str | None = None) -> Path:
         metric_names=names[:SHOWN_METRICS], hidden_metrics=max(len(names) - SHOWN_METRICS, 0),
         any_clustered=any(r.get("ci_unit") == "datasets" for r in configs),
         summary_csv=sd.relative(sd.sweep_figures / "summary.csv"), errors=errors,
-        figures=[sd.relative(p) for p in pictures],
-        tables=[sd.relative(p) for p in _figures(sd) if p.suffix == ".csv"],
+        figures=[sd.relative(p) for p in files if p.suffix == ".png"],
+        tables=[sd.relative(p) for p in files if p.suffix == ".csv"],
         provenance=_provenance(result), spec_text=sd.read_spec_text(), fmt=fmt, cell=_cell)
     write_text(sd.report_html, page)
     return sd.report_html

@@ -158,7 +158,7 @@ def sweep_report(result, metric: str | None = None, maximize: bool = False, axes
     out.mkdir(parents=True, exist_ok=True)
     metric = result.metric_names(metric)[0] if metric else None
     result.check_axes(axes or [])
-    configs = to_rows(result.configs(ci=ci)) if result.metrics else to_rows(result.configs([], ci))
+    configs = to_rows(result.configs(ci=ci))
     best = None
     if metric:
         configs = rank(configs, metric, maximize)
