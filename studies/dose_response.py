@@ -94,6 +94,8 @@ def training_curves(result, rows, figures_dir: Path) -> Path:
         if history is None:
             continue
         h = history.to_pydict()
+        if "train_loss" not in h:  # the epie reference trains nothing
+            continue
         label = f"{r['data.nphotons']:.0e} / {r['fit.loss']}"
         line, = ax.plot(h["epoch"], h["train_loss"], label=f"{label} train")
         if any(v is not None for v in h.get("val_loss", [])):

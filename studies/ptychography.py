@@ -70,7 +70,8 @@ class DataParams(Params):
 class FitParams(Params):
     """The network and its training."""
 
-    model: Literal["pinn", "baseline"] = "pinn"
+    model: Literal["pinn", "baseline", "epie"] = Field("pinn", description="epie: the iterative reference, no "
+                                                              "training (reconstructs the test scan directly)")
     loss: Literal["nll", "mae", "mixed"] = "nll"
     nll_weight: float | None = Field(None, ge=0, description="overrides the loss's NLL weight")
     mae_weight: float | None = Field(None, ge=0, description="overrides the loss's MAE weight")
@@ -82,6 +83,8 @@ class FitParams(Params):
     depth: int = Field(3, ge=1)
     validation_fraction: float = Field(0.1, ge=0, lt=1)
     save_model: bool = True
+    epie_iterations: int = Field(100, ge=1, description="epie: iterations over the whole scan")
+    epie_alpha: float = Field(0.1, gt=0, le=1, description="epie: rPIE regularisation (1: plain ePIE step)")
 
     @field_validator("depth")
     @classmethod
@@ -249,9 +252,34 @@ def cleanup() -> None:
 
 
 def fit(dataset: dict, params: dict, seed: int) -> dict:
+    """Train the network the params name (or run the epie reference) and score its test reconstruction."""
+    f = FitParams.model_validate(params).model_dump()
+    return fit_epie(dataset, f) if f["model"] == "epie" else fit_network(dataset, f, seed)
+
+
+def fit_epie(dataset: dict, f: dict) -> dict:
+    """The test scan reconstructed from its own diffraction with the known probe (no training data): the
+    physics reference. Pixels the probe covers with under 5% of the peak summed intensity are left out,
+    as the networks' stitching leaves them out."""
+    from kernels import operators, solvers
+
+    probe, pos, shape = dataset["probe"], dataset["test_positions"], dataset["object"].shape
+    recon, errors = solvers.epie(dataset["test_amplitudes"], pos, probe, shape, float(dataset["scale"]),
+                                 iterations=f["epie_iterations"], alpha=f["epie_alpha"])
+    weight = operators.coverage(probe, pos, shape)
+    recon = np.where(weight >= 0.05 * weight.max(), recon, np.nan).astype(np.complex64)
+    result = score(dataset["object"], recon)
+    result.update(final_fourier_error=errors[-1])
+    png = preview_png(dataset["object"], recon, f"epie ({f['epie_iterations']} it.)  PSNR {result['psnr']:.1f} dB")
+    return {"metrics": result, "history": {"fourier_error": errors}, "files": {"reconstruction.png": png},
+            "arrays": {"amplitude": np.abs(recon).astype(np.float32), "phase": np.angle(recon).astype(np.float32)},
+            "device": "numpy:cpu"}
+
+
+def fit_network(dataset: dict, f: dict, seed: int) -> dict:
+    """Train the PINN or the supervised baseline on the training scan; reconstruct the test scan."""
     import keras
 
-    f = FitParams.model_validate(params).model_dump()
     keras.utils.set_random_seed(int(seed % 2**31))
     model, net = build(dataset, f)
     inputs, target = training_arrays(dataset, f)

@@ -71,3 +71,12 @@ def test_declared_params_reject_bad_values():
         P.FitParams(model="unet")
     with pytest.raises(pydantic.ValidationError, match="divisible by 2\\*\\*fit.depth=16"):
         P.FitParams.model_validate({"depth": 4}, context={"data": {"N": 40}})
+
+
+def test_epie_reference_reconstructs_the_test_scan_without_training(dataset):
+    out = P.fit(dataset, {"model": "epie", "epie_iterations": 60}, 0)
+    m = out["metrics"]
+    assert m["ssim"] > 0.95 and m["psnr"] > 35  # 1e9 photons: the physics allows nearly the truth
+    errors = out["history"]["fourier_error"]
+    assert len(errors) == 60 and errors[-1] < 1e-3 * errors[0]
+    assert out["arrays"]["amplitude"].shape == dataset["object"].shape and "reconstruction.png" in out["files"]
