@@ -273,7 +273,7 @@ def fit_epie(dataset: dict, f: dict) -> dict:
     png = preview_png(dataset["object"], recon, f"epie ({f['epie_iterations']} it.)  PSNR {result['psnr']:.1f} dB")
     return {"metrics": result, "history": {"fourier_error": errors}, "files": {"reconstruction.png": png},
             "arrays": {"amplitude": np.abs(recon).astype(np.float32), "phase": np.angle(recon).astype(np.float32)},
-            "device": "numpy:cpu"}
+            "device": "cupy:gpu" if type(recon).__module__.startswith("cupy") else "numpy:cpu"}
 
 
 def fit_network(dataset: dict, f: dict, seed: int) -> dict:
