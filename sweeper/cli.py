@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shlex
 import sys
 from pathlib import Path
 
 from .errors import LockError, SpecError
-from .values import override_text
+from .values import override_text, run_command
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -128,7 +127,7 @@ def _cmd_report(a) -> int:
         b = rep.best
         print(f"\nbest {b['metric']}: {b['mean']:.4g}, 95% CI [{b['ci_low']:.4g}, {b['ci_high']:.4g}], "
               f"n={b['n']}; to run it alone:")
-        print("  " + " ".join(["sweep", "run", shlex.quote(str(res.sd.spec_path)), *map(shlex.quote, b["overrides"])]))
+        print("  " + run_command(res.sd.spec_path, b["overrides"]))
     return 0
 
 

@@ -96,14 +96,21 @@ def _origin(name: str, root: Path) -> Path | None:
     return path if _local(path, root) else None
 
 
+def module_root(module: str) -> Path | None:
+    """The sys.path entry a module is found under (the folder holding its top package), or None."""
+    path = _find(module)
+    if path is None:
+        return None
+    for _ in range(module.count(".") + 1 + (path.name == "__init__.py")):
+        path = path.parent
+    return path
+
+
 def module_hashes(module: str, report: str | None = None, roots: set = frozenset()) -> dict:
     """{file (relative to the study's root): AST hash} of a module and the local modules it imports."""
-    first = _find(module) if module.split(".")[0] != ENGINE else None
-    if first is None:
+    root = module_root(module) if module.split(".")[0] != ENGINE else None
+    if root is None:
         return {}
-    root = first.parent
-    for _ in range(module.count(".") + (first.name == "__init__.py")):
-        root = root.parent
     out, todo, seen = {}, [module], set()
     while todo:
         name = todo.pop()

@@ -98,8 +98,8 @@ def caption(rows: list, ci: float, pooled: list, what: str = "error bars") -> st
 
 
 def _x(vals, level):
-    return level if numeric(vals) else vals.index(level) if level in vals else [key_of(v) for v in vals].index(
-        key_of(level))
+    """The x position of an axis value: itself if the axis is numeric, else its index among the levels."""
+    return level if numeric(vals) else [key_of(v) for v in vals].index(key_of(level))
 
 
 def _line(ax, rows, metric, x, xs, label):

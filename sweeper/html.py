@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import platform
-import shlex
 import subprocess
 from importlib import metadata
 from pathlib import Path
@@ -13,7 +12,7 @@ import jinja2
 
 from .figures import fmt
 from .store import write_text
-from .values import to_rows
+from .values import run_command, to_rows
 
 PACKAGES = ("sweeper", "numpy", "scipy", "pyarrow", "ray", "matplotlib", "keras", "tensorflow", "jax", "cupy")
 SHOWN_METRICS = 6
@@ -81,7 +80,7 @@ def render(result, report=None, spec_path: str | None = None) -> Path:
         directory=str(sd.root), description=spec.get("description"), counts=result.counts(),
         n_planned=result.plan.num_rows, n_configs=len(configs), data_mode=spec.get("data_mode", "shared"),
         seeds=spec.get("seeds", "paired"), best=best, metric=metric, axes=result.axes, configs=configs, ci=0.95,
-        best_command=_command(spec_path or sd.spec_path, best) if best else None,
+        best_command=run_command(spec_path or sd.spec_path, best["overrides"]) if best else None,
         metric_names=names[:SHOWN_METRICS], hidden_metrics=max(len(names) - SHOWN_METRICS, 0),
         any_clustered=any(r.get("ci_unit") == "datasets" for r in configs),
         summary_csv=sd.relative(sd.sweep_figures / "summary.csv"), errors=errors,
@@ -97,7 +96,3 @@ def _figures(sd) -> list:
     own = sorted(p for p in sd.figures.glob("*") if p.is_file()) if sd.figures.is_dir() else []
     sweep = sorted(p for p in sd.sweep_figures.glob("*") if p.is_file()) if sd.sweep_figures.is_dir() else []
     return own + sweep
-
-
-def _command(spec_path, best) -> str:
-    return " ".join(["sweep", "run", shlex.quote(str(spec_path)), *map(shlex.quote, best["overrides"])])

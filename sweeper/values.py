@@ -8,6 +8,7 @@ each value, and the field is marked so `decode` reads the typed values back.
 from __future__ import annotations
 
 import json
+import shlex
 
 import pyarrow as pa
 
@@ -25,6 +26,11 @@ def override_text(value) -> str:
 def override(key: str, value) -> str:
     """`key=value` for the command line, exact (see override_text)."""
     return f"{key}={override_text(value)}"
+
+
+def run_command(spec_path, overrides) -> str:
+    """The shell command that runs a spec with these overrides (each argument quoted)."""
+    return " ".join(["sweep", "run", *map(shlex.quote, [str(spec_path), *overrides])])
 
 
 def _kind(values) -> type | None:

@@ -5,7 +5,6 @@ import contextlib
 import importlib
 import io
 import math
-import os
 import socket
 import sys
 import time
@@ -33,16 +32,12 @@ class StudyRef:
     def of(cls, study, code: dict | None = None) -> "StudyRef":
         if not study.ref:
             return cls(obj=study)
-        module = study.ref.split(":")[0]
-        mod = importlib.import_module(module)
-        root = getattr(mod, "__file__", None)
-        if root:
-            root = os.path.dirname(os.path.abspath(root))
-            for _ in range(module.count(".") + (1 if getattr(mod, "__path__", None) else 0)):
-                root = os.path.dirname(root)
+        from .code import module_root
+
+        root = module_root(study.ref.split(":")[0])
         parts = (code or {}).get("parts", {})
         modules = tuple(p.removesuffix(".py").removesuffix("/__init__").replace("/", ".") for p in parts)
-        return cls(ref=study.ref, path_entry=root, code=(code or {}).get("sha256"), modules=modules)
+        return cls(ref=study.ref, path_entry=str(root) if root else None, code=(code or {}).get("sha256"), modules=modules)
 
     def load(self):
         """The Study (resolved once per process and code version)."""
