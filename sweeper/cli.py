@@ -35,6 +35,10 @@ def _parser() -> argparse.ArgumentParser:
     order.add_argument("--minimize", dest="maximize", action="store_false", help="lower is better (default)")
     rp.add_argument("--axes", nargs=2, default=None, metavar=("X", "Y"), help="the heatmap's two sweep axes")
     rp.add_argument("--top", type=int, default=20, help="rows of the ranked table to print")
+    _slurm_parser(sub)
+    sp = sub.add_parser("stop", help="ask the sweep(s) running from a study directory on this node to save what "
+                                     "finished and stop (SIGUSR1, as before a SLURM time limit)")
+    sp.add_argument("dir", type=Path, help="a study directory, or OUT/<name> for every sweep of that study")
     c = sub.add_parser("config", help="the resolved spec; --origin says which file and line set each key")
     c.add_argument("spec")
     c.add_argument("overrides", nargs="*")
@@ -42,9 +46,85 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _slurm_parser(sub) -> None:
+    s = sub.add_parser("slurm", help="write an sbatch script that runs the sweep on a SLURM allocation (Ray "
+                                     "across its nodes); --submit also submits it")
+    s.add_argument("spec")
+    s.add_argument("overrides", nargs="*", help="key=value, as for `sweep run`")
+    s.add_argument("--out", default="outputs")
+    s.add_argument("--nodes", type=int, default=1)
+    s.add_argument("--gpus-per-node", type=int, default=None)
+    s.add_argument("--cpus-per-task", type=int, default=None, help="CPUs per node for Ray (default: all)")
+    s.add_argument("--mem", default=None, help="memory per node, e.g. 64G")
+    s.add_argument("--time", default=None, help="time limit, e.g. 1:30:00 or 2-00:00:00")
+    s.add_argument("--partition", default=None)
+    s.add_argument("--account", default=None)
+    s.add_argument("--setup", default=None, help='a shell line that activates the environment on the nodes, '
+                                                  'e.g. "module load python; source ~/venv/bin/activate"')
+    s.add_argument("--warn", dest="warn_s", type=int, default=None,
+                   help="seconds before the time limit to save and stop (default 300, or a tenth of a short limit)")
+    s.add_argument("--classic", action="store_true", help="ray start --head / srun ray start (Ray < 2.49) "
+                                                          "instead of ray symmetric-run")
+    s.add_argument("--port", type=int, default=6379, help="the Ray head's port")
+    s.add_argument("--submit", action="store_true", help="run sbatch and print the job id")
+
+
+def _cmd_slurm(a) -> int:
+    from .slurm import SlurmOptions, submit, write_job
+
+    fields = {f: getattr(a, f) for f in SlurmOptions.__dataclass_fields__}
+    sd = write_job(a.spec, a.overrides, a.out, SlurmOptions(**fields))
+    print(sd.sbatch_path)
+    if a.submit:
+        job_id = submit(sd)
+        print(f"submitted job {job_id}; its output: {sd.slurm_log_paths(job_id)[0]}; "
+              f"`sweep status {sd.root}` shows its state", file=sys.stderr)
+        print(job_id)
+    else:
+        print(f"submit with: sbatch {sd.sbatch_path}", file=sys.stderr)
+    return 0
+
+
+def _cmd_stop(a) -> int:
+    """SIGUSR1 to every live driver on this node of a study directory (or of every sweep of a study name)."""
+    import os
+    import signal
+    import socket
+
+    from .store import StudyDir
+
+    sweeps = [StudyDir(a.dir)] if (a.dir / ".lock").exists() else StudyDir.sweeps_in(a.dir)
+    asked = 0
+    for sd in sweeps:
+        holder = sd.holder()
+        if holder is None or holder.get("host") != socket.gethostname():
+            continue
+        os.kill(int(holder["pid"]), signal.SIGUSR1)
+        print(f"asked the sweep in {sd.root} (pid {holder['pid']}) to save and stop")
+        asked += 1
+    if not asked:
+        print(f"no sweep is running from {a.dir} on this node", file=sys.stderr)
+    return 0 if asked else 1
+
+
+def _stop_on_signals() -> None:
+    """SIGTERM (scancel) and SIGUSR1 (`sweep stop`, a SLURM time-limit warning) stop like Ctrl-C: runs that
+    finished are saved, the lock is released, the exit status is 128 + the signal."""
+    import signal
+
+    from .errors import Stopped
+
+    def stop(signum, frame):
+        raise Stopped(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(sig, stop)
+
+
 def _cmd_run(a) -> int:
     from .driver import run
 
+    _stop_on_signals()
     res = run(a.spec, a.overrides, out=a.out, address=a.address, max_in_flight=a.max_in_flight,
               progress=not a.no_progress)
     print(outcome(res), file=sys.stderr)
@@ -89,7 +169,20 @@ def _cmd_status(a) -> int:
         c = res.counts()
         print(f"{c['ok']} ok, {c['failed']} failed, {c['pending']} pending of {res.plan.num_rows} runs in {res.dir}"
               + (f"  ({res.spec.get('description')})" if inside and res.spec.get("description") else ""))
+        _print_slurm_jobs(sd)
     return 0
+
+
+def _print_slurm_jobs(sd) -> None:
+    """The SLURM state of the jobs `sweep slurm --submit` launched for this sweep, newest last."""
+    from .slurm import job_states
+
+    jobs = sd.slurm_jobs()
+    if jobs:
+        states = job_states([j["job_id"] for j in jobs])
+        for j in jobs:
+            print(f"  SLURM job {j['job_id']} ({j['when']}): {states[j['job_id']]}")
+        print(f"  its output: {sd.slurm_log_paths(jobs[-1]['job_id'])[0]}")
 
 
 def direction(a, spec_report: dict) -> tuple[str | None, bool]:
@@ -161,16 +254,21 @@ def main(argv=None) -> int:
     a = _parser().parse_args(argv)
     try:
         return {"run": _cmd_run, "plan": _cmd_plan, "status": _cmd_status, "report": _cmd_report,
-                "config": _cmd_config}[a.command](a)
+                "config": _cmd_config,
+                "slurm": _cmd_slurm, "stop": _cmd_stop}[a.command](a)
     except SpecError as e:
         print(f"sweep: error: {e}", file=sys.stderr)
         return 2
     except LockError as e:
         print(f"sweep: {e}", file=sys.stderr)
         return 3
-    except KeyboardInterrupt:
-        print("sweep: interrupted; finished runs are saved, run the same command again to resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        import signal
+
+        signum = getattr(e, "signum", signal.SIGINT)
+        print(f"sweep: {'interrupted' if signum == signal.SIGINT else 'stopped by ' + signal.Signals(signum).name}; "
+              "finished runs are saved, run the same command again to resume", file=sys.stderr)
+        return 128 + signum
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -52,9 +53,8 @@ def run(spec, overrides=(), out="outputs", address=None, max_in_flight=None, pro
             check_resources(spec, cluster_known=address is None)  # before anything is written
         sd.lock()
         try:
-            sd.write_spec(spec.to_dict(), spec.origins, None if spec.study.ref else SCRIPT_NOTE)
-            sd.write_plan(plan.table())
-            record_code(sd, spec)
+            prepare(sd, spec, plan)
+            note_slurm_job(sd)
             done = sd.completed(ids)
             todo = [r for r in plan.runs if r.run_id not in done]
             if done:
@@ -71,6 +71,20 @@ def run(spec, overrides=(), out="outputs", address=None, max_in_flight=None, pro
         finally:
             sd.unlock()
     return result
+
+
+def prepare(sd: StudyDir, spec: Spec, plan) -> None:
+    """spec.yaml, plan.parquet and code.json: what the sweep will run, readable before any run starts."""
+    sd.write_spec(spec.to_dict(), spec.origins, None if spec.study.ref else SCRIPT_NOTE)
+    sd.write_plan(plan.table())
+    record_code(sd, spec)
+
+
+def note_slurm_job(sd: StudyDir) -> None:
+    """Inside a SLURM job (however it was submitted), list the job for `sweep status`."""
+    job_id = os.environ.get("SLURM_JOB_ID")
+    if job_id and job_id not in {j["job_id"] for j in sd.slurm_jobs()}:
+        sd.add_slurm_job(job_id, "started " + time.strftime("%Y-%m-%d %H:%M:%S %Z"))
 
 
 SCRIPT_NOTE = ("the study was defined in a script or notebook, not an importable module: `sweep run` cannot "

@@ -12,3 +12,12 @@ class SpecError(ValueError):
 
 class LockError(RuntimeError):
     """Another sweep is writing into the same study directory."""
+
+
+class Stopped(KeyboardInterrupt):
+    """The driver was asked to stop by a signal (SIGTERM from scancel, SIGUSR1 before a time limit): it saves
+    what finished and exits like an interrupt, with status 128 + the signal's number."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import threading
 from pathlib import Path
 
@@ -12,8 +11,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from . import config
-from .errors import LockError, SpecError
+from .errors import SpecError
 from .hashing import arrays_sha256, plain
+from .lock import DirLock
 from .values import table_from_columns
 from .worker import RESERVED_FILES as RESERVED
 
@@ -89,7 +89,10 @@ class StudyDir:
         self.provenance_path = self.root / "provenance.json"
         self.report_html = self.root / "report.html"
         self.code_path = self.root / "code.json"
-        self._locked = False
+        self.slurm_dir = self.root / "slurm"              # sbatch script, jobs.json, <job id>.out/.err
+        self.sbatch_path = self.slurm_dir / "sweep.sbatch"
+        self.slurm_jobs_path = self.slurm_dir / "jobs.json"
+        self._lock = DirLock(self.root / ".lock")
 
     @classmethod
     def open(cls, path) -> "StudyDir":
@@ -105,52 +108,23 @@ class StudyDir:
         """`path` relative to the study directory (links in report.html)."""
         return Path(path).resolve().relative_to(self.root.resolve()).as_posix()
 
-    # -- the lock -----------------------------------------------------------------
+    # -- the lock (sweeper.lock: pid, host and heartbeat) ------------------------------
     @property
     def lock_path(self) -> Path:
-        return self.root / ".lock"
+        return self._lock.path
 
     def holder(self) -> dict | None:
-        """Who holds the lock ({pid, host}) if a live sweep does; a dead local holder's lock is not a hold."""
-        try:
-            holder = json.loads(self.lock_path.read_text() or "{}")
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError):
-            holder = {}
-        if holder.get("host") == socket.gethostname() and not _alive(holder.get("pid", -1)):
-            return None
-        return holder
+        """Who holds the lock ({pid, host, heartbeat_age_s}) if a live sweep does."""
+        return self._lock.holder()
 
     def check_free(self) -> None:
-        """Refuse (LockError) if a live sweep holds the directory; writes nothing."""
-        holder = self.holder()
-        if holder is not None:
-            raise LockError(f"another sweep (pid {holder.get('pid')} on {holder.get('host')}) is writing to "
-                            f"{self.root}; wait for it to finish, or delete {self.lock_path} if it is gone")
+        self._lock.check_free()
 
     def lock(self) -> None:
-        """Take the directory, or refuse if a live sweep holds it (a dead one's lock is taken over)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        me = {"pid": os.getpid(), "host": socket.gethostname()}
-        for _ in range(2):
-            try:
-                fd = os.open(self.lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                self.check_free()
-                log.warning("taking over the lock of a sweep that is gone (%s)", self.lock_path)
-                self.lock_path.unlink(missing_ok=True)
-                continue
-            with os.fdopen(fd, "w") as f:
-                json.dump(me, f)
-            self._locked = True
-            return
-        raise LockError(f"could not take {self.lock_path}: it keeps reappearing; is another sweep starting?")
+        self._lock.acquire()
 
     def unlock(self) -> None:
-        if self._locked:
-            self.lock_path.unlink(missing_ok=True)
-            self._locked = False
+        self._lock.release()
 
     # -- spec and plan --------------------------------------------------------------
     def write_spec(self, spec_dict: dict, origins: dict, note: str | None = None) -> None:
@@ -193,6 +167,21 @@ class StudyDir:
     def siblings(self) -> list:
         """The other sweeps of the same study name (OUT/<name>/*)."""
         return [sd for sd in self.sweeps_in(self.root.parent) if sd.root != self.root]
+
+    def write_sbatch(self, text: str) -> None:
+        write_text(self.sbatch_path, text)
+        self.sbatch_path.chmod(0o755)
+
+    def slurm_jobs(self) -> list:
+        """The SLURM jobs of this sweep ({job_id, when}: "submitted <time>" or "started <time>"), oldest first."""
+        return json.loads(self.slurm_jobs_path.read_text()) if self.slurm_jobs_path.is_file() else []
+
+    def add_slurm_job(self, job_id: str, when: str) -> None:
+        write_text(self.slurm_jobs_path, json.dumps([*self.slurm_jobs(), {"job_id": job_id, "when": when}], indent=1))
+
+    def slurm_log_paths(self, job_id: str) -> tuple[Path, Path]:
+        """(stdout, stderr) of a SLURM job, as the sbatch script names them."""
+        return self.slurm_dir / f"{job_id}.out", self.slurm_dir / f"{job_id}.err"
 
     def read_provenance(self) -> dict:
         try:
@@ -342,11 +331,3 @@ def _to_table(rows: list) -> pa.Table:
                       for v in values]
         cols[name] = values
     return table_from_columns(cols)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (OSError, ValueError):
-        return False
-    return True

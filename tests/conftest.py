@@ -6,6 +6,12 @@ import pytest
 HERE = Path(__file__).parent
 
 
+def pytest_collection_modifyitems(config, items):
+    """SLURM jobs start and stop a Ray of their own on this machine (`ray stop` ends every Ray here): run them
+    before any test starts one."""
+    items.sort(key=lambda item: item.get_closest_marker("slurm") is None)
+
+
 @pytest.fixture(scope="session")
 def ray_session():
     """One local Ray for the whole test session (started on first use, stopped at the end)."""

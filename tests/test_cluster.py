@@ -143,3 +143,21 @@ def test_sigint_stops_cleanly_and_a_second_sweep_is_refused(tmp_path):
     table = pq.read_table(root / "results.parquet").to_pandas()
     assert 3 <= len(table) < 30 and (table.status == "ok").all()
     assert sorted(table.run_id) == sorted(results(tmp_path)) and Counter(table.run_id).most_common(1)[0][1] == 1
+
+
+def test_sweep_stop_makes_a_driver_save_and_exit_like_a_time_limit(tmp_path):
+    cmd, proc = start(tmp_path)
+    try:
+        wait_for(tmp_path, proc, 3)
+        stop = subprocess.run([sys.executable, "-m", "sweeper.cli", "stop", str(tmp_path / "out" / "slow")],
+                              cwd=REPO, env=ENV, capture_output=True, text=True, timeout=60)
+        assert stop.returncode == 0 and f"(pid {proc.pid}) to save and stop" in stop.stdout
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 128 + signal.SIGUSR1, err[-2000:]
+    finally:
+        kill_group(proc)
+    assert "stopped by SIGUSR1; finished runs are saved" in err
+    root = next((tmp_path / "out" / "slow").iterdir())
+    assert not (root / ".lock").exists()
+    table = pq.read_table(root / "results.parquet").to_pandas()
+    assert 3 <= len(table) < 30 and sorted(table.run_id) == sorted(results(tmp_path))

@@ -1,0 +1,138 @@
+"""The study directory's lock: one driver at a time, also across the nodes of a shared filesystem.
+
+The lock file holds {pid, host}; its mtime is the holder's heartbeat, touched every HEARTBEAT_S. A holder on
+this host is alive while its pid is; a holder on another host (which this node cannot ask) is alive while its
+heartbeat is younger than STALE_S. A dead holder's lock is taken over; a live one is respected.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+from .errors import LockError
+
+log = logging.getLogger("sweeper")
+
+HEARTBEAT_S = 10.0
+STALE_S = 90.0  # several missed heartbeats, and more than the clock skew between nodes
+
+
+class DirLock:
+    """The lock file `path`: create it atomically, keep its heartbeat, release it."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._held: dict | None = None
+        self._stop = threading.Event()
+        self._beat: threading.Thread | None = None
+
+    def _read(self) -> tuple[dict, float] | None:
+        """(holder, heartbeat age in seconds), or None when there is no lock file."""
+        try:
+            text, age = self.path.read_text(), time.time() - self.path.stat().st_mtime
+        except FileNotFoundError:
+            return None
+        return _parse(text), age
+
+    def holder(self) -> dict | None:
+        """Who holds the lock ({pid, host, heartbeat_age_s}) if a live driver does; None otherwise."""
+        found = self._read()
+        if found is None:
+            return None
+        holder, age = found
+        return {**holder, "heartbeat_age_s": round(age, 1)} if _live(holder, age) else None
+
+    def check_free(self) -> None:
+        """Refuse (LockError) if a live driver holds the lock; writes nothing."""
+        holder = self.holder()
+        if holder is not None:
+            raise LockError(f"another sweep (pid {holder.get('pid')} on {holder.get('host')}, heartbeat "
+                            f"{holder['heartbeat_age_s']:.0f} s ago) is writing to {self.path.parent}; wait for it "
+                            f"to finish, or delete {self.path} if it is gone")
+
+    def acquire(self) -> None:
+        """Take the lock (a dead holder's lock is taken over) and start the heartbeat; LockError if held."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        me = {"pid": os.getpid(), "host": socket.gethostname()}
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                self.check_free()
+                self._take_over()
+                continue
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+            self._held = me
+            self._start_heartbeat()
+            return
+        raise LockError(f"could not take {self.path}: it keeps reappearing; is another sweep starting?")
+
+    def _take_over(self) -> None:
+        """Move a dead holder's lock aside. The rename is atomic, so of two drivers taking over at once only one
+        moves it; the other then finds the winner's fresh lock and is refused."""
+        aside = self.path.with_name(f"{self.path.name}.stale.{socket.gethostname()}.{os.getpid()}")
+        try:
+            os.rename(self.path, aside)
+        except FileNotFoundError:
+            return
+        holder, age = _parse(aside.read_text()), time.time() - aside.stat().st_mtime
+        if _live(holder, age):  # another driver took over between our look and the rename: give it back
+            os.link(aside, self.path)
+            aside.unlink()
+            self.check_free()
+        log.warning("taking over the lock of a sweep that is gone (%s: %s)", self.path,
+                    aside.read_text(errors="replace").strip() or "empty")
+        aside.unlink(missing_ok=True)
+
+    def _start_heartbeat(self) -> None:
+        self._stop.clear()
+        self._beat = threading.Thread(target=self._heartbeat, name="sweeper-lock-heartbeat", daemon=True)
+        self._beat.start()
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            try:
+                os.utime(self.path)
+            except FileNotFoundError:
+                log.error("the lock %s was removed while this sweep held it", self.path)
+                return
+
+    def release(self) -> None:
+        if self._held is None:
+            return
+        self._stop.set()
+        if self._beat is not None:
+            self._beat.join(timeout=5)
+        found = self._read()
+        if found is not None and found[0].get("pid") == self._held["pid"] and \
+                found[0].get("host") == self._held["host"]:
+            self.path.unlink(missing_ok=True)
+        self._held = None
+
+
+def _parse(text: str) -> dict:
+    try:
+        return json.loads(text or "{}")
+    except ValueError:
+        return {}  # being written: the heartbeat's age decides
+
+
+def _live(holder: dict, age: float) -> bool:
+    """A holder on this host is alive while its pid is; one elsewhere while its heartbeat is fresh."""
+    if holder.get("host") == socket.gethostname():
+        return _alive(holder.get("pid", -1))
+    return age < STALE_S
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (OSError, ValueError):
+        return False
+    return True

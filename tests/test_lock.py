@@ -1,0 +1,69 @@
+"""The study directory's lock across nodes of a shared filesystem: pid on this host, heartbeat elsewhere."""
+import json
+import os
+import socket
+import time
+
+import pytest
+
+from sweeper import lock as lockmod
+from sweeper.errors import LockError
+from sweeper.lock import DirLock
+
+
+def planted(path, host, age_s, pid=4242):
+    """A lock file as a driver on `host` would leave it, its last heartbeat `age_s` ago."""
+    path.write_text(json.dumps({"pid": pid, "host": host}))
+    t = time.time() - age_s
+    os.utime(path, (t, t))
+
+
+def test_a_live_driver_on_another_node_is_respected(tmp_path):
+    planted(tmp_path / ".lock", "node-b", age_s=5)
+    lk = DirLock(tmp_path / ".lock")
+    assert lk.holder()["host"] == "node-b"
+    with pytest.raises(LockError, match=r"pid 4242 on node-b, heartbeat 5 s ago"):
+        lk.acquire()
+    assert json.loads((tmp_path / ".lock").read_text())["host"] == "node-b"  # untouched
+
+
+def test_a_dead_node_s_stale_lock_is_taken_over(tmp_path, caplog):
+    planted(tmp_path / ".lock", "node-b", age_s=lockmod.STALE_S + 5)
+    lk = DirLock(tmp_path / ".lock")
+    assert lk.holder() is None
+    lk.acquire()
+    try:
+        assert json.loads((tmp_path / ".lock").read_text()) == {"pid": os.getpid(), "host": socket.gethostname()}
+        assert "taking over the lock" in caplog.text and "node-b" in caplog.text
+        assert sorted(p.name for p in tmp_path.iterdir()) == [".lock"]  # the stale one moved aside, then removed
+    finally:
+        lk.release()
+    assert not (tmp_path / ".lock").exists()
+
+
+def test_a_dead_pid_on_this_host_is_stale_whatever_its_heartbeat(tmp_path):
+    planted(tmp_path / ".lock", socket.gethostname(), age_s=0, pid=2**22 + 12345)
+    assert DirLock(tmp_path / ".lock").holder() is None
+
+
+def test_the_heartbeat_keeps_a_held_lock_fresh(tmp_path, monkeypatch):
+    monkeypatch.setattr(lockmod, "HEARTBEAT_S", 0.05)
+    lk = DirLock(tmp_path / ".lock")
+    lk.acquire()
+    try:
+        old = time.time() - 3600
+        os.utime(tmp_path / ".lock", (old, old))
+        deadline = time.time() + 5
+        while (tmp_path / ".lock").stat().st_mtime < time.time() - 60 and time.time() < deadline:
+            time.sleep(0.02)
+        assert time.time() - (tmp_path / ".lock").stat().st_mtime < 60  # touched again by the heartbeat
+    finally:
+        lk.release()
+
+
+def test_release_leaves_a_lock_that_another_driver_took(tmp_path):
+    lk = DirLock(tmp_path / ".lock")
+    lk.acquire()
+    planted(tmp_path / ".lock", "node-b", age_s=0)  # as if taken over by a driver that judged us dead
+    lk.release()
+    assert json.loads((tmp_path / ".lock").read_text())["host"] == "node-b"
