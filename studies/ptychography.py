@@ -17,7 +17,9 @@ import numpy as np
 from pydantic import Field, ValidationInfo, field_validator
 
 from kernels import diffraction, metrics, objects, probe, scan, stitch
+from kernels.backend import to_numpy
 from sweeper import Params, Study
+from sweeper.worker import assigned_gpus
 
 def _installed(name: str) -> bool:
     try:
@@ -105,6 +107,26 @@ def _group_offsets(positions, groups):
 
 
 def simulate(data: dict, seed: int) -> dict:
+    """The dataset, computed on the GPU when Ray gave the simulate task one (resources.simulate.num_gpus)."""
+    return simulate_on(data, seed, gpu_array_module() if assigned_gpus() else np)
+
+
+def gpu_array_module():
+    """CuPy, or an ImportError that says how to install it."""
+    try:
+        import cupy
+    except ImportError as e:
+        raise ImportError("resources.simulate.num_gpus asks for the GPU, but CuPy is not installed: "
+                          "pip install -e '.[gpu]' (CUDA 12) or cupy-cuda13x (CUDA 13)") from e
+    return cupy
+
+
+def simulate_on(data: dict, seed: int, xp=np) -> dict:
+    """The dataset with the kernels on `xp` (NumPy or CuPy; the kernels follow their input), as host arrays.
+
+    Object, probe, scan and groups are identical on both; the Poisson draw on CuPy comes from a seed taken
+    from the run's generator, so GPU and CPU counts differ draw by draw while following the same distribution.
+    """
     d = DataParams.model_validate(data).model_dump()
     N, g = int(d["N"]), int(d["gridsize"])
     obj = objects.lines_object(int(d["object_size"]), int(d["n_lines"]), _streams(d["object_seed"], 1)[0],
@@ -118,8 +140,10 @@ def simulate(data: dict, seed: int) -> dict:
     step = float(d["test_step"] or d["probe_radius"])
     test_pos = scan.raster_positions(obj.shape, N, step, jitter=min(0.5, step / 4), rng=test_pos_rng)
     noise_train, noise_test = np.random.default_rng(seed).spawn(2)
-    train = diffraction.simulate(obj, pr, train_pos, d["nphotons"], noise_train)
-    test = diffraction.simulate(obj, pr, test_pos, d["nphotons"], noise_test, scale=train.scale)
+    obj_x, pr_x = xp.asarray(obj), xp.asarray(pr)
+    train = diffraction.simulate(obj_x, pr_x, train_pos, d["nphotons"], noise_train)
+    test = diffraction.simulate(obj_x, pr_x, test_pos, d["nphotons"], noise_test, scale=train.scale)
+    train_amps, test_amps = to_numpy(train.amplitudes), to_numpy(test.amplitudes)
     k = max(int(d["k_neighbors"]), g * g)
     train_groups = scan.group_neighbors(train_pos, g, k, train_group_rng)
     test_groups = scan.group_neighbors(test_pos, g, k, test_group_rng)
@@ -127,10 +151,10 @@ def simulate(data: dict, seed: int) -> dict:
     return {
         "object": obj, "probe": pr, "scale": np.float64(train.scale), "gridsize": np.int64(g),
         "pad": np.int64(int(np.ceil(np.abs(offsets).max())) + 2 if g > 1 else 0),
-        "input_norm": np.float64(np.sqrt(np.mean(train.amplitudes.astype(np.float64) ** 2))),
-        "train_amplitudes": train.amplitudes, "train_positions": train_pos, "train_groups": train_groups,
-        "train_patches": diffraction.extract_patches(obj, train_pos, N),
-        "test_amplitudes": test.amplitudes, "test_positions": test_pos, "test_groups": test_groups,
+        "input_norm": np.float64(np.sqrt(np.mean(train_amps.astype(np.float64) ** 2))),
+        "train_amplitudes": train_amps, "train_positions": train_pos, "train_groups": train_groups,
+        "train_patches": to_numpy(diffraction.extract_patches(obj_x, train_pos, N)),
+        "test_amplitudes": test_amps, "test_positions": test_pos, "test_groups": test_groups,
     }
 
 
@@ -308,7 +332,17 @@ def fit_network(dataset: dict, f: dict, seed: int) -> dict:
         result.update(final_val_loss=history["val_loss"][-1])
     return {"metrics": result, "history": history, "files": files,
             "arrays": {"amplitude": np.abs(recon).astype(np.float32), "phase": np.angle(recon).astype(np.float32)},
-            "device": f"{keras.backend.backend()}:{_keras_device()}"}
+            "device": device_label(keras.backend.backend(), _keras_device(), assigned_gpus())}
+
+
+def device_label(backend: str, device: str, ray_gpus: list) -> str:
+    """The results' `device`: backend and device, with the GPUs Ray assigned (CUDA_VISIBLE_DEVICES), and a
+    warning in the label when a GPU was assigned but the backend computed on the CPU."""
+    if device == "gpu" and ray_gpus:
+        return f"{backend}:gpu:{','.join(map(str, ray_gpus))}"
+    if device == "cpu" and ray_gpus:
+        return f"{backend}:cpu (gpu {','.join(map(str, ray_gpus))} assigned, unused: no CUDA build of {backend})"
+    return f"{backend}:{device}"
 
 
 def _keras_device() -> str:

@@ -5,12 +5,20 @@
     result.configs("metrics.psnr")   # one row per configuration: n, mean, sd, 95% CI
     sweeper.load(result.dir)          # the same SweepResult, later, from the study directory
 """
-from .driver import run
 from .errors import LockError, SpecError
-from .plan import expand
-from .results import RunResult, SweepResult, load
-from .spec import load_spec
 from .study import Params, Study
+
+# the engine (Ray, pyarrow) loads on first use: a study module imports Params and Study where Ray is absent
+_LAZY = {"run": "driver", "expand": "plan", "RunResult": "results", "SweepResult": "results", "load": "results",
+         "load_spec": "spec"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'sweeper' has no attribute {name!r}")
 
 __all__ = ["run", "load", "Study", "Params", "SweepResult", "RunResult", "SpecError", "LockError", "load_spec",
            "expand"]

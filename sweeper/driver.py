@@ -134,21 +134,25 @@ def write_reports(result: SweepResult, spec: Spec) -> None:
 
 
 def check_resources(spec: Spec, cluster_known: bool) -> None:
-    """A run asking more CPUs, GPUs or memory than any node has would wait for ever: say so before starting.
+    """A run (or simulate task) asking more CPUs, GPUs or memory than any node has would wait for ever: say
+    so before starting.
 
     On a cluster Ray was started for here (`cluster_known`), that is an error; on an existing cluster
     (`--address`), whose autoscaler may still add such a node, a warning.
     """
     nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
     names = {"num_cpus": "CPU", "num_gpus": "GPU", "memory": "memory"}
-    for key, name in names.items():
-        want = spec.resources.get(key) or 0
-        have = max((n.get(name, 0) for n in nodes), default=0)
-        if want > have:
-            msg = (f"each run asks for {want} {name}, but the largest node has {have:g} "
-                   f"({len(nodes)} node(s): {', '.join(f'{n.get(name, 0):g}' for n in nodes)}); no run could start")
+    for prefix, asked, who in (("resources", spec.resources, "each run"),
+                               ("resources.simulate", spec.simulate_resources, "each simulate task")):
+        for key, name in names.items():
+            want = asked.get(key) or 0
+            have = max((n.get(name, 0) for n in nodes), default=0)
+            if want <= have:
+                continue
+            msg = (f"{who} asks for {want} {name}, but the largest node has {have:g} ({len(nodes)} node(s): "
+                   f"{', '.join(f'{n.get(name, 0):g}' for n in nodes)}); it could never start")
             if cluster_known:
-                raise SpecError(msg, where=spec.origins.get(f"resources.{key}", spec.path), key=f"resources.{key}")
+                raise SpecError(msg, where=spec.origins.get(f"{prefix}.{key}", spec.path), key=f"{prefix}.{key}")
             log.warning("%s -- waiting for the autoscaler to add a node that has it", msg)
 
 

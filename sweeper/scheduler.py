@@ -136,7 +136,7 @@ class Scheduler:
         self.spec, self.sd, self.study_ref = spec, sd, study_ref
         self.executor = make_executor(spec, study_ref, len(todo))
         self.simulate = ray.remote(simulate_dataset).options(num_returns=2, max_retries=max(spec.retries, 1),
-                                                             num_cpus=self._simulate_cpus())
+                                                             **self._simulate_options())
         default_runs, max_datasets = default_limits()
         self.limit = self.executor.capacity(max_in_flight or default_runs)
         self.saved = {p.stem for p in sd.datasets.glob("*.npz")} if spec.save_datasets and sd.datasets.is_dir() \
@@ -147,12 +147,14 @@ class Scheduler:
         self.counts = collections.Counter()
         self.bar = tqdm(total=len(todo), desc=spec.name, unit="run", disable=not progress, smoothing=0.05)
 
-    def _simulate_cpus(self) -> float:
-        cpus = self.spec.resources.get("num_cpus", 1) or 1
-        if ray.cluster_resources().get("CPU", 0) - self.executor.reserved_cpus < cpus:
+    def _simulate_options(self) -> dict:
+        """resources.simulate, by default the runs' CPUs and no GPU; with num_gpus the study's simulate runs
+        where Ray assigned it a GPU (`sweeper.worker.assigned_gpus()`)."""
+        opts = {"num_cpus": self.spec.resources.get("num_cpus", 1) or 1, **self.spec.simulate_resources}
+        if ray.cluster_resources().get("CPU", 0) - self.executor.reserved_cpus < opts["num_cpus"]:
             log.info("the actor pool holds the CPUs; datasets are simulated beside it (num_cpus=0)")
-            return 0  # rather than wait for ever behind the pool
-        return cpus
+            opts["num_cpus"] = 0  # rather than wait for ever behind the pool
+        return {k: v for k, v in opts.items() if v or k == "num_cpus"}
 
     def _make_dataset(self, run):
         saved = self.sd.load_dataset(run.data_key) if run.data_key in self.saved else None
@@ -175,8 +177,8 @@ class Scheduler:
                     else:
                         self._on_result(ref)
         except KeyboardInterrupt:
-            for r in self.queue.pending:
-                ray.cancel(r, force=True)
+            # no ray.cancel(force=True) of the runs in flight: it raced their completion inside Ray's core worker
+            # and crashed the driver (exit 1) now and then; the driver's exit ends them anyway
             self.bar.close()
             log.warning("stopped: %d runs saved, %d not run; run the same command again to resume",
                         sum(self.counts.values()), len(self.queue.new) + len(self.queue.pending))

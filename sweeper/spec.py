@@ -35,6 +35,8 @@ class Spec:
     repeats_data: int = 1
     repeats_fit: int = 1
     resources: dict = field(default_factory=lambda: {"num_cpus": 1, "num_gpus": 0})
+    # resources.simulate: what each simulate task asks for (default: the runs' CPUs, no GPU)
+    simulate_resources: dict = field(default_factory=dict)
     executor: str = "task"
     actors: int | None = None
     retries: int = 1
@@ -67,7 +69,8 @@ class Spec:
         d = {"study": self.study_ref, "name": self.name, **({"description": self.description}
                                                              if self.description else {}), "seed": self.seed, "data": self.data, "fit": self.fit,
              "sweep": self.sweep, "zip": self.zip, "data_mode": self.data_mode, "repeats": self.repeats(),
-             "resources": self.resources, "executor": self.executor, "retries": self.retries,
+             "resources": {**self.resources, **({"simulate": self.simulate_resources}
+                                                if self.simulate_resources else {})}, "executor": self.executor, "retries": self.retries,
              "save_datasets": self.save_datasets}
         if self.actors is not None:
             d["actors"] = self.actors
@@ -199,7 +202,8 @@ def from_config(cfg: config.Config, path: str | None = None) -> Spec:
         raise SpecError("expected a name (letters, digits, _ and -) for the study directory",
                         where=origins.get("name", path), key="name")
     return Spec(study=study, name=name, seed=seed, data=data, fit=fit, sweep=sweep, zip=zips, data_mode=mode,
-                repeats_data=rd, repeats_fit=rf, resources=_resources(values, origins, path), executor=executor,
+                repeats_data=rd, repeats_fit=rf, resources=_resources(values, origins, path),
+                simulate_resources=_simulate_resources(values, origins, path), executor=executor,
                 actors=actors, retries=retries, save_datasets=save, max_in_flight=mif, sessions=sessions,
                 origins=origins, path=path, description=str(values.get("description") or study.description or ""),
                 report=_report(values, origins, path), seeds=_choice(values, origins, path, "seeds", SEEDS),
@@ -258,17 +262,31 @@ def _repeats(values, origins, path) -> tuple[str, int, int]:
 
 
 def _resources(values, origins, path) -> dict:
-    resources = {"num_cpus": 1, "num_gpus": 0, **(values.get("resources") or {})}
+    given = {k: v for k, v in (values.get("resources") or {}).items() if k != "simulate"}
+    return _checked({"num_cpus": 1, "num_gpus": 0, **given}, "resources", origins, path,
+                    "resources are num_cpus, num_gpus, memory and simulate (the simulate task's own)")
+
+
+def _simulate_resources(values, origins, path) -> dict:
+    given = (values.get("resources") or {}).get("simulate") or {}
+    if not isinstance(given, dict):
+        raise SpecError("expected a mapping such as {num_gpus: 1}", where=origins.get("resources.simulate", path),
+                        key="resources.simulate")
+    return _checked(dict(given), "resources.simulate", origins, path,
+                    "resources.simulate are num_cpus, num_gpus and memory")
+
+
+def _checked(resources: dict, prefix: str, origins, path, known: str) -> dict:
     for k, v in resources.items():
+        key = f"{prefix}.{k}"
         if k not in ("num_cpus", "num_gpus", "memory"):
-            raise SpecError("resources are num_cpus, num_gpus and memory", where=origins.get(f"resources.{k}", path),
-                            key=f"resources.{k}")
+            raise SpecError(known, where=origins.get(key, path), key=key)
         if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or not math.isfinite(v):
-            raise SpecError(f"expected a number >= 0, got {v!r}", where=origins.get(f"resources.{k}", path),
-                            key=f"resources.{k}")
-    if resources["num_gpus"] > 1 and resources["num_gpus"] != int(resources["num_gpus"]):
-        raise SpecError("fractional num_gpus must be below 1", where=origins.get("resources.num_gpus", path),
-                        key="resources.num_gpus")
+            raise SpecError(f"expected a number >= 0, got {v!r}", where=origins.get(key, path), key=key)
+    gpus = resources.get("num_gpus", 0)
+    if gpus > 1 and gpus != int(gpus):
+        raise SpecError("fractional num_gpus must be below 1", where=origins.get(f"{prefix}.num_gpus", path),
+                        key=f"{prefix}.num_gpus")
     return resources
 
 

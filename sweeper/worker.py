@@ -80,13 +80,20 @@ def _where() -> str:
     return socket.gethostname()
 
 
-def _device() -> str:
+def assigned_gpus() -> list:
+    """The GPUs Ray assigned to the task or actor running this code ([] outside Ray, or with none). Ray also
+    sets CUDA_VISIBLE_DEVICES to them, so CuPy's device 0 is the first. A study's simulate or fit asks this
+    to decide where to compute (resources.simulate.num_gpus, resources.num_gpus)."""
     try:
         import ray
 
-        ids = ray.get_gpu_ids() if ray.is_initialized() else []
+        return list(ray.get_gpu_ids()) if ray.is_initialized() else []
     except Exception:
-        ids = []
+        return []
+
+
+def _device() -> str:
+    ids = assigned_gpus()
     return f"gpu:{','.join(str(i) for i in ids)}" if ids else "cpu"
 
 
@@ -98,7 +105,7 @@ def simulate_dataset(study_ref: StudyRef, data_params: dict, seed: int):
         raise TypeError(f"simulate must return a non-empty dict of arrays and scalars, got {type(data).__name__}")
     nbytes = sum(getattr(v, "nbytes", 8) for v in data.values())
     meta = {"sha256": arrays_sha256(data), "nbytes": int(nbytes), "seed": seed, "params": data_params,
-            "duration_s": time.perf_counter() - t0, "node": _where()}
+            "duration_s": time.perf_counter() - t0, "node": _where(), "device": _device()}
     return data, meta
 
 

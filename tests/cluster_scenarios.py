@@ -39,7 +39,13 @@ def gpu_placement(cluster, workers, out):
                         out=out / "whole", progress=False)
     half = sweeper.run(slow_spec("half", out / "half", 4, 2.0, {"num_cpus": 0.5, "num_gpus": 0.5}),
                        out=out / "half", progress=False)
-    return {"whole": rows(whole.table), "half": rows(half.table)}
+    on_gpu = slow_spec("simgpu", out / "simgpu", 3, 0.1, {"num_cpus": 1, "simulate": {"num_gpus": 1}},
+                      save_datasets=True)
+    simgpu = sweeper.run(on_gpu, out=out / "simgpu", progress=False)
+    metas = [json.loads(p.read_text()) for p in simgpu.sd.datasets.glob("*.json")]
+    return {"whole": rows(whole.table), "half": rows(half.table), "simgpu": rows(simgpu.table),
+            "simgpu_gpus": simgpu.table.column("metrics.simulate_gpus").to_pylist(),
+            "simgpu_meta_devices": [m.get("device") for m in metas]}
 
 
 def _lines(path: Path) -> list:

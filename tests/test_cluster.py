@@ -30,6 +30,9 @@ def test_gpu_runs_land_on_gpu_nodes_and_half_gpus_share_one(tmp_path):
     assert sorted(len(v) for v in by_node.values()) == [2, 2]
     for (s1, e1), (s2, e2) in by_node.values():
         assert s1 < e2 and s2 < e1  # the two runs on one GPU overlapped in time
+    # resources.simulate.num_gpus: the simulate task got a GPU (the study saw it), the CPU-only runs did not
+    assert all(x["status"] == "ok" and x["device"] == "cpu" for x in r["simgpu"])
+    assert r["simgpu_gpus"] == [1.0, 1.0, 1.0] and r["simgpu_meta_devices"] == ["gpu:0"]
 
 
 @pytest.mark.parametrize("per_run_data", [False, True], ids=["shared-dataset", "dataset-per-run"])

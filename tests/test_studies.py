@@ -80,3 +80,26 @@ def test_training_subsets_span_the_object():
         assert np.all(lo < 8 + 0.25 * 112) and np.all(hi > 8 + 0.75 * 112)  # spread over the scannable area
         quadrant = (pos[:, 0] > 64).astype(int) * 2 + (pos[:, 1] > 64)
         assert len(set(quadrant)) == 4
+
+
+def test_the_device_label_names_backend_device_and_ray_s_gpus():
+    from studies.ptychography import device_label
+
+    assert device_label("jax", "gpu", [1]) == "jax:gpu:1"  # Ray's GPU id 1 (CUDA_VISIBLE_DEVICES=1)
+    assert device_label("jax", "cpu", []) == "jax:cpu"
+    assert device_label("tensorflow", "cpu", [0]).startswith("tensorflow:cpu (gpu 0 assigned, unused")
+
+
+def test_simulate_asks_for_cupy_only_when_ray_assigned_a_gpu(monkeypatch):
+    import numpy as np
+
+    from studies import ptychography as P
+
+    seen = []
+    monkeypatch.setattr(P, "simulate_on", lambda data, seed, xp: seen.append(xp) or {})
+    P.simulate({}, 1)
+    assert seen == [np]
+    monkeypatch.setattr(P, "assigned_gpus", lambda: [0])
+    monkeypatch.setattr(P, "gpu_array_module", lambda: "cupy")
+    P.simulate({}, 1)
+    assert seen == [np, "cupy"]

@@ -5,6 +5,7 @@ import time
 import numpy as np
 
 from sweeper.hashing import arrays_sha256
+from sweeper.worker import assigned_gpus
 
 
 def _node() -> str:
@@ -25,7 +26,7 @@ def _log(path, line):
 def simulate(data, seed):
     x = np.random.default_rng(seed).standard_normal(data["size"])
     _log(data.get("calls"), f"simulate {data['j']} {_node()}")
-    return {"x": x}
+    return {"x": x, "simulated_on_gpus": np.asarray(assigned_gpus(), dtype=np.int64)}
 
 
 def fit(dataset, params, seed):
@@ -33,5 +34,6 @@ def fit(dataset, params, seed):
     start = time.time()
     time.sleep(params["sleep"])
     sha = arrays_sha256(dict(dataset))
+    sim_gpus = float(len(dataset["simulated_on_gpus"]))
     return {"metrics": {"k": params["k"], "data_hash_lo": float(int(sha[:12], 16)), "start": start,
-                        "end": time.time()}}
+                        "end": time.time(), "simulate_gpus": sim_gpus}}

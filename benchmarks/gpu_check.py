@@ -1,0 +1,197 @@
+"""The GPU check: one command for a GPU machine that prints one table for benchmarks/RESULTS.md.
+
+Steps, each beside its CPU counterpart in the same run:
+  1. the gpu-marked tests (pytest -m gpu);
+  2. kernels.diffraction.simulate, patterns/s on CuPy against NumPy (N=64 and 128, 1e9 and 1e4 photons);
+  3. PINN training steps/s on Keras's JAX backend, GPU against CPU (one process per device);
+  4. the dose-response study's simulate + fit at the published sizes (dose_response_full.yaml), the
+     simulate on CuPy, for as many epochs as fit in --study-minutes.
+No Ray is needed: the kernels and models run directly (a GPU test machine may have no Ray). The procedure
+for a machine without network is in benchmarks/GPU_CHECK.md. --cpu-only runs every step on the CPU at small
+sizes, which is how CI checks this script.
+Run: python benchmarks/gpu_check.py [--cpu-only] [--batch 16384] [--study-minutes 8] [--out table.md]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+TRAIN = """
+import json, sys
+sys.path.insert(0, {repo!r})
+from benchmarks.bench_training import steps_per_second
+from studies import ptychography as P
+d = P.simulate({{"N": {N}, "object_size": {obj}, "probe_radius": {N} / 4, "n_train": {n}, "test_step": {N} / 2,
+                "probe_defocus": 3.0}}, 1)
+rate = steps_per_second(d, {{"width": 32}}, {steps}, {batch})
+print(json.dumps({{"rate": rate, "device": P._keras_device()}}))
+"""
+
+
+def gpu_tests(cpu_only: bool) -> list:
+    """pytest -m gpu: its summary line (they skip without CuPy, as on CI)."""
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider",
+                          "tests/test_kernels_gpu.py", "tests/test_simulate_gpu.py", "tests/test_training_gpu.py"],
+                         cwd=REPO, capture_output=True, text=True, timeout=900)
+    summary = (out.stdout.strip().splitlines() or ["no output"])[-1]
+    if out.returncode not in (0, 5):
+        print(out.stdout[-4000:], out.stderr[-2000:], file=sys.stderr)
+    return [("gpu tests", "pytest -m gpu", summary, "", "")]
+
+
+def kernel_rows(cpu_only: bool, batch: int, repeats: int) -> list:
+    """Patterns/s of diffraction.simulate on NumPy and (unless cpu_only) CuPy, same positions and photons."""
+    from benchmarks.bench_kernels import best_rates
+    from kernels import diffraction, objects, probe, scan
+    from kernels.backend import to_numpy
+
+    rows = []
+    for N in (64, 128):
+        rng = np.random.default_rng(0)
+        obj = objects.lines_object(4 * N, 400, rng, phase=0.5)
+        pr = probe.disk_probe(N, N / 4)
+        pos = scan.random_positions(batch, obj.shape, N, rng)
+        for nph in (1e9, 1e4):
+            fns = {"cpu": lambda: diffraction.simulate(obj, pr, pos, nph, np.random.default_rng(2))}
+            if not cpu_only:
+                import cupy as cp
+
+                g = (cp.asarray(obj), cp.asarray(pr), cp.asarray(pos))
+
+                def on_gpu():
+                    out = diffraction.simulate(*g, nph, np.random.default_rng(2))
+                    cp.cuda.Stream.null.synchronize()
+                    return to_numpy(out.amplitudes[:1])
+
+                fns["gpu"] = on_gpu
+            r = best_rates(fns, batch, repeats)
+            rows.append(("kernels", f"simulate N={N}, batch {batch}, {nph:.0e} photons (patterns/s)",
+                         f"{r['cpu']:,.0f}", f"{r['gpu']:,.0f}" if "gpu" in r else "-",
+                         f"{r['gpu'] / r['cpu']:.1f}x" if "gpu" in r else "-"))
+    return rows
+
+
+def training_rows(cpu_only: bool, steps: int) -> list:
+    """Steps/s of PINN training on Keras's JAX backend: JAX on the CPU, and on the GPU unless cpu_only."""
+    rows, rates = [], {}
+    for device in ("cpu",) if cpu_only else ("cpu", "gpu"):
+        env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu" if device == "cpu" else "cuda"}
+        N, batch = (32, 8) if cpu_only else (64, 16)
+        code = TRAIN.format(repo=str(REPO), N=N, obj=4 * N, n=8 * batch, steps=steps, batch=batch)
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=900)
+        if out.returncode:
+            rates[device] = None
+            print(f"training on jax:{device} failed:\n{out.stderr[-3000:]}", file=sys.stderr)
+            continue
+        res = json.loads(out.stdout.strip().splitlines()[-1])
+        rates[device] = res["rate"]
+        assert res["device"] == device, f"JAX ran on {res['device']}, asked for {device}"
+    cpu, gpu = rates.get("cpu"), rates.get("gpu")
+    rows.append(("training", f"PINN steps/s, Keras on JAX (N={N}, batch {batch}, width 32)",
+                 f"{cpu:.1f}" if cpu else "failed", f"{gpu:.1f}" if gpu else ("-" if cpu_only else "failed"),
+                 f"{gpu / cpu:.1f}x" if cpu and gpu else "-"))
+    return rows
+
+
+def study_rows(cpu_only: bool, minutes: float) -> list:
+    """The dose-response runs at the published sizes: simulate on CuPy (NumPy with cpu_only), fit on the
+    Keras backend's device, epochs cut to fit the time budget; quality and time per run."""
+    from sweeper.plan import expand
+    from sweeper.spec import load_spec
+
+    spec_file = "dose_response.yaml" if cpu_only else "dose_response_full.yaml"
+    overrides = ["fit.epochs=1", "data.n_train=64", "fit.width=8"] if cpu_only else []
+    runs = expand(load_spec(REPO / "studies" / "specs" / spec_file, overrides)).runs
+    from studies import ptychography as P
+
+    xp = np if cpu_only else P.gpu_array_module()
+    datasets, rows, sim_s = {}, [], {}
+    for run in runs:
+        if run.data_key not in datasets:
+            t = time.perf_counter()
+            datasets[run.data_key] = P.simulate_on(run.data, run.seed_data, xp)
+            sim_s[run.data_key] = time.perf_counter() - t
+    budget = minutes * 60 / len(runs)
+    for run in runs:
+        fit = dict(run.fit)
+        if not cpu_only:
+            fit["epochs"] = _epochs_within(datasets[run.data_key], fit, run.seed_fit, budget)
+        t = time.perf_counter()
+        out = P.fit(datasets[run.data_key], fit, run.seed_fit)
+        m = out["metrics"]
+        took = f"simulate {sim_s[run.data_key]:.1f} s + fit {time.perf_counter() - t:.0f} s on {out.get('device')}"
+        rows.append(("study", f"dose_response {run.data['nphotons']:.0e} photons, {fit['loss']}, "
+                              f"{fit['epochs']} epochs, 1 seed", took if cpu_only else "-",
+                     "-" if cpu_only else took, f"PSNR {m['psnr']:.1f} dB, SSIM {m['ssim']:.2f}"))
+    return rows
+
+
+def _epochs_within(dataset, fit: dict, seed: int, seconds: float) -> int:
+    """How many epochs of this fit fit in `seconds`, from the time of a one-epoch fit (compile included)."""
+    from studies import ptychography as P
+
+    t = time.perf_counter()
+    P.fit(dataset, {**fit, "epochs": 1}, seed)
+    one = time.perf_counter() - t
+    return int(max(1, min(fit["epochs"], seconds // max(one, 1e-3))))
+
+
+def table(rows) -> str:
+    head = "| step | what | CPU | GPU | GPU / CPU or quality |\n|---|---|---:|---:|---:|\n"
+    return head + "".join(f"| {' | '.join(map(str, r))} |\n" for r in rows)
+
+
+def machine(cpu_only: bool) -> str:
+    gpu = "no GPU (--cpu-only)"
+    if not cpu_only:
+        import cupy as cp
+
+        props = cp.cuda.runtime.getDeviceProperties(0)
+        gpu = f"{props['name'].decode()}, {props['totalGlobalMem'] / 2**30:.0f} GiB, CUDA runtime " \
+              f"{cp.cuda.runtime.runtimeGetVersion()}, CuPy {cp.__version__}"
+    return f"{gpu}; {os.cpu_count()} CPU cores; Python {sys.version.split()[0]}"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 epilog="\n".join(__doc__.splitlines()[2:]),
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cpu-only", action="store_true", help="every step on the CPU at small sizes (CI, no GPU)")
+    ap.add_argument("--batch", type=int, default=None, help="patterns per simulate call (16384; 256 --cpu-only)")
+    ap.add_argument("--repeats", type=int, default=3, help="timed calls per kernel row (the best counts)")
+    ap.add_argument("--steps", type=int, default=50, help="training steps timed per device")
+    ap.add_argument("--study-minutes", type=float, default=8.0, help="time budget of the study step")
+    ap.add_argument("--skip", nargs="*", default=[], choices=["tests", "kernels", "training", "study"])
+    ap.add_argument("--out", type=Path, default=None, help="also write the table (markdown) here")
+    a = ap.parse_args(argv)
+    batch = a.batch or (256 if a.cpu_only else 16384)
+    steps = {"tests": lambda: gpu_tests(a.cpu_only),
+             "kernels": lambda: kernel_rows(a.cpu_only, batch, 1 if a.cpu_only else a.repeats),
+             "training": lambda: training_rows(a.cpu_only, 5 if a.cpu_only else a.steps),
+             "study": lambda: study_rows(a.cpu_only, a.study_minutes)}
+    rows = []
+    for name, step in steps.items():
+        if name not in a.skip:
+            t = time.perf_counter()
+            rows += step()
+            print(f"{name}: {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
+    text = f"{machine(a.cpu_only)}; {time.strftime('%Y-%m-%d')}\n\n{table(rows)}"
+    print(text)
+    if a.out:
+        a.out.write_text(text)
+    return 1 if any(re.search(r"\bfailed\b", " ".join(map(str, r))) for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
