@@ -10,6 +10,9 @@ from .errors import LockError, SpecError
 from .values import override_text, run_command
 
 
+MAX_RUNS_HELP = "refuse a plan of more runs than this (default 1,000,000: a bigger grid is likely a typo)"
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sweep", description="Ray-distributed scientific parameter sweeps.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -20,9 +23,12 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--address", default=None, help="Ray cluster address, e.g. auto")
     r.add_argument("--max-in-flight", type=int, default=None)
     r.add_argument("--no-progress", action="store_true")
-    pl = sub.add_parser("plan", help="the run table, without running anything")
+    r.add_argument("--max-runs", type=int, default=None, help=MAX_RUNS_HELP)
+    pl = sub.add_parser("plan", help="the run table (a summary past 50 runs), without running anything")
     pl.add_argument("spec")
     pl.add_argument("overrides", nargs="*")
+    pl.add_argument("--max-runs", type=int, default=None, help=MAX_RUNS_HELP)
+    pl.add_argument("--all", action="store_true", help="every row, however many")
     st = sub.add_parser("status", help="ok / failed / pending counts of a study directory (or of every sweep of a "
                                        "study name)")
     st.add_argument("dir", type=Path)
@@ -67,13 +73,14 @@ def _slurm_parser(sub) -> None:
                                                           "instead of ray symmetric-run")
     s.add_argument("--port", type=int, default=6379, help="the Ray head's port")
     s.add_argument("--submit", action="store_true", help="run sbatch and print the job id")
+    s.add_argument("--max-runs", type=int, default=None, help=MAX_RUNS_HELP)
 
 
 def _cmd_slurm(a) -> int:
     from .slurm import SlurmOptions, submit, write_job
 
     fields = {f: getattr(a, f) for f in SlurmOptions.__dataclass_fields__}
-    sd = write_job(a.spec, a.overrides, a.out, SlurmOptions(**fields))
+    sd = write_job(a.spec, a.overrides, a.out, SlurmOptions(**fields), a.max_runs)
     print(sd.sbatch_path)
     if a.submit:
         job_id = submit(sd)
@@ -126,7 +133,7 @@ def _cmd_run(a) -> int:
 
     _stop_on_signals()
     res = run(a.spec, a.overrides, out=a.out, address=a.address, max_in_flight=a.max_in_flight,
-              progress=not a.no_progress)
+              progress=not a.no_progress, max_runs=a.max_runs)
     print(outcome(res), file=sys.stderr)
     print(res.dir)
     return 0 if res.counts()["failed"] == 0 else 1
@@ -148,13 +155,21 @@ def _cmd_plan(a) -> int:
     from .report import text_table
     from .spec import load_spec
 
-    plan = expand(load_spec(a.spec, a.overrides))
-    axes = list(plan.runs[0].axes) if plan.runs else []
+    plan = expand(load_spec(a.spec, a.overrides), a.max_runs)
+    runs = plan.runs
+    axes = list(runs[0].axes) if runs else []
     head = ["run_id", "data_key", "repeat_data", "repeat_fit", *axes]
-    rows = [[r.run_id, r.data_key, str(r.repeat_data), str(r.repeat_fit),
-             *(override_text(r.axes[k]) for k in axes)] for r in plan.runs]
-    print(text_table(head, rows))
-    print(f"{len(plan.runs)} runs, {len(plan.data_keys)} datasets ({plan.spec.data_mode} data)")
+    row = lambda r: [r.run_id, r.data_key, str(r.repeat_data), str(r.repeat_fit),  # noqa: E731
+                     *(override_text(r.axes[k]) for k in axes)]
+    if a.all or len(runs) <= 50:
+        print(text_table(head, [row(r) for r in runs]))
+    else:
+        for k in axes:
+            values = list(dict.fromkeys(override_text(r.axes[k]) for r in runs))
+            print(f"{k}: {len(values)} values ({values[0]} ... {values[-1]})")
+        print(f"\nfirst 5 and last 5 of {len(runs)} runs (--all for every row):")
+        print(text_table(head, [row(r) for r in runs[:5]] + [["..."] * len(head)] + [row(r) for r in runs[-5:]]))
+    print(f"{len(runs)} runs, {len(plan.data_keys)} datasets ({plan.spec.data_mode} data)")
     return 0
 
 

@@ -39,10 +39,11 @@ def study_dir(spec: Spec, out) -> StudyDir:
 
 
 def run(spec, overrides=(), out="outputs", address=None, max_in_flight=None, progress=True,
-        report=True) -> SweepResult:
-    """Run (or resume) a sweep and return its SweepResult. Bad specs fail before any Ray work."""
+        report=True, max_runs=None) -> SweepResult:
+    """Run (or resume) a sweep and return its SweepResult. Bad specs (and plans over `max_runs`, default
+    plan.MAX_RUNS) fail before any Ray work."""
     spec = load_spec(spec, overrides)
-    plan = expand(spec)
+    plan = expand(spec, max_runs)
     sd = study_dir(spec, out)
     ids = [r.run_id for r in plan.runs]
     sd.check_free()

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import copy
 import difflib
+import hashlib
 import itertools
+import json
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,7 +14,7 @@ import pyarrow as pa
 import pydantic
 
 from .errors import SpecError
-from .hashing import canonical_json, short_hash
+from .hashing import canonical_json
 from .spec import Spec, set_dotted
 from .study import validated
 from .values import table_from_columns
@@ -48,8 +51,19 @@ class Plan:
                    **{k: [getattr(r, k) for r in self.runs]
                       for k in ("repeat_data", "repeat_fit", "seed_data", "seed_fit")},
                    **{k: [r.axes[k] for r in self.runs] for k in axes if k != "session"},
-                   "params": [canonical_json({"data": r.data, "fit": r.fit}) for r in self.runs]}
+                   "params": self._params_json()}
         return table_from_columns(columns)
+
+    def _params_json(self) -> list:
+        """Each run's {"data", "fit"} as canonical JSON, written once per point (runs share their trees)."""
+        texts = {}
+        for r in self.runs:
+            if (id(r.data), id(r.fit)) not in texts:
+                texts[id(r.data), id(r.fit)] = canonical_json({"data": r.data, "fit": r.fit})
+        return [texts[id(r.data), id(r.fit)] for r in self.runs]
+
+
+MAX_RUNS = 1_000_000  # a bigger grid is refused unless asked for (--max-runs): it is likely a typo
 
 
 def _seed(seed: int, *words) -> int:
@@ -59,39 +73,82 @@ def _seed(seed: int, *words) -> int:
     return int(ss.generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 
-def _points(spec: Spec) -> list[dict]:
-    """Every point of product(sweep) x zip (x sessions), as {dotted key: value}."""
+def plan_size(spec: Spec) -> int:
+    """How many runs the spec expands to, without expanding it."""
+    points = math.prod(len(v) for v in spec.sweep.values()) * (len(next(iter(spec.zip.values()))) if spec.zip
+                                                               else 1)
+    return points * max(len(spec.sessions), 1) * spec.repeats_data * spec.repeats_fit
+
+
+def check_size(spec: Spec, max_runs: int | None) -> int:
+    n, limit = plan_size(spec), MAX_RUNS if max_runs is None else max_runs
+    if n > limit:
+        axes = " x ".join(f"{k} ({len(v)})" for k, v in spec.sweep.items()) or "the points"
+        raise SpecError(f"the sweep has {n:,} runs ({axes}, repeats {spec.repeats()}), more than the limit of "
+                        f"{limit:,}; pass --max-runs {n} (sweeper.run(..., max_runs={n})) to plan it anyway",
+                        where=spec.origins.get("sweep", spec.path), key="sweep")
+    return n
+
+
+def _points(spec: Spec):
+    """Every point of product(sweep) x zip (x sessions), as {dotted key: value}, one at a time."""
     axes = dict(spec.sweep)
     if spec.sessions:
         axes = {"session": list(spec.sessions), **axes}
     keys = list(axes)
     zipped = list(zip(*spec.zip.values())) if spec.zip else [()]
-    points = []
     for combo in itertools.product(*(axes[k] for k in keys)):
         for z in zipped:
-            points.append({**dict(zip(keys, combo)), **dict(zip(spec.zip, z))})
-    return points
+            yield {**dict(zip(keys, combo)), **dict(zip(spec.zip, z))}
 
 
-def expand(spec: Spec) -> Plan:
-    """The runs: points x repeats, with data keys shared as the data mode says."""
-    version = spec.study.version or "0"
-    runs, seen, checked = [], set(), {}
+class _Ids:
+    """Run ids, data keys and seeds, from the canonical JSON of each point's data and fit written once: each
+    hash's text is composed from those pieces (equal to canonical_json of the whole dict, keys sorted), and a
+    seed is computed once per (data point, repeat) however many fit arms share it."""
+
+    def __init__(self, spec: Spec):
+        self.spec, self.seeds = spec, {}
+        self.tail = f'"study":{json.dumps(spec.study_name)},"version":{json.dumps(spec.study.version or "0")}}}'
+
+    def seed(self, *words) -> int:
+        if words not in self.seeds:
+            self.seeds[words] = _seed(self.spec.seed, *words)
+        return self.seeds[words]
+
+    def point(self, data_json: str, fit_json: str, session) -> tuple:
+        sj = json.dumps(session)
+        return _sha(f'{{"data":{data_json},"session":{sj}}}'), _sha(fit_json), sj
+
+    def data_key(self, data_json: str, seed_data: int, sj: str) -> str:
+        return _sha(f'{{"data":{data_json},"seed":{seed_data},"session":{sj},{self.tail}')
+
+    def run_id(self, data_json: str, fit_json: str, seeds: tuple, sj: str) -> str:
+        return _sha(f'{{"data":{data_json},"fit":{fit_json},"seeds":[{seeds[0]},{seeds[1]}],"session":{sj},'
+                    f'{self.tail}')
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def expand(spec: Spec, max_runs: int | None = None) -> Plan:
+    """The runs: points x repeats, with data keys shared as the data mode says. A plan larger than
+    `max_runs` (default MAX_RUNS) is a SpecError before any work."""
+    check_size(spec, max_runs)
+    ids, runs, seen, checked = _Ids(spec), [], set(), {}
     for point in _points(spec):
         session = point.get("session")
-        tree = _tree(spec, point, checked)
-        data_hash = short_hash({"session": session, "data": tree["data"]}, 16)
-        fit_hash = short_hash(tree["fit"], 16)
+        tree, (dj, fj) = _tree(spec, point, checked)
+        data_hash, fit_hash, sj = ids.point(dj, fj, session)
         for rd in range(spec.repeats_data):
-            seed_data = _seed(spec.seed, data_hash, rd)
-            data_key = short_hash({"study": spec.study_name, "version": version, "data": tree["data"],
-                                   "session": session, "seed": seed_data}, 16)
+            seed_data = ids.seed(data_hash, rd)
+            data_key = ids.data_key(dj, seed_data, sj)
             for rf in range(spec.repeats_fit):
                 # paired: every fit arm at this data point and repeat gets the same seed (common random numbers)
                 words = (data_hash, rd, fit_hash, rf, 1) if spec.seeds == "independent" else (data_hash, rd, rf, 2)
-                seed_fit = _seed(spec.seed, *words)
-                run_id = short_hash({"study": spec.study_name, "version": version, "data": tree["data"],
-                                     "fit": tree["fit"], "session": session, "seeds": [seed_data, seed_fit]}, 16)
+                seed_fit = ids.seed(*words)
+                run_id = ids.run_id(dj, fj, (seed_data, seed_fit), sj)
                 if run_id in seen:
                     raise SpecError(f"two runs are identical ({point}); a sweep list repeats a value",
                                     where=spec.path, key="sweep")
@@ -102,8 +159,8 @@ def expand(spec: Spec) -> Plan:
 
 
 def _tree(spec: Spec, point: dict, checked: dict) -> dict:
-    """{"data", "fit"} of a point: the spec's (or session's) params with the point's values set, checked by
-    the study's declared models (defaults filled); `checked` caches the validation of equal trees."""
+    """({"data", "fit"}, their canonical JSON) of a point: the spec's (or session's) params with the point's
+    values set, checked by the study's declared models (defaults filled); `checked` caches equal trees."""
     session = point.get("session")
     tree = copy.deepcopy(spec.sessions[session] if session else {"data": spec.data, "fit": spec.fit})
     for k, v in point.items():
@@ -118,9 +175,10 @@ def _tree(spec: Spec, point: dict, checked: dict) -> dict:
         try:
             data = validated(study.data_params, tree["data"], "data")
             section = "fit"
-            checked[key] = {"data": data, "fit": validated(study.fit_params, tree["fit"], "fit", {"data": data})}
+            valid = {"data": data, "fit": validated(study.fit_params, tree["fit"], "fit", {"data": data})}
         except pydantic.ValidationError as e:
             raise param_error(e, section, point, spec) from None
+        checked[key] = valid, (canonical_json(valid["data"]), canonical_json(valid["fit"]))
     return checked[key]
 
 

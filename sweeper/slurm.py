@@ -115,7 +115,7 @@ def _query(cmd: list[str], job_ids: list[str], describe) -> dict[str, str]:
     return {f[0]: describe(f) for f in rows if f[0] in job_ids} if out.returncode == 0 else {}
 
 
-def write_job(spec_path, overrides, out, opts: SlurmOptions) -> StudyDir:
+def write_job(spec_path, overrides, out, opts: SlurmOptions, max_runs=None) -> StudyDir:
     """Plan the sweep, write spec/plan/code into its study directory and the sbatch script beside them."""
     from .driver import prepare, study_dir
     from .plan import expand
@@ -124,9 +124,10 @@ def write_job(spec_path, overrides, out, opts: SlurmOptions) -> StudyDir:
     spec = load_spec(spec_path, overrides)
     if spec.path is None or spec.study.ref is None:
         raise SpecError("`sweep slurm` needs a spec file whose study is an importable module", key="study")
-    plan = expand(spec)
+    plan = expand(spec, max_runs)
     sd = study_dir(spec, out)
     sd.check_free()
     prepare(sd, spec, plan)
-    sd.write_sbatch(render_script(sd, spec.name, sweep_command(spec_path, overrides, out), opts))
+    command = sweep_command(spec_path, [*overrides, *([f"--max-runs={max_runs}"] if max_runs else [])], out)
+    sd.write_sbatch(render_script(sd, spec.name, command, opts))
     return sd

@@ -1,0 +1,134 @@
+"""Scale, measured side by side in one run: one table for benchmarks/RESULTS.md (issue: scale).
+
+(1) plan: time and peak memory (max RSS of a fresh process) of expanding a grid of 10^4, 10^5, 10^6 runs.
+    Goal: 10^6 runs <= 30 s and <= 1 GB.
+(2) trivial runs: N runs through sweeper.run, as raw Ray tasks (one per run) and as a plain loop.
+    Goal: sweeper <= 1.0x raw Ray tasks.
+(3) resume: `sweeper.run` of the finished sweep of (2) again (nothing to run). Goal: <= 2 s for 20,000 runs.
+Run: python benchmarks/bench_scale.py [--sizes 10000 100000 1000000] [--runs 20000] [--only plan trivial resume]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import types
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+PLAN = """
+import json, resource, sys, time
+sys.path.insert(0, {repo!r})
+from sweeper.plan import expand
+from sweeper.spec import load_spec
+n = {n}
+spec = {{"study": "tests.studies.linear", "name": "scale", "seed": 1,
+         "data": {{"n": 10, "a": 1.0, "b": 0.0, "noise": 0.1}}, "fit": {{"k": 0}},
+         "sweep": {{"data.a": [float(i) for i in range(n // 100)], "fit.k": list(range(10))}}, "repeats": 10}}
+t = time.perf_counter()
+plan = expand(load_spec(spec), max_runs=n)
+t_expand = time.perf_counter() - t
+table = plan.table()
+t_total = time.perf_counter() - t
+print(json.dumps({{"runs": len(plan.runs), "expand_s": t_expand, "total_s": t_total,
+                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+
+
+def plan_rows(sizes) -> list:
+    rows = []
+    for n in sizes:
+        out = subprocess.run([sys.executable, "-c", PLAN.format(repo=str(REPO), n=n)], capture_output=True,
+                             text=True, timeout=3600, cwd=REPO)
+        if out.returncode:
+            rows.append((f"plan {n:,} runs", "failed: " + out.stderr.strip().splitlines()[-1], "", ""))
+            continue
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        rows.append((f"plan {r['runs']:,} runs", f"{r['total_s']:.1f} s (expand {r['expand_s']:.1f} s, "
+                     f"plan table {r['total_s'] - r['expand_s']:.1f} s)", f"{r['rss_mb']:,.0f} MB peak RSS",
+                     f"{r['total_s'] / r['runs'] * 1e6:.0f} us/run"))
+    return rows
+
+
+def trivial_simulate(data, seed):
+    import numpy as np
+
+    return {"x": np.full(4, float(seed % 7))}
+
+
+def trivial_fit(dataset, params, seed):
+    return {"metrics": {"v": float(dataset["x"][0]) + params["i"]}}
+
+
+def raw_fit(x, i):
+    return float(x["x"][0]) + i
+
+
+def trivial_rows(n_runs: int, out: str) -> tuple[list, dict]:
+    import ray
+
+    import sweeper
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    study = types.SimpleNamespace(simulate=trivial_simulate, fit=trivial_fit, __name__="trivial")
+    spec = {"study": study, "name": "trivial", "seed": 1, "data": {}, "fit": {"i": 0},
+            "sweep": {"fit.i": list(range(n_runs))}, "save_datasets": False}
+    data = trivial_simulate({}, 1)
+    t = time.perf_counter()
+    for i in range(n_runs):
+        trivial_fit(data, {"i": i}, i)
+    loop = time.perf_counter() - t
+    fit = ray.remote(raw_fit)
+    ray.get([fit.remote(data, i) for i in range(50)])  # warm the worker pool for both
+    t = time.perf_counter()
+    ref = ray.put(data)
+    ray.get([fit.remote(ref, i) for i in range(n_runs)])
+    raw = time.perf_counter() - t
+    t = time.perf_counter()
+    sweeper.run(spec, out=out, progress=False, report=False)
+    swp = time.perf_counter() - t
+    rows = [(f"{n_runs:,} trivial runs: plain loop, 1 core", f"{loop * 1e3:.1f} ms", f"{loop / n_runs * 1e6:.2f} us/run", ""),
+            (f"{n_runs:,} trivial runs: raw Ray tasks", f"{raw:.1f} s", f"{raw / n_runs * 1e3:.2f} ms/run", "1.00"),
+            (f"{n_runs:,} trivial runs: sweeper.run", f"{swp:.1f} s", f"{swp / n_runs * 1e3:.2f} ms/run",
+             f"{swp / raw:.2f} x raw")]
+    return rows, spec
+
+
+def resume_rows(spec: dict, n_runs: int, out: str) -> list:
+    import sweeper
+
+    t = time.perf_counter()
+    res = sweeper.run(spec, out=out, progress=False, report=False)
+    took = time.perf_counter() - t
+    assert res.counts()["ok"] == n_runs
+    return [(f"resume of the finished {n_runs:,}-run sweep", f"{took:.2f} s", f"{took / n_runs * 1e6:.0f} us/run",
+             "")]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    ap.add_argument("--runs", type=int, default=20_000)
+    ap.add_argument("--only", nargs="+", default=["plan", "trivial", "resume"],
+                    choices=["plan", "trivial", "resume"])
+    a = ap.parse_args(argv)
+    rows = plan_rows(a.sizes) if "plan" in a.only else []
+    with tempfile.TemporaryDirectory() as out:
+        if {"trivial", "resume"} & set(a.only):
+            more, spec = trivial_rows(a.runs, out)
+            rows += more
+            if "resume" in a.only:
+                rows += resume_rows(spec, a.runs, out)
+    print(f"2 Ray CPUs; driver max RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB\n")
+    print("| what | time | per unit | ratio |\n|---|---:|---:|---:|")
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
+
+
+if __name__ == "__main__":
+    main()
