@@ -23,13 +23,17 @@ class TrainerActor:
         self.runs = 0
         set_up(self.study)
 
-    def fit(self, dataset: dict, fit_params: dict, seed: int, attempt: int) -> dict:
-        try:
-            return execute_run(self.study_ref, dataset, fit_params, seed, attempt)
-        finally:
-            self.runs += 1
-            if self.study.teardown is not None:
-                self.study.teardown()
+    def fit(self, dataset: dict, items: list) -> list:
+        """Results of runs [(fit params, seed, attempt), ...], the study's teardown after each."""
+        results = []
+        for fit_params, seed, attempt in items:
+            try:
+                results.append(execute_run(self.study_ref, dataset, fit_params, seed, attempt))
+            finally:
+                self.runs += 1
+                if self.study.teardown is not None:
+                    self.study.teardown()
+        return results
 
     def info(self) -> dict:
         return {"pid": os.getpid(), "runs": self.runs}
@@ -69,9 +73,9 @@ class ActorExecutor(Executor):
     def capacity(self, default: int) -> int:
         return len(self.actors)
 
-    def submit(self, run, data_ref, attempt: int):
+    def submit(self, runs: list, data_ref):
         actor = self.idle.pop()
-        ref = actor.fit.remote(data_ref, run.fit, run.seed_fit, attempt)
+        ref = actor.fit.remote(data_ref, [(run.fit, run.seed_fit, attempt) for run, attempt in runs])
         self.busy[ref] = actor
         return ref
 

@@ -5,21 +5,23 @@ from abc import ABC, abstractmethod
 
 import ray
 
-from .worker import execute_run
+from .worker import execute_batch
 
 
 class Executor(ABC):
     """Runs go in with submit() and come back as ObjectRefs; done() hands each back (lost: its worker died)."""
 
     reserved_cpus: float = 0  # CPUs held for the executor's whole life (a warm actor pool)
+    batches: bool = False     # whether submit() takes several runs at once
 
     def capacity(self, default: int) -> int:
         """How many runs may be in flight at once."""
         return default
 
     @abstractmethod
-    def submit(self, run, data_ref, attempt: int):
-        """Start a run on the dataset behind data_ref; an ObjectRef of its result."""
+    def submit(self, runs: list, data_ref):
+        """Start runs [(run, attempt), ...] (one unless `batches`) on the dataset behind data_ref, one after
+        the other in one task; an ObjectRef of their results, a list in the same order."""
 
     def ready(self) -> bool:
         """Whether a run can be submitted now."""
@@ -36,15 +38,17 @@ class Executor(ABC):
 
 
 class TaskExecutor(Executor):
-    """Each run is one Ray task with the spec's resources."""
+    """Runs go as Ray tasks with the spec's resources; cheap runs of one dataset several to a task."""
+
+    batches = True
 
     def __init__(self, spec, study_ref):
         opts = {k: v for k, v in spec.resources.items() if v}
-        self._fit = ray.remote(execute_run).options(max_retries=0, **opts)
+        self._fit = ray.remote(execute_batch).options(max_retries=0, **opts)
         self.study_ref = study_ref
 
-    def submit(self, run, data_ref, attempt: int):
-        return self._fit.remote(self.study_ref, data_ref, run.fit, run.seed_fit, attempt)
+    def submit(self, runs: list, data_ref):
+        return self._fit.remote(self.study_ref, data_ref, [(run.fit, run.seed_fit, attempt) for run, attempt in runs])
 
 
 def make_executor(spec, study_ref, n_runs: int) -> Executor:

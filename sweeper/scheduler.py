@@ -75,7 +75,7 @@ class RunQueue:
         order = {k: i for i, k in enumerate(dict.fromkeys(r.data_key for r in runs))}
         self.new = collections.deque(sorted(runs, key=lambda r: order[r.data_key]))
         self.retry: collections.deque = collections.deque()
-        self.pending: dict = {}   # result ref -> (run, data ref, attempt)
+        self.pending: dict = {}   # result ref -> [(run, data ref, attempt), ...]: the runs of one task
         self.retries = retries
 
     def __bool__(self) -> bool:
@@ -87,6 +87,36 @@ class RunQueue:
             return False
         self.retry.append((run, data_ref, attempt + 1))
         return True
+
+    def next_batch(self, size: int) -> list:
+        """Up to `size` new runs of the dataset at the head of the queue (runs wait in dataset order)."""
+        batch = [self.new.popleft()]
+        while len(batch) < size and self.new and self.new[0].data_key == batch[0].data_key:
+            batch.append(self.new.popleft())
+        return batch
+
+
+class Batcher:
+    """How many runs of one dataset go to one task: about TARGET_S of work, from a moving average of the
+    runs' durations so far. One run per task until WARMUP durations are in, and whenever runs are slower
+    than the target, so an expensive run never waits behind others."""
+
+    TARGET_S, MAX, WARMUP, ALPHA = 0.1, 256, 4, 0.05
+
+    def __init__(self, enabled: bool):
+        self.enabled, self.seen, self.mean = enabled, 0, 0.0
+
+    def record(self, duration_s) -> None:
+        if duration_s is None:
+            return
+        self.mean = duration_s if not self.seen else (1 - self.ALPHA) * self.mean + self.ALPHA * duration_s
+        self.seen += 1
+
+    @property
+    def size(self) -> int:
+        if not self.enabled or self.seen < self.WARMUP:
+            return 1
+        return max(1, min(self.MAX, int(self.TARGET_S / max(self.mean, 1e-6))))
 
 
 class Saver:
@@ -143,6 +173,7 @@ class Scheduler:
             else set()
         self.datasets = DatasetPool(todo, max_datasets, self._make_dataset)
         self.queue = RunQueue(todo, spec.retries)
+        self.batcher = Batcher(self.executor.batches)
         self.saver = Saver(sd)
         self.counts = collections.Counter()
         self.bar = tqdm(total=len(todo), desc=spec.name, unit="run", disable=not progress, smoothing=0.05)
@@ -193,13 +224,13 @@ class Scheduler:
         while q.retry and len(q.pending) < self.limit and executor.ready():
             run, ref, attempt = q.retry.popleft()
             self.datasets.retake(run)
-            q.pending[executor.submit(run, ref, attempt)] = (run, ref, attempt)
+            q.pending[executor.submit([(run, attempt)], ref)] = [(run, ref, attempt)]
         while q.new and len(q.pending) < self.limit and executor.ready():
             if not self.datasets.can_open(q.new[0].data_key):
                 break
-            run = q.new.popleft()
-            ref = self.datasets.take(run)
-            q.pending[executor.submit(run, ref, 1)] = (run, ref, 1)
+            batch = q.next_batch(self.batcher.size)
+            ref = [self.datasets.take(run) for run in batch][0]
+            q.pending[executor.submit([(run, 1) for run in batch], ref)] = [(run, ref, 1) for run in batch]
 
     @staticmethod
     def _ready(waiting: list) -> list:
@@ -219,21 +250,29 @@ class Scheduler:
             self.saver.dataset(key, ray.get(data_ref), meta)
 
     def _on_result(self, ref) -> None:
-        run, data_ref, attempt = self.queue.pending.pop(ref)
-        self.datasets.give_back(run)
+        entries = self.queue.pending.pop(ref)
+        for run, _, _ in entries:
+            self.datasets.give_back(run)
         try:
-            result = ray.get(ref)
+            results = ray.get(ref)
             self.executor.done(ref)
         except RayTaskError as e:
-            self.executor.done(ref)  # the simulate task this run depends on raised
-            result = {"status": "failed", "error": str(e), "attempt": attempt, "metrics": {}}
+            self.executor.done(ref)  # the simulate task these runs depend on raised
+            results = [{"status": "failed", "error": str(e), "attempt": a, "metrics": {}} for _, _, a in entries]
         except ray.exceptions.RayError as e:  # a worker or node died, or an object was lost
             self.executor.done(ref, lost=True)
-            if self.queue.lost(run, data_ref, attempt):
-                log.warning("run %s lost (%s); retrying, attempt %d", run.run_id, type(e).__name__, attempt + 1)
-                return
-            result = {"status": "failed", "error": f"{type(e).__name__}: {e}", "attempt": attempt, "metrics": {}}
-        self._finish(run, result)
+            results = [self._lost(run, data_ref, attempt, e) for run, data_ref, attempt in entries]
+        for (run, _, _), result in zip(entries, results):
+            if result is not None:
+                self.batcher.record(result.get("duration_s"))
+                self._finish(run, result)
+
+    def _lost(self, run, data_ref, attempt: int, e) -> dict | None:
+        """A run whose task was lost: queued again (None) while it has attempts left, else a failed result."""
+        if self.queue.lost(run, data_ref, attempt):
+            log.warning("run %s lost (%s); retrying, attempt %d", run.run_id, type(e).__name__, attempt + 1)
+            return None
+        return {"status": "failed", "error": f"{type(e).__name__}: {e}", "attempt": attempt, "metrics": {}}
 
     def _finish(self, run, result: dict) -> None:
         if run.data_key in self.datasets.meta:

@@ -130,6 +130,11 @@ def check_fit_output(out) -> str | None:
     return None
 
 
+def execute_batch(study_ref: StudyRef, dataset: dict, items: list) -> list:
+    """Fit several runs [(fit params, seed, attempt), ...] of one dataset in turn: one result each."""
+    return [execute_run(study_ref, dataset, fit, seed, attempt) for fit, seed, attempt in items]
+
+
 def execute_run(study_ref: StudyRef, dataset: dict, fit_params: dict, seed: int, attempt: int = 1) -> dict:
     """Fit one run; a raising fit or an invalid result is a failed result with the reason, never an exception."""
     t0 = time.perf_counter()

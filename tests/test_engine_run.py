@@ -165,3 +165,25 @@ def test_invalid_fit_results_fail_with_the_reason(tmp_path):
     t = sweeper.run(spec, out=tmp_path / "out", progress=False).table.to_pandas().set_index("fit.kind")
     assert (t.status == "failed").all()
     assert "not finite" in t.loc["nan", "error"] and "must return a dict" in t.loc["list", "error"]
+
+
+def test_cheap_runs_go_several_to_a_task_and_a_failing_one_fails_alone(tmp_path, linear_spec, monkeypatch,
+                                                                        ray_session):
+    from sweeper.executors import TaskExecutor
+
+    sizes = []
+    submit = TaskExecutor.submit
+    monkeypatch.setattr(TaskExecutor, "submit", lambda self, runs, ref: sizes.append(len(runs)) or
+                        submit(self, runs, ref))
+    spec, count = linear_spec
+    spec.update(sweep={"fit.k": list(range(300))}, repeats=1, save_datasets=False)
+    spec["fit"].update(k=0, fail=False, bootstrap=False, calls="")
+    spec["zip"] = {}
+    spec["sweep"]["fit.fail"] = [False, True]
+    res = sweeper.run(spec, out=tmp_path / "out", progress=False)
+    t = res.table.to_pandas()
+    assert len(t) == 600 and t.run_id.is_unique
+    assert (t[t["fit.fail"]].status == "failed").all() and (t[~t["fit.fail"]].status == "ok").all()
+    assert t[t.status == "failed"].error.str.contains("this fit was asked to fail").all()
+    assert sum(sizes) == 600 and sizes[0] == 1 and max(sizes) > 10  # one at a time, then batches
+    assert len(sizes) < 200

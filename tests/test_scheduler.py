@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 
 from sweeper.executors import Executor, TaskExecutor
-from sweeper.scheduler import DatasetPool, RunQueue, Saver
+from sweeper.scheduler import Batcher, DatasetPool, RunQueue, Saver
 
 
 def runs(spec: dict):
@@ -55,8 +55,34 @@ def test_run_queue_keeps_a_datasets_runs_together_and_retries_while_attempts_las
     q.new.clear()
     q.retry.clear()
     assert not q
-    q.pending["r"] = (run, "ref", 1)
+    q.pending["r"] = [(run, "ref", 1)]
     assert q
+
+
+def test_a_batch_takes_runs_of_the_head_dataset_only():
+    q = RunQueue([SimpleNamespace(data_key=k, run_id=i) for i, k in enumerate("aaabb")], retries=1)
+    assert [r.run_id for r in q.next_batch(2)] == [0, 1]
+    assert [r.run_id for r in q.next_batch(5)] == [2]  # never across datasets
+    assert [r.run_id for r in q.next_batch(5)] == [3, 4] and not q.new
+
+
+def test_batches_aim_at_a_tenth_of_a_second_of_work_and_stay_single_for_slow_runs():
+    b = Batcher(enabled=True)
+    assert b.size == 1
+    for _ in range(Batcher.WARMUP):
+        b.record(0.002)
+    assert b.size == 50  # 0.1 s / 2 ms
+    for _ in range(200):
+        b.record(0.5)
+    assert b.size == 1  # slow runs go one per task
+    fast = Batcher(enabled=True)
+    for _ in range(10):
+        fast.record(1e-7)
+    assert fast.size == Batcher.MAX
+    off = Batcher(enabled=False)
+    for _ in range(10):
+        off.record(0.001)
+    assert off.size == 1  # the actor executor: one run per call
 
 
 def test_saver_writes_on_one_thread_and_raises_a_failed_write():
