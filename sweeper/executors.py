@@ -5,7 +5,7 @@ from abc import ABC, abstractmethod
 
 import ray
 
-from .worker import execute_batch
+from .worker import execute_batch, simulate_and_fit
 
 
 class Executor(ABC):
@@ -13,6 +13,7 @@ class Executor(ABC):
 
     reserved_cpus: float = 0  # CPUs held for the executor's whole life (a warm actor pool)
     batches: bool = False     # whether submit() takes several runs at once
+    fuses: bool = False       # whether submit_fused() simulates and fits single-user datasets in one task
 
     def capacity(self, default: int) -> int:
         """How many runs may be in flight at once."""
@@ -45,10 +46,18 @@ class TaskExecutor(Executor):
     def __init__(self, spec, study_ref):
         opts = {k: v for k, v in spec.resources.items() if v}
         self._fit = ray.remote(execute_batch).options(max_retries=0, **opts)
+        # simulate and fit together only where they ask for the same resources
+        self._fused = ray.remote(simulate_and_fit).options(max_retries=0, **opts)
+        self.fuses = not spec.simulate_resources
         self.study_ref = study_ref
 
     def submit(self, runs: list, data_ref):
         return self._fit.remote(self.study_ref, data_ref, [(run.fit, run.seed_fit, attempt) for run, attempt in runs])
+
+    def submit_fused(self, runs: list, keep_data: bool):
+        """Runs [(run, attempt), ...] whose datasets have no other user: simulate and fit each in one task."""
+        items = [(run.data, run.seed_data, run.fit, run.seed_fit, attempt) for run, attempt in runs]
+        return self._fused.remote(self.study_ref, items, keep_data)
 
 
 def make_executor(spec, study_ref, n_runs: int) -> Executor:

@@ -1,143 +1,20 @@
-"""The scheduler: simulate each dataset once, submit its runs, keep a bounded number of datasets and runs
-alive, retry runs lost to a dead worker, save what comes back. DatasetPool, RunQueue and Saver hold no
-Ray state of their own, so unit tests drive them without Ray."""
+"""The scheduler: simulate each dataset once, submit its runs (cheap ones several to a task, or simulated and
+fitted together when their dataset has no other user), keep a bounded number of datasets and runs alive,
+retry runs lost to a dead worker, save what comes back. Its bookkeeping is in queues.py."""
 from __future__ import annotations
 
 import collections
 import logging
-from concurrent.futures import ThreadPoolExecutor
 
 import ray
 from ray.exceptions import RayTaskError
 from tqdm.auto import tqdm
 
 from .executors import make_executor
+from .queues import FUSED, Batcher, DatasetPool, RunQueue, Saver
 from .worker import StudyRef, simulate_dataset
 
 log = logging.getLogger("sweeper")
-
-
-class DatasetPool:
-    """The datasets alive: one ref per data key while runs still need submitting (Ray frees it after the
-    last run holding it), their metadata once known, and a limit on how many are alive at once.
-    `make(run)` starts a dataset: (data ref, meta ref, None) to simulate, or (data ref, None, meta) if saved."""
-
-    def __init__(self, runs, limit: int, make):
-        self.remaining = collections.Counter(r.data_key for r in runs)
-        self.in_flight = collections.Counter()
-        self.refs: dict = {}      # data key -> data ref, while runs still need submitting
-        self.meta: dict = {}      # data key -> metadata once known
-        self.waiting: dict = {}   # meta ref -> (data key, data ref), until the metadata is in
-        self.limit, self.sized, self._make = limit, False, make
-
-    def can_open(self, key) -> bool:
-        live = {k for k, n in self.in_flight.items() if n} | set(self.refs)
-        return key in live or len(live) < self.limit
-
-    def take(self, run):
-        """The dataset ref a new run of `run.data_key` uses (started on first use)."""
-        key = run.data_key
-        if key not in self.refs:
-            data_ref, meta_ref, meta = self._make(run)
-            self.refs[key] = data_ref
-            if meta is None:
-                self.waiting[meta_ref] = (key, data_ref)
-            else:
-                self.meta[key] = meta
-        ref = self.refs[key]
-        self.remaining[key] -= 1
-        self.in_flight[key] += 1
-        if self.remaining[key] == 0:
-            del self.refs[key]  # in-flight runs keep it alive
-        return ref
-
-    def retake(self, run) -> None:
-        self.in_flight[run.data_key] += 1
-
-    def give_back(self, run) -> None:
-        self.in_flight[run.data_key] -= 1
-
-    def known(self, meta_ref, meta, size_limit) -> tuple:
-        """Record a dataset's metadata; the first one sets the limit from its size. (data key, data ref)."""
-        key, data_ref = self.waiting.pop(meta_ref)
-        if meta is not None:
-            self.meta[key] = meta
-            if not self.sized:
-                self.limit, self.sized = size_limit(meta["nbytes"]), True
-        return key, data_ref
-
-
-class RunQueue:
-    """Runs still to submit (a dataset's runs together), runs lost to a dead worker (first, while their
-    attempts last), and the runs in flight by result ref."""
-
-    def __init__(self, runs, retries: int):
-        order = {k: i for i, k in enumerate(dict.fromkeys(r.data_key for r in runs))}
-        self.new = collections.deque(sorted(runs, key=lambda r: order[r.data_key]))
-        self.retry: collections.deque = collections.deque()
-        self.pending: dict = {}   # result ref -> [(run, data ref, attempt), ...]: the runs of one task
-        self.retries = retries
-
-    def __bool__(self) -> bool:
-        return bool(self.new or self.retry or self.pending)
-
-    def lost(self, run, data_ref, attempt: int) -> bool:
-        """Queue a lost run again if it has attempts left; False if not."""
-        if attempt > self.retries:
-            return False
-        self.retry.append((run, data_ref, attempt + 1))
-        return True
-
-    def next_batch(self, size: int) -> list:
-        """Up to `size` new runs of the dataset at the head of the queue (runs wait in dataset order)."""
-        batch = [self.new.popleft()]
-        while len(batch) < size and self.new and self.new[0].data_key == batch[0].data_key:
-            batch.append(self.new.popleft())
-        return batch
-
-
-class Batcher:
-    """How many runs of one dataset go to one task: about TARGET_S of work, from a moving average of the
-    runs' durations so far. One run per task until WARMUP durations are in, and whenever runs are slower
-    than the target, so an expensive run never waits behind others."""
-
-    TARGET_S, MAX, WARMUP, ALPHA = 0.1, 256, 4, 0.05
-
-    def __init__(self, enabled: bool):
-        self.enabled, self.seen, self.mean = enabled, 0, 0.0
-
-    def record(self, duration_s) -> None:
-        if duration_s is None:
-            return
-        self.mean = duration_s if not self.seen else (1 - self.ALPHA) * self.mean + self.ALPHA * duration_s
-        self.seen += 1
-
-    @property
-    def size(self) -> int:
-        if not self.enabled or self.seen < self.WARMUP:
-            return 1
-        return max(1, min(self.MAX, int(self.TARGET_S / max(self.mean, 1e-6))))
-
-
-class Saver:
-    """Writes runs and datasets on one background thread, so the driver keeps Ray busy while files are
-    written; a failed write is an error of the sweep, raised by close()."""
-
-    def __init__(self, sd):
-        self.sd = sd
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sweeper-store")
-        self.writes: list = []
-
-    def run(self, run, result: dict) -> None:
-        self.writes.append(self.pool.submit(self.sd.write_run, run, result))
-
-    def dataset(self, key: str, data: dict, meta: dict) -> None:
-        self.writes.append(self.pool.submit(self.sd.save_dataset, key, data, meta))
-
-    def close(self) -> None:
-        self.pool.shutdown(wait=True)
-        for w in self.writes:
-            w.result()
 
 
 def default_limits() -> tuple[int, int]:
@@ -223,14 +100,37 @@ class Scheduler:
         q, executor = self.queue, self.executor
         while q.retry and len(q.pending) < self.limit and executor.ready():
             run, ref, attempt = q.retry.popleft()
+            if ref is FUSED:
+                self._submit_fused([run], attempt)
+                continue
             self.datasets.retake(run)
             q.pending[executor.submit([(run, attempt)], ref)] = [(run, ref, attempt)]
         while q.new and len(q.pending) < self.limit and executor.ready():
+            fused = self._fusable()
+            if fused:
+                self._submit_fused(fused, 1)
+                continue
             if not self.datasets.can_open(q.new[0].data_key):
                 break
             batch = q.next_batch(self.batcher.size)
             ref = [self.datasets.take(run) for run in batch][0]
             q.pending[executor.submit([(run, 1) for run in batch], ref)] = [(run, ref, 1) for run in batch]
+
+    def _fusable(self) -> list:
+        """Cheap runs at the head of the queue whose datasets have no other user and are not saved on disk:
+        simulated and fitted in one task (none while runs are slower than a batch's target)."""
+        size = self.batcher.size
+        if not self.executor.fuses or size < 2:
+            return []
+        alone = lambda r: r.data_key not in self.saved and self.datasets.alone(r)  # noqa: E731
+        return self.queue.next_alone(size, alone)
+
+    def _submit_fused(self, runs: list, attempt: int) -> None:
+        for run in runs:
+            if attempt == 1:
+                self.datasets.skip(run)
+        ref = self.executor.submit_fused([(run, attempt) for run in runs], self.spec.save_datasets)
+        self.queue.pending[ref] = [(run, FUSED, attempt) for run in runs]
 
     @staticmethod
     def _ready(waiting: list) -> list:
@@ -251,8 +151,10 @@ class Scheduler:
 
     def _on_result(self, ref) -> None:
         entries = self.queue.pending.pop(ref)
+        fused = entries[0][1] is FUSED
         for run, _, _ in entries:
-            self.datasets.give_back(run)
+            if not fused:
+                self.datasets.give_back(run)
         try:
             results = ray.get(ref)
             self.executor.done(ref)
@@ -263,9 +165,22 @@ class Scheduler:
             self.executor.done(ref, lost=True)
             results = [self._lost(run, data_ref, attempt, e) for run, data_ref, attempt in entries]
         for (run, _, _), result in zip(entries, results):
+            simulate_s = 0.0
+            if result is not None and fused and "meta" in result:
+                result, simulate_s = self._fused_dataset(run, result)
             if result is not None:
-                self.batcher.record(result.get("duration_s"))
+                self.batcher.record((result.get("duration_s") or 0.0) + simulate_s)
                 self._finish(run, result)
+
+    def _fused_dataset(self, run, out: dict) -> tuple[dict, float]:
+        """A fused run's dataset: its metadata (for data_sha256), saved if the spec says so. (result, the
+        simulate's seconds)."""
+        if out["meta"] is None:
+            return out["result"], 0.0
+        self.datasets.meta[run.data_key] = out["meta"]
+        if out["data"] is not None:
+            self.saver.dataset(run.data_key, out["data"], out["meta"])
+        return out["result"], out["meta"]["duration_s"]
 
     def _lost(self, run, data_ref, attempt: int, e) -> dict | None:
         """A run whose task was lost: queued again (None) while it has attempts left, else a failed result."""

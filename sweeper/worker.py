@@ -109,6 +109,24 @@ def simulate_dataset(study_ref: StudyRef, data_params: dict, seed: int):
     return data, meta
 
 
+def simulate_and_fit(study_ref: StudyRef, items: list, keep_data: bool) -> list:
+    """Runs whose dataset has no other user, each simulated and fitted here, in turn: one task for several
+    cheap runs. items: [(data params, data seed, fit params, fit seed, attempt), ...]; each gives
+    {"meta", "data" (kept only to be saved), "result"}; a failing simulate is that run's failed result."""
+    out = []
+    for data_params, seed_data, fit_params, seed_fit, attempt in items:
+        try:
+            data, meta = simulate_dataset(study_ref, data_params, seed_data)
+        except Exception:
+            out.append({"meta": None, "data": None, "result": {
+                "status": "failed", "error": traceback.format_exc(), "attempt": attempt, "metrics": {},
+                "node": _where()}})
+            continue
+        out.append({"meta": meta, "data": data if keep_data else None,
+                    "result": execute_run(study_ref, data, fit_params, seed_fit, attempt)})
+    return out
+
+
 def check_fit_output(out) -> str | None:
     """Why a fit's return value is not a valid result, or None if it is."""
     if not isinstance(out, dict):

@@ -187,3 +187,44 @@ def test_cheap_runs_go_several_to_a_task_and_a_failing_one_fails_alone(tmp_path,
     assert t[t.status == "failed"].error.str.contains("this fit was asked to fail").all()
     assert sum(sizes) == 600 and sizes[0] == 1 and max(sizes) > 10  # one at a time, then batches
     assert len(sizes) < 200
+
+
+def test_single_user_datasets_are_simulated_and_fitted_in_one_task(tmp_path, linear_spec, monkeypatch,
+                                                                     ray_session):
+    from sweeper.executors import TaskExecutor
+    from sweeper.queues import Batcher
+
+    sizes = []
+    fused = TaskExecutor.submit_fused
+    monkeypatch.setattr(TaskExecutor, "submit_fused", lambda self, runs, keep: sizes.append(len(runs)) or
+                        fused(self, runs, keep))
+    spec, count = linear_spec
+    spec.update(data_mode="independent", repeats=80, sweep={}, save_datasets=True)
+    spec["fit"].update(bootstrap=False, calls="")
+    spec["data"].update(calls="")
+    res = sweeper.run(spec, out=tmp_path / "out", progress=False)
+    t = res.table.to_pandas()
+    assert len(t) == 80 and (t.status == "ok").all() and t.data_sha256.notna().all()
+    assert t.data_sha256.nunique() == 80 and len(list(res.sd.datasets.glob("*.npz"))) == 80  # each saved
+    for key in t.data_key[:5]:
+        res.dataset(key)  # the saved data matches the hash its run recorded
+    assert sizes and max(sizes) > 1 and sum(sizes) <= 80 - Batcher.WARMUP  # cheap runs known first
+
+
+def test_a_failing_simulate_fails_only_its_run_in_a_fused_task():
+    from types import SimpleNamespace
+
+    from sweeper.worker import StudyRef, simulate_and_fit
+
+    def simulate(data, seed):
+        if data["bad"]:
+            raise ValueError("no such dataset")
+        return {"x": [1.0, 2.0]}
+
+    study = SimpleNamespace(simulate=simulate, fit=lambda d, p, s: {"metrics": {"v": 1.0}}, setup=None,
+                            name="s", ref=None)
+    out = simulate_and_fit(StudyRef(obj=study), [({"bad": False}, 1, {}, 2, 1), ({"bad": True}, 3, {}, 4, 2)],
+                           keep_data=False)
+    assert out[0]["result"]["status"] == "ok" and out[0]["meta"]["seed"] == 1 and out[0]["data"] is None
+    assert out[1]["meta"] is None and out[1]["result"]["status"] == "failed"
+    assert "no such dataset" in out[1]["result"]["error"] and out[1]["result"]["attempt"] == 2

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 
 from sweeper.executors import Executor, TaskExecutor
-from sweeper.scheduler import Batcher, DatasetPool, RunQueue, Saver
+from sweeper.queues import Batcher, DatasetPool, RunQueue, Saver
 
 
 def runs(spec: dict):

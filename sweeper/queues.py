@@ -1,0 +1,148 @@
+"""The scheduler's bookkeeping, with no Ray state of its own (unit tests drive it without Ray): the datasets
+alive, the runs to submit and in flight, the batch size, and the background writer."""
+from __future__ import annotations
+
+import collections
+from concurrent.futures import ThreadPoolExecutor
+
+
+class DatasetPool:
+    """The datasets alive: one ref per data key while runs still need submitting (Ray frees it after the
+    last run holding it), their metadata once known, and a limit on how many are alive at once.
+    `make(run)` starts a dataset: (data ref, meta ref, None) to simulate, or (data ref, None, meta) if saved."""
+
+    def __init__(self, runs, limit: int, make):
+        self.remaining = collections.Counter(r.data_key for r in runs)
+        self.in_flight = collections.Counter()
+        self.refs: dict = {}      # data key -> data ref, while runs still need submitting
+        self.meta: dict = {}      # data key -> metadata once known
+        self.waiting: dict = {}   # meta ref -> (data key, data ref), until the metadata is in
+        self.limit, self.sized, self._make = limit, False, make
+
+    def can_open(self, key) -> bool:
+        live = {k for k, n in self.in_flight.items() if n} | set(self.refs)
+        return key in live or len(live) < self.limit
+
+    def take(self, run):
+        """The dataset ref a new run of `run.data_key` uses (started on first use)."""
+        key = run.data_key
+        if key not in self.refs:
+            data_ref, meta_ref, meta = self._make(run)
+            self.refs[key] = data_ref
+            if meta is None:
+                self.waiting[meta_ref] = (key, data_ref)
+            else:
+                self.meta[key] = meta
+        ref = self.refs[key]
+        self.remaining[key] -= 1
+        self.in_flight[key] += 1
+        if self.remaining[key] == 0:
+            del self.refs[key]  # in-flight runs keep it alive
+        return ref
+
+    def alone(self, run) -> bool:
+        """Whether this run is its dataset's only user (nothing simulated or in flight for it yet)."""
+        key = run.data_key
+        return self.remaining[key] == 1 and key not in self.refs and not self.in_flight[key]
+
+    def skip(self, run) -> None:
+        """The run's dataset is made inside its own task (simulate and fit fused): nothing to keep alive."""
+        self.remaining[run.data_key] -= 1
+
+    def retake(self, run) -> None:
+        self.in_flight[run.data_key] += 1
+
+    def give_back(self, run) -> None:
+        self.in_flight[run.data_key] -= 1
+
+    def known(self, meta_ref, meta, size_limit) -> tuple:
+        """Record a dataset's metadata; the first one sets the limit from its size. (data key, data ref)."""
+        key, data_ref = self.waiting.pop(meta_ref)
+        if meta is not None:
+            self.meta[key] = meta
+            if not self.sized:
+                self.limit, self.sized = size_limit(meta["nbytes"]), True
+        return key, data_ref
+
+
+class RunQueue:
+    """Runs still to submit (a dataset's runs together), runs lost to a dead worker (first, while their
+    attempts last), and the runs in flight by result ref."""
+
+    def __init__(self, runs, retries: int):
+        order = {k: i for i, k in enumerate(dict.fromkeys(r.data_key for r in runs))}
+        self.new = collections.deque(sorted(runs, key=lambda r: order[r.data_key]))
+        self.retry: collections.deque = collections.deque()
+        self.pending: dict = {}   # result ref -> [(run, data ref, attempt), ...]: the runs of one task
+        self.retries = retries
+
+    def __bool__(self) -> bool:
+        return bool(self.new or self.retry or self.pending)
+
+    def lost(self, run, data_ref, attempt: int) -> bool:
+        """Queue a lost run again if it has attempts left; False if not."""
+        if attempt > self.retries:
+            return False
+        self.retry.append((run, data_ref, attempt + 1))
+        return True
+
+    def next_alone(self, size: int, alone) -> list:
+        """Up to `size` new runs from the head of the queue whose datasets each have no other user."""
+        batch = []
+        while len(batch) < size and self.new and alone(self.new[0]):
+            batch.append(self.new.popleft())
+        return batch
+
+    def next_batch(self, size: int) -> list:
+        """Up to `size` new runs of the dataset at the head of the queue (runs wait in dataset order)."""
+        batch = [self.new.popleft()]
+        while len(batch) < size and self.new and self.new[0].data_key == batch[0].data_key:
+            batch.append(self.new.popleft())
+        return batch
+
+
+FUSED = "fused"  # the data ref of runs whose dataset is simulated inside their own task
+
+
+class Batcher:
+    """How many runs of one dataset go to one task: about TARGET_S of work, from a moving average of the
+    runs' durations so far. One run per task until WARMUP durations are in, and whenever runs are slower
+    than the target, so an expensive run never waits behind others."""
+
+    TARGET_S, MAX, WARMUP, ALPHA = 0.1, 256, 4, 0.05
+
+    def __init__(self, enabled: bool):
+        self.enabled, self.seen, self.mean = enabled, 0, 0.0
+
+    def record(self, duration_s) -> None:
+        if duration_s is None:
+            return
+        self.mean = duration_s if not self.seen else (1 - self.ALPHA) * self.mean + self.ALPHA * duration_s
+        self.seen += 1
+
+    @property
+    def size(self) -> int:
+        if not self.enabled or self.seen < self.WARMUP:
+            return 1
+        return max(1, min(self.MAX, int(self.TARGET_S / max(self.mean, 1e-6))))
+
+
+class Saver:
+    """Writes runs and datasets on one background thread, so the driver keeps Ray busy while files are
+    written; a failed write is an error of the sweep, raised by close()."""
+
+    def __init__(self, sd):
+        self.sd = sd
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sweeper-store")
+        self.writes: list = []
+
+    def run(self, run, result: dict) -> None:
+        self.writes.append(self.pool.submit(self.sd.write_run, run, result))
+
+    def dataset(self, key: str, data: dict, meta: dict) -> None:
+        self.writes.append(self.pool.submit(self.sd.save_dataset, key, data, meta))
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+        for w in self.writes:
+            w.result()
