@@ -128,7 +128,7 @@ def _axes(values, key, origins, path, spec_data, spec_fit, sessions) -> dict:
             raise SpecError(f"expected a list of values, got {vals!r}", where=where, key=f"{key}.{axis}")
         if not vals:
             raise SpecError("the list of values is empty", where=where, key=f"{key}.{axis}")
-        dup = first_duplicate(vals)
+        dup = first_duplicate(vals) if key == "sweep" else None  # zipped lists may repeat; their rows may not
         if dup:
             a, b = (vals[i] for i in dup)
             raise SpecError(f"values {a!r} and {b!r} are equal, so they would run indistinguishable "
@@ -144,6 +144,15 @@ def _axes(values, key, origins, path, spec_data, spec_fit, sessions) -> dict:
             raise SpecError(f"{axis} is not a parameter of the study or the spec{hint}", where=where,
                             key=f"{key}.{axis}")
     return axes
+
+
+def _distinct_rows(zips: dict, where) -> None:
+    """Zipped lists move together: two equal rows would run indistinguishable configurations."""
+    rows = [list(row) for row in zip(*zips.values())]
+    dup = first_duplicate(rows)
+    if dup:
+        raise SpecError(f"rows {dup[0] + 1} and {dup[1] + 1} of the zipped lists ({', '.join(zips)}) are equal: "
+                        f"{rows[dup[0]]!r}; keep one", where=where, key="zip")
 
 
 def _has(tree, dotted):
@@ -185,6 +194,7 @@ def from_config(cfg: config.Config, path: str | None = None) -> Spec:
     lengths = {k: len(v) for k, v in zips.items()}
     if len(set(lengths.values())) > 1:
         raise SpecError(f"zip lists must have equal lengths, got {lengths}", where=origins.get("zip", path), key="zip")
+    _distinct_rows(zips, origins.get("zip", path))
     both = sorted(set(sweep) & set(zips))
     if both:
         raise SpecError("a key is either swept or zipped, not both", where=origins.get("zip", path), key=both[0])

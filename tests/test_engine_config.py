@@ -130,3 +130,12 @@ def test_the_simulate_task_s_own_resources(linear_spec):
         load_spec({**spec, "resources": {"simulate": {"gpus": 1}}})
     with pytest.raises(SpecError, match=r"resources.simulate.num_gpus: fractional num_gpus must be below 1"):
         load_spec({**spec, "resources": {"simulate": {"num_gpus": 1.5}}})
+
+
+def test_zipped_lists_may_repeat_values_but_not_rows(linear_spec):
+    spec, _ = linear_spec
+    spec = {**spec, "sweep": {}, "fit": {**spec["fit"], "k": 0, "j": 0}}
+    s = load_spec({**spec, "zip": {"fit.k": [1, 1, 2], "fit.j": [1, 2, 2]}})
+    assert len(expand(s).runs) == 3 * 3
+    with pytest.raises(SpecError, match=r"zip: rows 1 and 3 of the zipped lists \(fit.k, fit.j\) are equal"):
+        load_spec({**spec, "zip": {"fit.k": [1, 2, 1], "fit.j": [5, 6, 5]}})
