@@ -100,7 +100,7 @@ def _cmd_stop(a) -> int:
 
     from .store import StudyDir
 
-    sweeps = [StudyDir(a.dir)] if (a.dir / ".lock").exists() else StudyDir.sweeps_in(a.dir)
+    sweeps = [StudyDir(a.dir)] if StudyDir(a.dir).lock_path.exists() else StudyDir.sweeps_in(a.dir)
     asked = 0
     for sd in sweeps:
         holder = sd.holder()

@@ -81,13 +81,17 @@ class DirLock:
             os.rename(self.path, aside)
         except FileNotFoundError:
             return
-        holder, age = _parse(aside.read_text()), time.time() - aside.stat().st_mtime
-        if _live(holder, age):  # another driver took over between our look and the rename: give it back
-            os.link(aside, self.path)
-            aside.unlink()
+        text = aside.read_text(errors="replace")
+        if _live(_parse(text), time.time() - aside.stat().st_mtime):
+            # another driver took over between our look and the rename: give its lock back, then refuse
+            try:
+                os.link(aside, self.path)
+            except FileExistsError:
+                pass
+            aside.unlink(missing_ok=True)
             self.check_free()
-        log.warning("taking over the lock of a sweep that is gone (%s: %s)", self.path,
-                    aside.read_text(errors="replace").strip() or "empty")
+            return
+        log.warning("taking over the lock of a sweep that is gone (%s: %s)", self.path, text.strip() or "empty")
         aside.unlink(missing_ok=True)
 
     def _start_heartbeat(self) -> None:

@@ -67,3 +67,12 @@ def test_release_leaves_a_lock_that_another_driver_took(tmp_path):
     planted(tmp_path / ".lock", "node-b", age_s=0)  # as if taken over by a driver that judged us dead
     lk.release()
     assert json.loads((tmp_path / ".lock").read_text())["host"] == "node-b"
+
+
+def test_a_take_over_that_finds_a_live_lock_after_all_gives_it_back(tmp_path):
+    planted(tmp_path / ".lock", "node-b", age_s=1)  # as if node-b took over between our look and our rename
+    lk = DirLock(tmp_path / ".lock")
+    with pytest.raises(LockError, match="node-b"):
+        lk._take_over()
+    assert json.loads((tmp_path / ".lock").read_text())["host"] == "node-b"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock"]
