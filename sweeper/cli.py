@@ -21,7 +21,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("overrides", nargs="*", help="key=value (dotted keys, YAML values); +key=value adds a key")
     r.add_argument("--out", default="outputs")
     r.add_argument("--address", default=None, help="Ray cluster address, e.g. auto")
-    r.add_argument("--max-in-flight", type=int, default=None)
+    r.add_argument("--max-in-flight", type=int, default=None,
+                   help="Ray tasks in flight at once (a task holds one run, or several cheap runs of one dataset); "
+                        "default max(64, 16 x CPUs)")
     r.add_argument("--no-progress", action="store_true")
     r.add_argument("--max-runs", type=int, default=None, help=MAX_RUNS_HELP)
     pl = sub.add_parser("plan", help="the run table (a summary past 50 runs), without running anything")
