@@ -21,6 +21,7 @@ from .dose_efficiency import dose_efficiency
 from .ptychography import VERSION, DataParams, FitParams, cleanup, fit, setup, simulate
 
 PANELS = [("psnr", "PSNR (dB)"), ("ssim", "SSIM"), ("resolution_px", "FRC-1/7 resolution (px, lower is better)")]
+RANGE = {"psnr": (-np.inf, np.inf), "ssim": (-1.0, 1.0), "resolution_px": (0.0, np.inf)}  # what a value can be
 ARM_KEYS = ["fit.model", "fit.loss"]
 REF_DOSE = 1e4
 
@@ -54,18 +55,13 @@ def efficiency(rows, metric: str) -> dict | None:
 def series_figure(result, figures_dir: Path, eff: dict | None) -> Path:
     plt = pyplot()
     configs = to_rows(result.configs([m for m, _ in PANELS], by=["data.nphotons", *ARM_KEYS]))
-    fig, axs = plt.subplots(1, 3, figsize=(14, 4.2))
+    runs = [r for r in to_rows(result.table) if r["status"] == "ok"]
+    fig, axs = plt.subplots(1, 3, figsize=(14, 4.4))
     arms = sorted({(c["fit.model"], c["fit.loss"]) for c in configs}, key=lambda a: (a[0] == "epie", a[1]))
     ns = [c["n"] for c in configs]
     for ax, (metric, label) in zip(axs, PANELS):
-        for model, loss in arms:
-            pts = sorted((c for c in configs if (c["fit.model"], c["fit.loss"]) == (model, loss)),
-                         key=lambda c: c["data.nphotons"])
-            x = [c["data.nphotons"] for c in pts]
-            y = np.array([c[f"{metric}_mean"] for c in pts])
-            err = np.array([[m - c[f"{metric}_ci_low"], c[f"{metric}_ci_high"] - m] for c, m in zip(pts, y)]).T
-            ax.errorbar(x, y, yerr=np.nan_to_num(err), marker="o", capsize=3, label=arm_name(model, loss),
-                        linestyle="--" if model == "epie" else "-")
+        for k, (model, loss) in enumerate(arms):
+            _arm_line(ax, metric, configs, runs, model, loss, shift=1.25 ** (k - 1))
         ax.set_xscale("log")
         ax.set_xlabel("photons per pattern")
         ax.set_ylabel(label)
@@ -73,13 +69,31 @@ def series_figure(result, figures_dir: Path, eff: dict | None) -> Path:
     axs[0].legend(fontsize=8)
     if eff is not None:
         axs[1].set_title(_efficiency_text(eff), fontsize=8)
-    fig.suptitle(f"mean over repeats, error bars 95% t CI (n = {min(ns)}-{max(ns)} runs per point; each repeat "
-                 "its own simulated dataset, shared by the arms)", fontsize=9)
+    fig.suptitle(f"line: mean over repeats; dots: each run; error bars: 95% t CI (n = {min(ns)}-{max(ns)} runs "
+                 "per point), cut at the metric's range; each repeat its own simulated dataset, shared by the arms",
+                 fontsize=9)
     fig.tight_layout()
     path = Path(figures_dir) / "dose_series.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _arm_line(ax, metric, configs, runs, model, loss, shift: float) -> None:
+    """One arm: its means with CI bars (cut at the metric's range) and its runs as dots, moved sideways by
+    `shift` (a factor in dose) so the arms do not hide each other."""
+    pts = sorted((c for c in configs if (c["fit.model"], c["fit.loss"]) == (model, loss)),
+                 key=lambda c: c["data.nphotons"])
+    x = np.array([c["data.nphotons"] for c in pts]) * shift
+    y = np.array([c[f"{metric}_mean"] for c in pts])
+    lo, hi = RANGE[metric]
+    low = np.clip([c[f"{metric}_ci_low"] for c in pts], lo, hi)
+    high = np.clip([c[f"{metric}_ci_high"] for c in pts], lo, hi)
+    bars = ax.errorbar(x, y, yerr=np.nan_to_num(np.array([y - low, high - y])), marker="o", capsize=3,
+                       label=arm_name(model, loss), linestyle="--" if model == "epie" else "-")
+    mine = [r for r in runs if (r["fit.model"], r["fit.loss"]) == (model, loss)]
+    ax.scatter([r["data.nphotons"] * shift for r in mine], [r[f"metrics.{metric}"] for r in mine], s=10,
+               alpha=0.5, color=bars.lines[0].get_color(), zorder=3)
 
 
 def _efficiency_text(eff: dict) -> str:
