@@ -13,7 +13,7 @@ import ray
 
 from .executors import Executor
 from .spec import Spec
-from .worker import StudyRef, execute_run, set_up
+from .worker import StudyRef, execute_run, fit_items, set_up
 
 
 class TrainerActor:
@@ -75,7 +75,7 @@ class ActorExecutor(Executor):
 
     def submit(self, runs: list, data_ref):
         actor = self.idle.pop()
-        ref = actor.fit.remote(data_ref, [(run.fit, run.seed_fit, attempt) for run, attempt in runs])
+        ref = actor.fit.remote(data_ref, fit_items(runs))
         self.busy[ref] = actor
         return ref
 

@@ -85,7 +85,7 @@ def note_slurm_job(sd: StudyDir) -> None:
     """Inside a SLURM job (however it was submitted), list the job for `sweep status`."""
     job_id = os.environ.get("SLURM_JOB_ID")
     if job_id and job_id not in {j["job_id"] for j in sd.slurm_jobs()}:
-        sd.add_slurm_job(job_id, "started " + time.strftime("%Y-%m-%d %H:%M:%S %Z"))
+        sd.add_slurm_job(job_id, "started")
 
 
 SCRIPT_NOTE = ("the study was defined in a script or notebook, not an importable module: `sweep run` cannot "

@@ -5,7 +5,7 @@ from abc import ABC, abstractmethod
 
 import ray
 
-from .worker import execute_batch, simulate_and_fit
+from .worker import execute_batch, fit_items, simulate_and_fit
 
 
 class Executor(ABC):
@@ -52,7 +52,7 @@ class TaskExecutor(Executor):
         self.study_ref = study_ref
 
     def submit(self, runs: list, data_ref):
-        return self._fit.remote(self.study_ref, data_ref, [(run.fit, run.seed_fit, attempt) for run, attempt in runs])
+        return self._fit.remote(self.study_ref, data_ref, fit_items(runs))
 
     def submit_fused(self, runs: list, keep_data: bool):
         """Runs [(run, attempt), ...] whose datasets have no other user: simulate and fit each in one task."""

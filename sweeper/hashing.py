@@ -27,7 +27,12 @@ def canonical_json(obj) -> str:
 
 
 def short_hash(obj, n: int = 12) -> str:
-    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:n]
+    return text_hash(canonical_json(obj), n)
+
+
+def text_hash(text: str, n: int = 12) -> str:
+    """The first n hex digits of sha256(text): short_hash of a value whose canonical JSON is `text`."""
+    return hashlib.sha256(text.encode()).hexdigest()[:n]
 
 
 def arrays_sha256(data: dict) -> str:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import copy
 import difflib
-import hashlib
 import itertools
 import json
 import math
@@ -14,7 +13,7 @@ import pyarrow as pa
 import pydantic
 
 from .errors import SpecError
-from .hashing import canonical_json
+from .hashing import canonical_json, text_hash
 from .spec import Spec, set_dotted
 from .study import validated
 from .values import table_from_columns
@@ -102,6 +101,10 @@ def _points(spec: Spec):
             yield {**dict(zip(keys, combo)), **dict(zip(spec.zip, z))}
 
 
+def _hash(text: str) -> str:
+    return text_hash(text, 16)
+
+
 class _Ids:
     """Run ids, data keys and seeds, from the canonical JSON of each point's data and fit written once: each
     hash's text is composed from those pieces (equal to canonical_json of the whole dict, keys sorted), and a
@@ -118,18 +121,14 @@ class _Ids:
 
     def point(self, data_json: str, fit_json: str, session) -> tuple:
         sj = json.dumps(session)
-        return _sha(f'{{"data":{data_json},"session":{sj}}}'), _sha(fit_json), sj
+        return _hash(f'{{"data":{data_json},"session":{sj}}}'), _hash(fit_json), sj
 
     def data_key(self, data_json: str, seed_data: int, sj: str) -> str:
-        return _sha(f'{{"data":{data_json},"seed":{seed_data},"session":{sj},{self.tail}')
+        return _hash(f'{{"data":{data_json},"seed":{seed_data},"session":{sj},{self.tail}')
 
     def run_id(self, data_json: str, fit_json: str, seeds: tuple, sj: str) -> str:
-        return _sha(f'{{"data":{data_json},"fit":{fit_json},"seeds":[{seeds[0]},{seeds[1]}],"session":{sj},'
+        return _hash(f'{{"data":{data_json},"fit":{fit_json},"seeds":[{seeds[0]},{seeds[1]}],"session":{sj},'
                     f'{self.tail}')
-
-
-def _sha(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def expand(spec: Spec, max_runs: int | None = None) -> Plan:

@@ -126,8 +126,8 @@ class Scheduler:
         return self.queue.next_alone(size, alone)
 
     def _submit_fused(self, runs: list, attempt: int) -> None:
-        for run in runs:
-            if attempt == 1:
+        if attempt == 1:  # a retry's dataset was skipped on its first attempt
+            for run in runs:
                 self.datasets.skip(run)
         ref = self.executor.submit_fused([(run, attempt) for run in runs], self.spec.save_datasets)
         self.queue.pending[ref] = [(run, FUSED, attempt) for run in runs]
@@ -152,8 +152,8 @@ class Scheduler:
     def _on_result(self, ref) -> None:
         entries = self.queue.pending.pop(ref)
         fused = entries[0][1] is FUSED
-        for run, _, _ in entries:
-            if not fused:
+        if not fused:
+            for run, _, _ in entries:
                 self.datasets.give_back(run)
         try:
             results = ray.get(ref)

@@ -90,7 +90,7 @@ def submit(sd: StudyDir) -> str:
         raise SpecError(f"sbatch refused the job: {out.stderr.strip() or out.stdout.strip()}",
                         where=str(sd.sbatch_path), key="--submit")
     job_id = out.stdout.strip().split(";")[0]
-    sd.add_slurm_job(job_id, "submitted " + time.strftime("%Y-%m-%d %H:%M:%S %Z"))
+    sd.add_slurm_job(job_id, "submitted")
     return job_id
 
 

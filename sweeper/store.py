@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -176,7 +177,9 @@ class StudyDir:
         """The SLURM jobs of this sweep ({job_id, when}: "submitted <time>" or "started <time>"), oldest first."""
         return json.loads(self.slurm_jobs_path.read_text()) if self.slurm_jobs_path.is_file() else []
 
-    def add_slurm_job(self, job_id: str, when: str) -> None:
+    def add_slurm_job(self, job_id: str, event: str) -> None:
+        """List a job, stamped now: `event` is "submitted" (by `sweep slurm --submit`) or "started" (seen running)."""
+        when = f"{event} {time.strftime('%Y-%m-%d %H:%M:%S %Z')}"
         write_text(self.slurm_jobs_path, json.dumps([*self.slurm_jobs(), {"job_id": job_id, "when": when}], indent=1))
 
     def slurm_log_paths(self, job_id: str) -> tuple[Path, Path]:

@@ -148,6 +148,11 @@ def check_fit_output(out) -> str | None:
     return None
 
 
+def fit_items(runs: list) -> list:
+    """What a worker needs of runs [(run, attempt), ...] to fit them: [(fit params, fit seed, attempt), ...]."""
+    return [(run.fit, run.seed_fit, attempt) for run, attempt in runs]
+
+
 def execute_batch(study_ref: StudyRef, dataset: dict, items: list) -> list:
     """Fit several runs [(fit params, seed, attempt), ...] of one dataset in turn: one result each."""
     return [execute_run(study_ref, dataset, fit, seed, attempt) for fit, seed, attempt in items]

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.cluster_scenarios import in_subprocess
+from tests.studies.slow import SPEC as SLOW
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(REPO)}
@@ -58,17 +59,6 @@ def test_node_loss_mid_sweep_loses_and_duplicates_nothing(tmp_path, per_run_data
         assert sims > runs  # datasets that lived only on the lost node were simulated again (lineage)
     else:
         assert len({x["data_sha256"] for x in rows}) == 1 and sims in (1, 2)
-
-
-SLOW = """\
-study: tests.studies.slow
-name: slow
-seed: 5
-data: {size: 1000, j: 0, calls: ""}
-fit: {k: 0, sleep: SLEEP, calls: CALLS}
-sweep: {fit.k: [%s]}
-resources: {num_cpus: 1}
-"""
 
 
 def start(tmp_path, n=30, sleep=0.4):

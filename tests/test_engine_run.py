@@ -167,14 +167,18 @@ def test_invalid_fit_results_fail_with_the_reason(tmp_path):
     assert "not finite" in t.loc["nan", "error"] and "must return a dict" in t.loc["list", "error"]
 
 
-def test_cheap_runs_go_several_to_a_task_and_a_failing_one_fails_alone(tmp_path, linear_spec, monkeypatch,
-                                                                        ray_session):
+def task_sizes(monkeypatch, method: str) -> list:
+    """The number of runs in each task the TaskExecutor's `method` submits, as the sweep goes."""
     from sweeper.executors import TaskExecutor
 
-    sizes = []
-    submit = TaskExecutor.submit
-    monkeypatch.setattr(TaskExecutor, "submit", lambda self, runs, ref: sizes.append(len(runs)) or
-                        submit(self, runs, ref))
+    sizes, submit = [], getattr(TaskExecutor, method)
+    monkeypatch.setattr(TaskExecutor, method, lambda self, runs, *a: sizes.append(len(runs)) or submit(self, runs, *a))
+    return sizes
+
+
+def test_cheap_runs_go_several_to_a_task_and_a_failing_one_fails_alone(tmp_path, linear_spec, monkeypatch,
+                                                                        ray_session):
+    sizes = task_sizes(monkeypatch, "submit")
     spec, count = linear_spec
     spec.update(sweep={"fit.k": list(range(300))}, repeats=1, save_datasets=False)
     spec["fit"].update(k=0, fail=False, bootstrap=False, calls="")
@@ -191,13 +195,9 @@ def test_cheap_runs_go_several_to_a_task_and_a_failing_one_fails_alone(tmp_path,
 
 def test_single_user_datasets_are_simulated_and_fitted_in_one_task(tmp_path, linear_spec, monkeypatch,
                                                                      ray_session):
-    from sweeper.executors import TaskExecutor
     from sweeper.queues import Batcher
 
-    sizes = []
-    fused = TaskExecutor.submit_fused
-    monkeypatch.setattr(TaskExecutor, "submit_fused", lambda self, runs, keep: sizes.append(len(runs)) or
-                        fused(self, runs, keep))
+    sizes = task_sizes(monkeypatch, "submit_fused")
     spec, count = linear_spec
     spec.update(data_mode="independent", repeats=80, sweep={}, save_datasets=True)
     spec["fit"].update(bootstrap=False, calls="")

@@ -13,20 +13,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from tests.studies.slow import SPEC as SLOW
+
 pytestmark = [pytest.mark.slurm,
               pytest.mark.skipif(shutil.which("sbatch") is None, reason="no SLURM here (sbatch not on PATH)")]
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(REPO)}
-SPEC = """\
-study: tests.studies.slow
-name: slow
-seed: 5
-data: {size: 1000, j: 0, calls: ""}
-fit: {k: 0, sleep: SLEEP, calls: CALLS}
-sweep: {fit.k: [KS]}
-resources: {num_cpus: 1}
-"""
 
 
 def sweep(*args) -> subprocess.CompletedProcess:
@@ -36,8 +29,8 @@ def sweep(*args) -> subprocess.CompletedProcess:
 
 def submit(tmp_path, runs, sleep):
     spec = tmp_path / "slow.yaml"
-    spec.write_text(SPEC.replace("SLEEP", str(sleep)).replace("CALLS", str(tmp_path / "fit.calls"))
-                    .replace("KS", ", ".join(map(str, range(runs)))))
+    spec.write_text(SLOW.replace("SLEEP", str(sleep)).replace("CALLS", str(tmp_path / "fit.calls"))
+                    % ", ".join(map(str, range(runs))))
     out = sweep("slurm", spec, "--out", tmp_path / "out", "--time", "10:00", "--submit")
     assert out.returncode == 0, out.stderr
     script, job_id = out.stdout.split()

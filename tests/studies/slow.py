@@ -7,6 +7,17 @@ import numpy as np
 from sweeper.hashing import arrays_sha256
 from sweeper.worker import assigned_gpus
 
+# a spec of this study for CLI tests: fill in CALLS (the fit log), SLEEP (seconds per fit), then % the fit.k values
+SPEC = """\
+study: tests.studies.slow
+name: slow
+seed: 5
+data: {size: 1000, j: 0, calls: ""}
+fit: {k: 0, sleep: SLEEP, calls: CALLS}
+sweep: {fit.k: [%s]}
+resources: {num_cpus: 1}
+"""
+
 
 def _node() -> str:
     try:
