@@ -5,7 +5,10 @@
 (2) trivial runs: N runs through sweeper.run, as raw Ray tasks (one per run) and as a plain loop.
     Goal: sweeper <= 1.0x raw Ray tasks.
 (3) resume: `sweeper.run` of the finished sweep of (2) again (nothing to run). Goal: <= 2 s for 20,000 runs.
-Run: python benchmarks/bench_scale.py [--sizes 10000 100000 1000000] [--runs 20000] [--only plan trivial resume]
+(4) store: write 100,000 run records as the driver does (shards of 5,000) and read them back (what resume
+    and the gather read), against the earlier layout: one result.json per run.
+Run: python benchmarks/bench_scale.py [--sizes 10000 100000 1000000] [--runs 20000] [--records 100000]
+     [--only plan trivial resume store]
 """
 from __future__ import annotations
 
@@ -110,12 +113,57 @@ def resume_rows(spec: dict, n_runs: int, out: str) -> list:
              "")]
 
 
+def store_rows(n: int, out: str) -> list:
+    """Run records for n runs: Parquet shards (now) against one result.json per run (before)."""
+    import json as js
+    import os
+
+    from sweeper.store import StudyDir
+
+    sd = StudyDir(Path(out) / "store")
+    records = [{"run_id": f"{i:016x}", "data_key": f"{i // 10:016x}", "status": "ok", "error": None,
+                "duration_s": 0.01, "attempt": 1, "node": "n", "device": "cpu", "repeat_data": 0,
+                "repeat_fit": 0, "seed_data": i, "seed_fit": i, "session": None, "data": {"a": i / 7},
+                "fit": {"k": i % 10}, "metrics": {"v": i * 0.5, "w": 1.0}} for i in range(n)]
+    ids = [r["run_id"] for r in records]
+    t = time.perf_counter()
+    for i in range(0, n, 5000):
+        sd.append_records(records[i:i + 5000])
+    write_new = time.perf_counter() - t
+    t = time.perf_counter()
+    done_new = len(StudyDir(sd.root).completed(ids))
+    resume_new = time.perf_counter() - t
+    t = time.perf_counter()
+    rows_new = StudyDir(sd.root).results_table(ids).num_rows
+    gather_new = time.perf_counter() - t
+    old = StudyDir(Path(out) / "old")
+    t = time.perf_counter()
+    for r in records:  # the per-run layout the records replace
+        os.makedirs(old.runs / r["run_id"])
+        (old.runs / r["run_id"] / "result.json").write_text(js.dumps(r))
+    write_old = time.perf_counter() - t
+    t = time.perf_counter()
+    done_old = len(StudyDir(old.root).completed(ids))
+    resume_old = time.perf_counter() - t
+    t = time.perf_counter()
+    rows_old = StudyDir(old.root).results_table(ids).num_rows
+    gather_old = time.perf_counter() - t
+    assert done_new == done_old == rows_new == rows_old == n
+    return [(f"store: write {n:,} run records", f"{write_new:.2f} s (per-run files {write_old:.1f} s)",
+             f"{write_new / n * 1e6:.0f} us/run", f"{write_new / write_old:.3f} x per-run files"),
+            (f"store: which of {n:,} runs are done (resume)", f"{resume_new:.2f} s (per-run files {resume_old:.1f} s)",
+             f"{resume_new / n * 1e6:.1f} us/run", f"{resume_new / resume_old:.3f} x per-run files"),
+            (f"store: results table of {n:,} runs (gather)", f"{gather_new:.2f} s (per-run files {gather_old:.1f} s)",
+             f"{gather_new / n * 1e6:.0f} us/run", f"{gather_new / gather_old:.3f} x per-run files")]
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     ap.add_argument("--runs", type=int, default=20_000)
-    ap.add_argument("--only", nargs="+", default=["plan", "trivial", "resume"],
-                    choices=["plan", "trivial", "resume"])
+    ap.add_argument("--records", type=int, default=100_000)
+    ap.add_argument("--only", nargs="+", default=["plan", "trivial", "resume", "store"],
+                    choices=["plan", "trivial", "resume", "store"])
     a = ap.parse_args(argv)
     rows = plan_rows(a.sizes) if "plan" in a.only else []
     with tempfile.TemporaryDirectory() as out:
@@ -124,6 +172,8 @@ def main(argv=None):
             rows += more
             if "resume" in a.only:
                 rows += resume_rows(spec, a.runs, out)
+        if "store" in a.only:
+            rows += store_rows(a.records, out)
     print(f"2 Ray CPUs; driver max RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB\n")
     print("| what | time | per unit | ratio |\n|---|---:|---:|---:|")
     for r in rows:

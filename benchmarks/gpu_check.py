@@ -111,7 +111,7 @@ def study_rows(cpu_only: bool, minutes: float) -> list:
     from sweeper.spec import load_spec
 
     spec_file = "dose_response.yaml" if cpu_only else "dose_response_full.yaml"
-    overrides = ["fit.epochs=1", "data.n_train=64", "fit.width=8"] if cpu_only else []
+    overrides = ["repeats=1"] + (["fit.epochs=1", "data.n_train=64", "fit.width=8"] if cpu_only else [])
     runs = expand(load_spec(REPO / "studies" / "specs" / spec_file, overrides)).runs
     from studies import ptychography as P
 
@@ -125,14 +125,14 @@ def study_rows(cpu_only: bool, minutes: float) -> list:
     budget = minutes * 60 / len(runs)
     for run in runs:
         fit = dict(run.fit)
-        if not cpu_only:
+        if not cpu_only and fit["model"] != "epie":
             fit["epochs"] = _epochs_within(datasets[run.data_key], fit, run.seed_fit, budget)
         t = time.perf_counter()
         out = P.fit(datasets[run.data_key], fit, run.seed_fit)
         m = out["metrics"]
         took = f"simulate {sim_s[run.data_key]:.1f} s + fit {time.perf_counter() - t:.0f} s on {out.get('device')}"
-        rows.append(("study", f"dose_response {run.data['nphotons']:.0e} photons, {fit['loss']}, "
-                              f"{fit['epochs']} epochs, 1 seed", took if cpu_only else "-",
+        what = "epie" if fit["model"] == "epie" else f"{fit['model']} {fit['loss']}, {fit['epochs']} epochs"
+        rows.append(("study", f"dose_response {run.data['nphotons']:.0e} photons, {what}, 1 seed", took if cpu_only else "-",
                      "-" if cpu_only else took, f"PSNR {m['psnr']:.1f} dB, SSIM {m['ssim']:.2f}"))
     return rows
 

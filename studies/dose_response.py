@@ -1,7 +1,9 @@
-"""Dose response: PINN reconstruction quality at high (1e9) vs low (1e4) photons, Poisson NLL vs MAE loss.
+"""Dose response: PINN reconstruction quality at high (1e9) vs low (1e4) photons, Poisson NLL vs MAE loss,
+beside the ePIE reference (what the data allow).
 
 Same object, probe and scan trajectories in every arm: photon statistics are the only difference
-between doses. `report` draws the 6-panel comparison, the training curves and summary.csv.
+between doses. `report` draws the 6-panel comparison, the ePIE reference with the table of arms (95%
+CIs, and the paired NLL - MAE differences), the training curves and dose_summary.csv.
 """
 from __future__ import annotations
 
@@ -35,10 +37,23 @@ def _arm_label(cfg: dict) -> str:
     return f"{one('psnr', ' dB', 1)}\n{one('ssim', '', 3)}\n" + (f"n={n}, 95% CI" if n > 1 else "n=1 run, no CI")
 
 
-def _pick(rows, nphotons, loss):
-    """The first repeat of an arm."""
-    arm = [r for r in rows if r["data.nphotons"] == nphotons and r["fit.loss"] == loss]
+def _pick(rows, nphotons, loss, model="pinn"):
+    """The first repeat of an arm (loss None: any loss, as for ePIE, which has none)."""
+    arm = [r for r in rows if r["data.nphotons"] == nphotons and loss in (None, r["fit.loss"])
+           and r["fit.model"] == model]
     return min(arm, key=lambda r: (r["repeat_data"], r["repeat_fit"])) if arm else None
+
+
+def _arm_axes(result) -> list:
+    """The swept axes that tell the arms apart (a pinned one, e.g. `fit.loss=nll`, is not an axis)."""
+    return [a for a in ("data.nphotons", "fit.model", "fit.loss") if a in result.axes]
+
+
+def _arms(result, rows, metrics) -> dict:
+    """{(dose, model, loss): the configuration's row of result.configs (n, mean, CI per metric)}."""
+    fixed = {a: rows[0][a] for a in ("data.nphotons", "fit.model", "fit.loss")}
+    return {tuple(c.get(a, fixed[a]) for a in fixed): c
+            for c in to_rows(result.configs(metrics, by=_arm_axes(result)))}
 
 
 def _crop(img, frac=0.5):
@@ -51,8 +66,7 @@ def dose_figure(result, rows, figures_dir: Path, patterns: dict) -> Path:
     plt = pyplot()
 
     doses = sorted({r["data.nphotons"] for r in rows}, reverse=True)
-    arms = {(c["data.nphotons"], c["fit.loss"]): c
-            for c in to_rows(result.configs(["psnr", "ssim"], by=["data.nphotons", "fit.loss"]))}
+    arms = _arms(result, rows, ["psnr", "ssim"])
     logs = {d: np.log10(patterns[d].astype(np.float64) ** 2 + 1) for d in doses}
     vmax = max(float(v.max()) for v in logs.values())
     fig, axs = plt.subplots(len(doses), 3, figsize=(10, 3.4 * len(doses)), squeeze=False)
@@ -69,7 +83,7 @@ def dose_figure(result, rows, figures_dir: Path, patterns: dict) -> Path:
                 amp = result.run(run["run_id"]).arrays["amplitude"]
                 ax.imshow(_crop(amp), cmap="gray", vmin=0.5, vmax=1.5)
                 ax.set_title(f"{loss.upper()} loss, {dose:.0e} (first repeat shown)")
-                ax.text(0.02, 0.02, _arm_label(arms[(dose, loss)]),
+                ax.text(0.02, 0.02, _arm_label(arms[(dose, "pinn", loss)]),
                         transform=ax.transAxes, color="yellow", fontsize=9, va="bottom",
                         bbox={"facecolor": "black", "alpha": 0.5, "lw": 0})
         for ax in axs[i]:
@@ -78,6 +92,95 @@ def dose_figure(result, rows, figures_dir: Path, patterns: dict) -> Path:
     fig.suptitle("PINN reconstruction (amplitude, central crop) by dose and loss")
     fig.tight_layout()
     path = Path(figures_dir) / "dose_comparison.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+ARM_NAMES = {("pinn", "nll"): "PINN, NLL loss", ("pinn", "mae"): "PINN, MAE loss", ("pinn", "mixed"): "PINN, mixed",
+             ("baseline", "nll"): "supervised baseline", ("baseline", "mae"): "supervised baseline"}
+TABLE_METRICS = [("psnr", "PSNR dB", 1), ("ssim", "SSIM", 3), ("resolution_px", "FRC-1/7 res. px", 1)]
+RANGES = {"ssim": (-1.0, 1.0), "resolution_px": (0.0, np.inf)}  # an arm's interval is cut at its metric's range
+
+
+def _mean_ci(mean, low, high, digits, span=(-np.inf, np.inf), sign=False) -> str:
+    """'mean [low, high]' (no interval for n < 2), the interval cut at `span`."""
+    if not np.isfinite(mean):
+        return "-"
+    text = f"{mean:+.{digits}f}" if sign else f"{mean:.{digits}f}"
+    if np.isfinite(low):
+        text += f" [{max(low, span[0]):.{digits}f}, {min(high, span[1]):.{digits}f}]"
+    return text
+
+
+def arm_table(result, rows) -> list[list[str]]:
+    """Rows of text: each arm's n and mean [95% CI] of PSNR, SSIM and resolution at each dose, then the paired
+    NLL - MAE difference of the PINN at each dose."""
+    arms = _arms(result, rows, [m for m, _, _ in TABLE_METRICS])
+    table = []
+    for (dose, model, loss), c in sorted(arms.items(), key=lambda kv: (-kv[0][0], kv[0][1] == "epie", kv[0][2])):
+        name = "ePIE reference" if model == "epie" else ARM_NAMES.get((model, loss), f"{model}, {loss}")
+        table.append([f"{dose:.0e}", name, f"{c['n']}"] + [
+            _mean_ci(c[f"{m}_mean"], c[f"{m}_ci_low"], c[f"{m}_ci_high"], d, RANGES.get(m, (-np.inf, np.inf)))
+            for m, _, d in TABLE_METRICS])
+    if "fit.loss" in result.axes and {"nll", "mae"} <= {r["fit.loss"] for r in rows if r["fit.model"] == "pinn"}:
+        table += _loss_differences(result)
+    return table
+
+
+def _loss_differences(result) -> list[list[str]]:
+    """The PINN's NLL - MAE difference at each dose (paired t over repeats: same dataset, same fit seed)."""
+    by = [a for a in ("data.nphotons", "fit.model") if a in result.axes]
+    diffs = {m: [r for r in to_rows(result.compare(m, "fit.loss", "mae", by=by)) if r.get("fit.model", "pinn")
+                 == "pinn" and r["fit.loss"] == "nll"] for m, _, _ in TABLE_METRICS}
+    out = []
+    for i, row in enumerate(diffs["psnr"]):
+        n = f"{row['n']} {'pairs' if row['test'] == 'paired t' else 'runs'}"
+        out.append([f"{row.get('data.nphotons', 0):.0e}", f"NLL - MAE ({row['test']})", n] +
+                   [_mean_ci(diffs[m][i]["diff"], diffs[m][i]["ci_low"], diffs[m][i]["ci_high"], d, sign=True)
+                    for m, _, d in TABLE_METRICS])
+    return out
+
+
+def reference_figure(result, rows, figures_dir: Path) -> Path:
+    """The truth and the ePIE reconstruction at each dose (what the data allow), over the table of every arm
+    with 95% CIs and the paired NLL - MAE differences."""
+    plt = pyplot()
+
+    doses = sorted({r["data.nphotons"] for r in rows}, reverse=True)
+    table = arm_table(result, rows)
+    arms = _arms(result, rows, ["psnr", "ssim"])
+    fig = plt.figure(figsize=(11, 3.6 + 0.24 * (len(table) + 2)))
+    grid = fig.add_gridspec(2, len(doses) + 1, height_ratios=[3.4, 0.24 * (len(table) + 2)])
+    truth = np.abs(result.dataset(rows[0]["data_key"])["object"])
+    ax = fig.add_subplot(grid[0, 0])
+    ax.imshow(_crop(truth), cmap="gray", vmin=0.5, vmax=1.5)
+    ax.set_title("truth (amplitude)")
+    for j, dose in enumerate(doses, start=1):
+        ax, run = fig.add_subplot(grid[0, j]), _pick(rows, dose, None, "epie")
+        if run is None:
+            ax.set_title(f"ePIE, {dose:.0e}: no run")
+        else:
+            ax.imshow(_crop(result.run(run["run_id"]).arrays["amplitude"]), cmap="gray", vmin=0.5, vmax=1.5)
+            ax.set_title(f"ePIE, {dose:.0e} photons (first repeat)")
+            cfg = arms[(dose, "epie", run["fit.loss"])]
+            ax.text(0.02, 0.02, _arm_label(cfg), transform=ax.transAxes, color="yellow", fontsize=9, va="bottom",
+                    bbox={"facecolor": "black", "alpha": 0.5, "lw": 0})
+    for ax in fig.axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    ax = fig.add_subplot(grid[1, :])
+    ax.axis("off")
+    cells = ax.table(cellText=table, colLabels=["photons", "arm", "n"] + [label for _, label, _ in TABLE_METRICS],
+                     loc="upper center", cellLoc="left", colLoc="left")
+    cells.auto_set_font_size(False)
+    cells.set_fontsize(8.5)
+    cells.auto_set_column_width(list(range(3 + len(TABLE_METRICS))))
+    ax.set_title("every arm: mean [95% t interval over its n runs, each repeat its own dataset; cut at the "
+                 "metric's range]; NLL - MAE: mean paired difference [95% t interval]", fontsize=9)
+    fig.suptitle("The physics reference (ePIE with the known probe, no training) and every arm")
+    fig.tight_layout()
+    path = Path(figures_dir) / "reference_and_arms.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -133,7 +236,8 @@ def report(result, figures_dir: Path) -> list[Path]:
         (figures_dir / "sanity.txt").write_text(line + "\n")
     paths.append(dose_figure(result, rows, figures_dir, patterns))
     paths.append(training_curves(result, rows, figures_dir))
-    configs = result.configs(METRICS, by=["data.nphotons", "fit.loss"])
+    paths.append(reference_figure(result, rows, figures_dir))
+    configs = result.configs(METRICS, by=_arm_axes(result))
     paths.append(write_csv(to_rows(configs), figures_dir / "dose_summary.csv"))
     return paths
 

@@ -255,7 +255,7 @@ def _study_or_none(res):
 
 def _cmd_config(a) -> int:
     from .spec import load_spec
-    from .store import dump_yaml
+    from .files import dump_yaml
 
     spec = load_spec(a.spec, a.overrides)
     print(dump_yaml(spec.to_dict()), end="")

@@ -47,7 +47,7 @@ def run(spec, overrides=(), out="outputs", address=None, max_in_flight=None, pro
     sd = study_dir(spec, out)
     ids = [r.run_id for r in plan.runs]
     sd.check_free()
-    work = len(sd.completed(ids)) < len(ids) if sd.runs.is_dir() else bool(ids)
+    work = len(sd.completed(ids)) < len(ids) if sd.has_results() else bool(ids)
     started = time.time()
     with ray_session(address) if work else contextlib.nullcontext():
         if work:
@@ -56,6 +56,7 @@ def run(spec, overrides=(), out="outputs", address=None, max_in_flight=None, pro
         try:
             prepare(sd, spec, plan)
             note_slurm_job(sd)
+            sd.adopt_legacy_results()
             done = sd.completed(ids)
             todo = [r for r in plan.runs if r.run_id not in done]
             if done:

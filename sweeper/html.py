@@ -11,7 +11,7 @@ from pathlib import Path
 import jinja2
 
 from .figures import fmt
-from .store import write_text
+from .files import write_text
 from .values import run_command, to_rows
 
 PACKAGES = ("sweeper", "numpy", "scipy", "pyarrow", "ray", "matplotlib", "keras", "tensorflow", "jax", "cupy")

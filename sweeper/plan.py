@@ -19,7 +19,7 @@ from .study import validated
 from .values import table_from_columns
 
 
-@dataclass
+@dataclass(slots=True)
 class Run:
     run_id: str
     data_key: str

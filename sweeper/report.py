@@ -13,7 +13,7 @@ import numpy as np
 from . import figures
 from .figures import fmt, pyplot  # noqa: F401  (studies draw with the same pyplot)
 from .hashing import plain
-from .store import atomic_write
+from .files import atomic_write
 from .values import to_rows
 
 

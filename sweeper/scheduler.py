@@ -75,6 +75,7 @@ class Scheduler:
         try:
             while self.queue:
                 self._submit()
+                self.saver.tick()
                 waiting = list(self.datasets.waiting) + list(self.queue.pending)
                 if not waiting:  # every actor is restarting: wait for the pool
                     self.executor.wait_ready(timeout=1.0)

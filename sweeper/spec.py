@@ -12,7 +12,7 @@ from .code import study_code
 from .errors import SpecError
 from .hashing import short_hash
 from .study import Study, defaults, resolve
-from .values import first_duplicate
+from .values import first_duplicate, key_of
 
 TOP_KEYS = {"study", "name", "description", "seed", "data", "fit", "sweep", "zip", "data_mode", "repeats",
             "resources", "executor", "actors", "retries", "save_datasets", "max_in_flight",
@@ -309,6 +309,8 @@ def _pin_axis(cfg: config.Config, text: str) -> config.Config:
         axes = cfg.values.get(section)
         if isinstance(axes, dict) and key in axes:
             axes = {k: v for k, v in axes.items() if k != key}
+            if section == "zip":
+                axes = _first_rows(axes)
             origins = {k: v for k, v in cfg.origins.items() if k != f"{section}.{key}"}
             cfg = config.Config({**cfg.values, section: axes}, origins, cfg.files)
             logging.getLogger("sweeper").info("%s replaces the %s over %s", text, section, key)
@@ -319,6 +321,16 @@ def _pin_axis(cfg: config.Config, text: str) -> config.Config:
         logging.getLogger("sweeper").warning("note: %s pins %s, so the sweep report draws it no more "
                                              "(report.axes is now %s)", text, key, report["axes"])
     return cfg
+
+
+def _first_rows(zips: dict) -> dict:
+    """Zipped lists without their repeated rows (the first of each kept): what is left when a pinned key
+    made two rows equal (pinning fit.loss of [pinn, nll], [pinn, mae], [epie, nll] leaves pinn and epie)."""
+    if not zips or not all(isinstance(v, list) for v in zips.values()):
+        return zips
+    rows = list(zip(*zips.values()))
+    keep = [i for i, row in enumerate(rows) if not any(key_of(list(row)) == key_of(list(rows[j])) for j in range(i))]
+    return {k: [v[i] for i in keep] for k, v in zips.items()}
 
 
 def _declared(cfg: config.Config, path) -> set:

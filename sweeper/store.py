@@ -1,10 +1,9 @@
-"""The study directory: atomic writes, the lock, resume bookkeeping, datasets and the Arrow gather."""
+"""The study directory: its paths, the lock, spec and plan, datasets, run records (resume) and the gather."""
 from __future__ import annotations
 
 import json
 import logging
 import os
-import threading
 import time
 from pathlib import Path
 
@@ -13,55 +12,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from . import config
 from .errors import SpecError
+from .files import atomic_write, dump_yaml, write_npz, write_parquet, write_text
 from .hashing import arrays_sha256, plain
 from .lock import DirLock
+from .records import Records
 from .values import table_from_columns
 from .worker import RESERVED_FILES as RESERVED
 
 log = logging.getLogger("sweeper")
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call write(tmp_path) then rename onto `path`, so a reader never sees a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp"
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_text(path: Path, text: str, make_dir: bool = True) -> None:
-    """Atomic small-file write (the per-run hot path: plain os calls, no temp-file search)."""
-    if make_dir:
-        os.makedirs(path.parent, exist_ok=True)
-    tmp = f"{path.parent}/.{path.name}.{os.getpid()}.{threading.get_ident()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-
-
-def dump_yaml(values) -> str:
-    """YAML text of plain values that the spec loader reads back to the same typed values."""
-    return config.dump_yaml(plain(values))
-
-
-def write_npz(path: Path, arrays: dict) -> None:
-    def w(p):
-        with open(p, "wb") as f:
-            np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
-    atomic_write(path, w)
-
-
-def write_parquet(path: Path, table: pa.Table) -> None:
-    atomic_write(path, lambda p: pq.write_table(table, p))
-
-
 
 
 def _flatten(prefix: str, d: dict) -> dict:
@@ -93,6 +51,7 @@ class StudyDir:
         self.slurm_dir = self.root / "slurm"              # sbatch script, jobs.json, <job id>.out/.err
         self.sbatch_path = self.slurm_dir / "sweep.sbatch"
         self.slurm_jobs_path = self.slurm_dir / "jobs.json"
+        self.records = Records(self.root / "records")       # the run records (sweeper.records)
         self._lock = DirLock(self.root / ".lock")
 
     @classmethod
@@ -218,13 +177,16 @@ class StudyDir:
 
     # -- runs -----------------------------------------------------------------------
     def run_dir(self, run_id: str) -> Path:
+        """A run's arrays, history, files and log (made only for runs that have any)."""
         return self.runs / run_id
 
     def run_log_path(self, run_id: str) -> Path:
         return self.run_dir(run_id) / "run.log"
 
     def read_config(self, run_id: str) -> dict:
-        return config.parse_value((self.run_dir(run_id) / "config.yaml").read_text()) or {}
+        """What a run was given: ids, data and fit params, repeats and seeds (from its record)."""
+        r = self.read_result(run_id) or {}
+        return {k: r.get(k) for k in CONFIG_KEYS}
 
     def read_history(self, run_id: str) -> pa.Table | None:
         path = self.run_dir(run_id) / "history.parquet"
@@ -243,82 +205,135 @@ class StudyDir:
         return {p.name: p for p in sorted(d.iterdir()) if p.is_file() and p.name not in RESERVED
                 and not p.name.startswith(".")} if d.is_dir() else {}
 
-    def write_run(self, run, result: dict) -> None:
-        """config.yaml, arrays.npz, history.parquet, the fit's files, then result.json last: it marks the run done."""
-        d = self.run_dir(run.run_id)
-        cfg = {"run_id": run.run_id, "data_key": run.data_key, "session": run.session, "data": run.data,
-               "fit": run.fit, "repeat_data": run.repeat_data, "repeat_fit": run.repeat_fit,
-               "seed_data": run.seed_data, "seed_fit": run.seed_fit}
-        os.makedirs(d, exist_ok=True)
-        write_text(d / "config.yaml", dump_yaml(cfg), make_dir=False)
-        if result.get("arrays"):
-            write_npz(d / "arrays.npz", result["arrays"])
-        if result.get("history"):
-            hist = {k: pa.array(np.asarray(v, dtype=np.float64)) for k, v in result["history"].items()}
-            n = max(len(v) for v in hist.values())
-            hist = {k: v if len(v) == n else pa.array(list(v.to_pylist()) + [None] * (n - len(v)))
-                    for k, v in hist.items()}
-            write_parquet(d / "history.parquet", pa.table({"epoch": np.arange(n), **hist}))
-        for name, blob in (result.get("files") or {}).items():
-            atomic_write(d / name, lambda p, b=blob: p.write_bytes(b))
-        text = result.get("log") or ""
-        if result["status"] == "failed" and result.get("error"):
-            text += f"{'' if text.endswith(chr(10)) or not text else chr(10)}--- the run failed ---\n{result['error']}\n"
-        if text:
-            write_text(d / "run.log", text, make_dir=False)
-        row = {"run_id": run.run_id, "data_key": run.data_key, "status": result["status"],
-               "error": result.get("error"), "duration_s": result.get("duration_s"),
-               "attempt": result.get("attempt", 1), "node": result.get("node"), "device": result.get("device"),
-               "data_sha256": result.get("data_sha256"),
-               "repeat_data": run.repeat_data, "repeat_fit": run.repeat_fit, "seed_data": run.seed_data,
-               "seed_fit": run.seed_fit, "session": run.session, "data": run.data, "fit": run.fit,
-               "metrics": result.get("metrics") or {}}
-        write_text(d / "result.json", json.dumps(plain(row)), make_dir=False)
+    def write_run(self, run, result: dict) -> dict:
+        """A run's arrays, history, files and log in its run directory (only if it has any), and its record,
+        returned for the caller to append (`append_records`): the record marks the run done."""
+        _write_run_parts(self.run_dir(run.run_id), result)
+        return {"run_id": run.run_id, "data_key": run.data_key, "status": result["status"],
+                "error": result.get("error"), "duration_s": result.get("duration_s"),
+                "attempt": result.get("attempt", 1), "node": result.get("node"), "device": result.get("device"),
+                "data_sha256": result.get("data_sha256"),
+                "repeat_data": run.repeat_data, "repeat_fit": run.repeat_fit, "seed_data": run.seed_data,
+                "seed_fit": run.seed_fit, "session": run.session, "data": run.data, "fit": run.fit,
+                "metrics": result.get("metrics") or {}}
+
+    def append_records(self, records: list) -> None:
+        """Save run records as one new shard (the driver's saver thread, in batches)."""
+        if records:
+            self.records.append(records)
+
+    def _records(self):
+        """The run records; a study directory written before records existed is read from its
+        runs/*/result.json."""
+        return self.records if self.records or not self.runs.is_dir() else _Legacy(self.runs)
+
+    def adopt_legacy_results(self) -> None:
+        """A study directory from before the records (runs/*/result.json): its results become the first shard,
+        so a resume keeps them. Set torn shards aside. The driver calls this once it holds the lock."""
+        self.records.set_aside_torn()
+        if not self.records and self.runs.is_dir():
+            old = list(_Legacy(self.runs).all().values())
+            if old:
+                self.records.append(old)
+                log.info("%d run results from runs/*/result.json are now run records in %s", len(old),
+                         self.records.dir)
 
     def read_result(self, run_id: str) -> dict | None:
-        p = self.run_dir(run_id) / "result.json"
-        try:
-            return json.loads(p.read_text())
-        except (OSError, ValueError):
-            return None
+        """A run's last record, or None if it has none."""
+        return self._records().get(run_id)
+
+    def has_results(self) -> bool:
+        return bool(self.records) or self.runs.is_dir()
 
     def completed(self, run_ids) -> set:
-        """Runs whose result.json says ok (failed and missing runs are run again on resume)."""
-        done = set()
-        for rid in run_ids:
-            r = self.read_result(rid)
-            if r and r.get("status") == "ok":
-                done.add(rid)
-        return done
+        """Runs whose last record says ok (failed and missing runs are run again on resume)."""
+        statuses = self._records().statuses()
+        return {rid for rid in run_ids if statuses.get(rid) == "ok"}
 
     # -- gather ---------------------------------------------------------------------
     def read_results(self) -> pa.Table:
-        """results.parquet; rebuilt from runs/*/result.json if it is missing or unreadable."""
+        """results.parquet; built from the run records if it is missing or unreadable."""
         try:
             return pq.read_table(self.results_path)
         except Exception:
-            if self.runs.is_dir():
-                log.warning("%s is missing or unreadable; rebuilding it from runs/*/result.json", self.results_path)
-            return self.gather(self.read_plan().column("run_id").to_pylist())
+            if self.has_results():
+                log.warning("%s is missing or unreadable; reading the run records", self.results_path)
+            return self.results_table(self.read_plan().column("run_id").to_pylist())
+
+    def results_table(self, run_ids) -> pa.Table:
+        """One row per run of `run_ids` that has a record, in that order: ids, params, metrics, status."""
+        records = self._records().all()
+        return _to_table([_flat_row(records[rid]) for rid in run_ids if rid in records])
 
     def gather(self, run_ids) -> pa.Table:
-        """results.parquet from runs/*/result.json: one row per run that has a result."""
-        rows = []
-        for rid in run_ids:
-            r = self.read_result(rid)
-            if r is None:
-                continue
-            flat = {k: r.get(k) for k in ("run_id", "data_key", "status", "error", "duration_s", "attempt", "node",
-                                          "device", "data_sha256", "repeat_data", "repeat_fit", "seed_data", "seed_fit")}
-            if r.get("session") is not None:
-                flat["session"] = r["session"]
-            flat.update(_flatten("data", r.get("data") or {}))
-            flat.update(_flatten("fit", r.get("fit") or {}))
-            flat.update({f"metrics.{k}": v for k, v in (r.get("metrics") or {}).items()})
-            rows.append(flat)
-        table = _to_table(rows)
+        """results.parquet from the run records (shards compacted first when there are many)."""
+        self.records.compact()
+        table = self.results_table(run_ids)
         write_parquet(self.results_path, table)
         return table
+
+
+CONFIG_KEYS = ("run_id", "data_key", "session", "data", "fit", "repeat_data", "repeat_fit", "seed_data", "seed_fit")
+ROW_KEYS = ("run_id", "data_key", "status", "error", "duration_s", "attempt", "node", "device", "data_sha256",
+            "repeat_data", "repeat_fit", "seed_data", "seed_fit")
+
+
+def _write_run_parts(d: Path, result: dict) -> None:
+    """arrays.npz, history.parquet, the fit's files and run.log (with the error of a failed run)."""
+    text = result.get("log") or ""
+    if result["status"] == "failed" and result.get("error"):
+        text += f"{'' if text.endswith(chr(10)) or not text else chr(10)}--- the run failed ---\n{result['error']}\n"
+    if not (result.get("arrays") or result.get("history") or result.get("files") or text):
+        return
+    os.makedirs(d, exist_ok=True)
+    if result.get("arrays"):
+        write_npz(d / "arrays.npz", result["arrays"])
+    if result.get("history"):
+        hist = {k: pa.array(np.asarray(v, dtype=np.float64)) for k, v in result["history"].items()}
+        n = max(len(v) for v in hist.values())
+        hist = {k: v if len(v) == n else pa.array(list(v.to_pylist()) + [None] * (n - len(v)))
+                for k, v in hist.items()}
+        write_parquet(d / "history.parquet", pa.table({"epoch": np.arange(n), **hist}))
+    for name, blob in (result.get("files") or {}).items():
+        atomic_write(d / name, lambda p, b=blob: p.write_bytes(b))
+    if text:
+        write_text(d / "run.log", text, make_dir=False)
+
+
+def _flat_row(r: dict) -> dict:
+    """A record as one results row: ids and status, then data.*, fit.* and metrics.* columns."""
+    flat = {k: r.get(k) for k in ROW_KEYS}
+    if r.get("session") is not None:
+        flat["session"] = r["session"]
+    flat.update(_flatten("data", r.get("data") or {}))
+    flat.update(_flatten("fit", r.get("fit") or {}))
+    flat.update({f"metrics.{k}": v for k, v in (r.get("metrics") or {}).items()})
+    return flat
+
+
+class _Legacy:
+    """Run results as earlier versions wrote them, runs/<id>/result.json, read like Records."""
+
+    def __init__(self, runs: Path):
+        self.runs = runs
+
+    def all(self) -> dict:
+        out = {}
+        for p in sorted(self.runs.glob("*/result.json")):
+            try:
+                out[p.parent.name] = json.loads(p.read_text())
+            except (OSError, ValueError):
+                pass
+        return out
+
+    def statuses(self) -> dict:
+        return {rid: r.get("status") for rid, r in self.all().items()}
+
+    def get(self, run_id: str) -> dict | None:
+        try:
+            return json.loads((self.runs / run_id / "result.json").read_text())
+        except (OSError, ValueError):
+            return None
 
 
 def _to_table(rows: list) -> pa.Table:

@@ -16,6 +16,7 @@ import ray  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
 
 import sweeper  # noqa: E402
+from tests.studies.slow import recorded  # noqa: E402
 
 
 def slow_spec(name, out, runs, sleep, resources, size=50_000, per_run_data=False, **extra):
@@ -63,7 +64,7 @@ def node_loss(cluster, workers, out, runs=40, sleep=0.3, kill_after=10, per_run_
     runs_dir = out / "loss"
     killed = None
     while th.is_alive() and killed is None:
-        done = len(list(runs_dir.glob("*/runs/*/result.json")))
+        done = len(recorded(runs_dir))
         sims, fits = _lines(out / "simulate.calls"), _lines(out / "fit.calls")  # "simulate j node", "fit k node"
         started_k = {k for _, k, _ in fits}
         holders = [node for _, j, node in sims if not per_run_data or j not in started_k]

@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import sweeper
+from sweeper.store import StudyDir
 from sweeper import LockError
 
 pytestmark = pytest.mark.usefixtures("ray_session")
@@ -76,8 +77,7 @@ def test_resume_runs_only_what_is_missing(tmp_path, linear_spec, caplog):
     # forget two finished runs of one data point and break the other dataset's file
     t = res.table.to_pandas()
     lost = t[t["data.a"] == 1.0].run_id[:2].tolist()
-    for rid in lost:
-        (res.dir / "runs" / rid / "result.json").unlink()
+    forget(res.dir, lost)
     res2 = sweeper.run(spec, out=out, progress=False)
     assert count() == (2, 8)  # the saved dataset was reused: no simulate
     assert sorted(res2.table.column("run_id").to_pylist()) == sorted(t.run_id)
@@ -86,13 +86,64 @@ def test_resume_runs_only_what_is_missing(tmp_path, linear_spec, caplog):
     key = t[t["data.a"] == 2.0].data_key.iloc[0]
     npz = res.dir / "datasets" / f"{key}.npz"
     npz.write_bytes(npz.read_bytes()[:100])
-    (res.dir / "runs" / t[t["data.a"] == 2.0].run_id.iloc[0] / "result.json").unlink()
+    forget(res.dir, [t[t["data.a"] == 2.0].run_id.iloc[0]])
     with caplog.at_level("WARNING", logger="sweeper"):
         res3 = sweeper.run(spec, out=out, progress=False)
     assert f"dataset {key} cannot be read" in caplog.text and "simulated again" in caplog.text
     assert count() == (3, 9)
     assert res3.table.to_pandas().query("`data.a` == 2.0").data_sha256.nunique() == 1
     assert sweeper.run(spec, out=out, progress=False).counts()["ok"] == 6 and count() == (3, 9)
+
+
+def forget(root, run_ids):
+    """Rewrite the run records without `run_ids`: the sweep forgets they ran."""
+    records = StudyDir(root).records
+    kept = [r for rid, r in records.all().items() if rid not in run_ids]
+    for shard in records.shards():
+        shard.unlink()
+    records.append(kept)
+
+
+def test_a_torn_records_shard_is_detected_and_only_its_runs_run_again(tmp_path, linear_spec, caplog):
+    spec, count = linear_spec
+    out = tmp_path / "out"
+    res = sweeper.run(spec, out=out, progress=False)
+    records = StudyDir(res.dir).records
+    first = list(records.all().values())
+    for shard in records.shards():
+        shard.unlink()
+    records.append(first[:4])
+    torn = records.append(first[4:])
+    torn.write_bytes(torn.read_bytes()[:-20])  # a shard cut short (a copy or a disk that failed mid-write)
+    with caplog.at_level("WARNING", logger="sweeper"):
+        assert sweeper.load(res.dir).counts() == {"ok": 6, "failed": 0, "pending": 0}  # results.parquet
+        assert StudyDir(res.dir).completed(res.table.column("run_id").to_pylist()) == \
+            {r["run_id"] for r in first[:4]}
+    assert "are torn" in caplog.text and torn.name in caplog.text
+    before = count()
+    again = sweeper.run(spec, out=out, progress=False)
+    assert count() == (before[0], before[1] + 2)  # the torn shard's two runs, and only they, ran again
+    assert again.counts() == {"ok": 6, "failed": 0, "pending": 0}
+    assert torn.with_name(torn.name + ".torn").is_file() and not torn.exists()
+    assert again.table.column("run_id").to_pylist() == res.table.column("run_id").to_pylist()
+
+
+def test_a_directory_with_the_old_per_run_result_files_resumes_without_running_again(tmp_path, linear_spec):
+    spec, count = linear_spec
+    out = tmp_path / "out"
+    res = sweeper.run(spec, out=out, progress=False)
+    sd = StudyDir(res.dir)
+    for rid, record in sd.records.all().items():  # the layout before run records: runs/<id>/result.json
+        (sd.runs / rid).mkdir(parents=True, exist_ok=True)
+        (sd.runs / rid / "result.json").write_text(json.dumps(record))
+    for shard in sd.records.shards():
+        shard.unlink()
+    (res.dir / "results.parquet").unlink()
+    assert sweeper.load(res.dir).counts()["ok"] == 6  # read from the old files
+    before = count()
+    again = sweeper.run(spec, out=out, progress=False)
+    assert count() == before and again.counts()["ok"] == 6
+    assert len(sd.records.all()) == 6  # adopted as the first shard
 
 
 def test_store_layout_and_results_open_in_pandas(tmp_path, linear_spec):
@@ -103,7 +154,7 @@ def test_store_layout_and_results_open_in_pandas(tmp_path, linear_spec):
         assert (res.dir / f).is_file()
     rid = res.table.column("run_id")[0].as_py()
     run_dir = res.dir / "runs" / rid
-    assert {"config.yaml", "result.json", "arrays.npz", "history.parquet"} <= {p.name for p in run_dir.iterdir()}
+    assert {p.name for p in run_dir.iterdir()} == {"arrays.npz", "history.parquet"}  # no per-run result files
     assert pq.read_table(run_dir / "history.parquet").column("loss").to_pylist()[:2] == [1.0, 0.5]
     with np.load(run_dir / "arrays.npz", allow_pickle=False) as f:
         assert f["residuals"].shape == (100,)

@@ -85,22 +85,38 @@ def test_batches_aim_at_a_tenth_of_a_second_of_work_and_stay_single_for_slow_run
     assert off.size == 1  # the actor executor: one run per call
 
 
-def test_saver_writes_on_one_thread_and_raises_a_failed_write():
-    threads, written = set(), []
+def test_saver_writes_on_one_thread_appends_records_in_batches_and_raises_a_failed_write(monkeypatch):
+    threads, written, shards = set(), [], []
 
     class Dir:
         def write_run(self, run, result):
             threads.add(threading.get_ident())
             written.append(run)
+            return {"run_id": run}
+
+        def append_records(self, records):
+            threads.add(threading.get_ident())
+            if records:
+                shards.append([r["run_id"] for r in records])
 
         def save_dataset(self, key, data, meta):
             raise OSError("disk full")
 
+    monkeypatch.setattr(Saver, "FLUSH_ROWS", 4)
     saver = Saver(Dir())
     for i in range(5):
         saver.run(i, {})
+    saver.tick()  # the oldest has not waited FLUSH_S: nothing yet beyond the full batch
+    saver.pool.submit(lambda: None).result()
+    assert shards == [[0, 1, 2, 3]]
+    monkeypatch.setattr(Saver, "FLUSH_S", 0.0)
+    saver.tick()
+    saver.pool.submit(lambda: None).result()
+    assert shards == [[0, 1, 2, 3], [4]]
+    saver.run(5, {})
     saver.close()
-    assert written == list(range(5)) and len(threads) == 1 and threading.get_ident() not in threads
+    assert shards == [[0, 1, 2, 3], [4], [5]]
+    assert written == list(range(6)) and len(threads) == 1 and threading.get_ident() not in threads
     failing = Saver(Dir())
     failing.dataset("k", {}, {})
     with pytest.raises(OSError, match="disk full"):

@@ -1,5 +1,6 @@
 """Quick versions of the ptychography studies run end to end through the engine and make their figures."""
 import csv
+import json
 import os
 from pathlib import Path
 
@@ -25,37 +26,59 @@ def not_blank(path: Path) -> bool:
 
 @pytest.fixture(scope="module")
 def dose(tmp_path_factory, ray_session):
-    return sweeper.run(SPECS / "dose_response.yaml", TINY, out=tmp_path_factory.mktemp("dose"), progress=False)
+    return sweeper.run(SPECS / "dose_response.yaml", TINY + ["repeats=2"], out=tmp_path_factory.mktemp("dose"),
+                       progress=False)
 
 
-def test_dose_study_simulates_two_datasets_and_trains_four_arms(dose):
+def test_dose_study_runs_three_arms_on_a_dataset_per_repeat(dose):
     t = dose.table.to_pandas()
-    assert len(t) == 4 and (t.status == "ok").all()
-    assert sorted(zip(t["data.nphotons"], t["fit.loss"])) == [(1e4, "mae"), (1e4, "nll"), (1e9, "mae"), (1e9, "nll")]
-    assert t.data_key.nunique() == 2
-    assert len(list((dose.dir / "datasets").glob("*.json"))) == 2  # exactly two simulate calls
-    for rid in t.run_id:
-        assert (dose.dir / "runs" / rid / "model.keras").is_file()
+    assert len(t) == 12 and (t.status == "ok").all()
+    arms = sorted(zip(t["data.nphotons"], t["fit.model"], t["fit.loss"]))
+    assert arms == sorted(2 * [(d, m, loss) for d in (1e4, 1e9) for m, loss in
+                               (("pinn", "nll"), ("pinn", "mae"), ("epie", "nll"))])
+    assert t.data_key.nunique() == 4 and (t.groupby("data_key").size() == 3).all()  # the 3 arms share one
+    assert len(list((dose.dir / "datasets").glob("*.json"))) == 4  # exactly four simulate calls
+    for rid, model in zip(t.run_id, t["fit.model"]):
+        assert (dose.dir / "runs" / rid / "model.keras").is_file() == (model == "pinn")
         assert (dose.dir / "runs" / rid / "history.parquet").is_file()
 
 
 def test_dose_study_same_trajectory_at_both_doses(dose):
-    sets = []
+    sets = {}
     for f in sorted((dose.dir / "datasets").glob("*.npz")):
+        dose_of = json.loads(f.with_suffix(".json").read_text())["params"]["nphotons"]
         with np.load(f) as d:
-            sets.append((d["train_positions"], d["test_positions"], d["train_amplitudes"]))
-    assert np.array_equal(sets[0][0], sets[1][0]) and np.array_equal(sets[0][1], sets[1][1])
-    ratio = np.sqrt((sets[0][2].astype(float) ** 2).mean() / (sets[1][2].astype(float) ** 2).mean())
-    assert max(ratio, 1 / ratio) == pytest.approx(np.sqrt(1e5), rel=0.01)
+            sets.setdefault(dose_of, []).append((d["train_positions"], d["test_positions"], d["train_amplitudes"]))
+    (hi, *_), (lo, *_) = sets[1e9], sets[1e4]
+    assert np.array_equal(hi[0], lo[0]) and np.array_equal(hi[1], lo[1])
+    ratio = np.sqrt((hi[2].astype(float) ** 2).mean() / (lo[2].astype(float) ** 2).mean())
+    assert ratio == pytest.approx(np.sqrt(1e5), rel=0.01)
 
 
 def test_dose_study_figures_and_summary(dose):
     fig = dose.dir / "figures"
-    assert not_blank(fig / "dose_comparison.png") and not_blank(fig / "training_curves.png")
+    for name in ("dose_comparison.png", "reference_and_arms.png", "training_curves.png"):
+        assert not_blank(fig / name), name
     rows = list(csv.DictReader(open(fig / "dose_summary.csv")))
-    assert len(rows) == 4 and {"psnr_mean", "psnr_ci_low", "ssim_mean", "frc_1_7_mean", "n"} <= set(rows[0])
+    assert len(rows) == 6 and {"psnr_mean", "psnr_ci_low", "ssim_mean", "frc_1_7_mean", "n"} <= set(rows[0])
+    assert {r["n"] for r in rows} == {"2"}
     assert (dose.dir / "report.html").is_file()
     assert "sanity: mean amplitude ratio" in (fig / "sanity.txt").read_text()
+
+
+def test_dose_study_table_gives_every_arm_and_the_paired_loss_difference(dose):
+    from studies.dose_response import _rows, arm_table
+
+    table = arm_table(dose, _rows(dose))
+    assert [(r[0], r[1], r[2]) for r in table[:3]] == [("1e+09", "PINN, MAE loss", "2"),
+                                                       ("1e+09", "PINN, NLL loss", "2"),
+                                                       ("1e+09", "ePIE reference", "2")]
+    diffs = [r for r in table if r[1].startswith("NLL - MAE")]
+    assert [(r[0], r[1], r[2]) for r in diffs] == [("1e+09", "NLL - MAE (paired t)", "2 pairs"),
+                                                   ("1e+04", "NLL - MAE (paired t)", "2 pairs")]
+    t = dose.table.to_pandas().set_index(["data.nphotons", "fit.model", "fit.loss", "repeat_data"])["metrics.psnr"]
+    expect = np.mean([t[(1e4, "pinn", "nll", k)] - t[(1e4, "pinn", "mae", k)] for k in (0, 1)])
+    assert float(diffs[1][3].split()[0]) == pytest.approx(expect, abs=0.051)
 
 
 def test_generalization_quick_study(tmp_path, ray_session):

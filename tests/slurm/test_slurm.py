@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from tests.studies.slow import SPEC as SLOW
+from tests.studies.slow import SPEC as SLOW, recorded
 
 pytestmark = [pytest.mark.slurm,
               pytest.mark.skipif(shutil.which("sbatch") is None, reason="no SLURM here (sbatch not on PATH)")]
@@ -55,7 +55,7 @@ def wait_done(job_id, timeout=240) -> str:
 
 def wait_results(study, n, job_id, timeout=180):
     deadline = time.time() + timeout
-    while len(list(study.glob("runs/*/result.json"))) < n:
+    while len(recorded(study.parent)) < n:
         assert time.time() < deadline and state(job_id) in ("PENDING", "CONFIGURING", "RUNNING"), state(job_id)
         time.sleep(0.2)
 
@@ -94,7 +94,7 @@ def test_a_cancelled_sweep_resubmitted_runs_every_run_exactly_once(tmp_path):
     assert wait_done(job_id) == "CANCELLED"
     no_ray_left()
     assert not (study / ".lock").exists()  # the driver, on SIGTERM, saved and released the directory
-    before = {p.parent.name for p in study.glob("runs/*/result.json")}
+    before = set(recorded(study.parent))
     assert 5 <= len(before) < 30
     again = subprocess.run(["sbatch", "--parsable", str(script)], env=ENV, capture_output=True, text=True,
                            check=True).stdout.strip()
@@ -129,5 +129,5 @@ def test_the_time_limit_warning_saves_finished_runs_and_exits(tmp_path):
     assert not (study / ".lock").exists()
     no_ray_left()
     table = pq.read_table(study / "results.parquet").to_pandas()
-    saved = {p.parent.name for p in study.glob("runs/*/result.json")}
+    saved = set(recorded(study.parent))
     assert 5 <= len(table) < 30 and (table.status == "ok").all() and set(table.run_id) == saved

@@ -19,6 +19,25 @@ resources: {num_cpus: 1}
 """
 
 
+def recorded(name_dir) -> dict:
+    """{run_id: status} of the runs recorded so far by the sweeps in OUT/<name> (what a resume would skip)."""
+    from sweeper.store import StudyDir
+
+    return {rid: st for sd in StudyDir.sweeps_in(name_dir) for rid, st in sd.records.statuses().items()}
+
+
+def record_counts(root) -> dict:
+    """How many records each run has across a sweep's shards (1 unless it was saved twice)."""
+    import collections
+
+    import pyarrow.parquet as pq
+
+    from sweeper.store import StudyDir
+
+    return collections.Counter(rid for shard in StudyDir(root).records.shards()
+                               for rid in pq.read_table(shard, columns=["run_id"]).column("run_id").to_pylist())
+
+
 def _node() -> str:
     try:
         import ray
