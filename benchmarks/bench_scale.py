@@ -113,6 +113,21 @@ def resume_rows(spec: dict, n_runs: int, out: str) -> list:
              "")]
 
 
+def store_times(sd, write, ids) -> tuple:
+    """(seconds to write, (runs done, seconds to find them), (results rows, seconds to gather them))."""
+    from sweeper.store import StudyDir
+
+    t = time.perf_counter()
+    write(sd)
+    written = time.perf_counter() - t
+    t = time.perf_counter()
+    done = len(StudyDir(sd.root).completed(ids))
+    done_s = time.perf_counter() - t
+    t = time.perf_counter()
+    rows = StudyDir(sd.root).results_table(ids).num_rows
+    return written, (done, done_s), (rows, time.perf_counter() - t)
+
+
 def store_rows(n: int, out: str) -> list:
     """Run records for n runs: Parquet shards (now) against one result.json per run (before)."""
     import json as js
@@ -120,34 +135,27 @@ def store_rows(n: int, out: str) -> list:
 
     from sweeper.store import StudyDir
 
-    sd = StudyDir(Path(out) / "store")
     records = [{"run_id": f"{i:016x}", "data_key": f"{i // 10:016x}", "status": "ok", "error": None,
                 "duration_s": 0.01, "attempt": 1, "node": "n", "device": "cpu", "repeat_data": 0,
                 "repeat_fit": 0, "seed_data": i, "seed_fit": i, "session": None, "data": {"a": i / 7},
                 "fit": {"k": i % 10}, "metrics": {"v": i * 0.5, "w": 1.0}} for i in range(n)]
     ids = [r["run_id"] for r in records]
-    t = time.perf_counter()
-    for i in range(0, n, 5000):
-        sd.append_records(records[i:i + 5000])
-    write_new = time.perf_counter() - t
-    t = time.perf_counter()
-    done_new = len(StudyDir(sd.root).completed(ids))
-    resume_new = time.perf_counter() - t
-    t = time.perf_counter()
-    rows_new = StudyDir(sd.root).results_table(ids).num_rows
-    gather_new = time.perf_counter() - t
-    old = StudyDir(Path(out) / "old")
-    t = time.perf_counter()
-    for r in records:  # the per-run layout the records replace
-        os.makedirs(old.runs / r["run_id"])
-        (old.runs / r["run_id"] / "result.json").write_text(js.dumps(r))
-    write_old = time.perf_counter() - t
-    t = time.perf_counter()
-    done_old = len(StudyDir(old.root).completed(ids))
-    resume_old = time.perf_counter() - t
-    t = time.perf_counter()
-    rows_old = StudyDir(old.root).results_table(ids).num_rows
-    gather_old = time.perf_counter() - t
+
+    def write_shards(sd):
+        for i in range(0, n, 5000):
+            sd.append_records(records[i:i + 5000])
+
+    def write_files(sd):  # the per-run layout the records replace
+        for r in records:
+            os.makedirs(sd.runs / r["run_id"])
+            (sd.runs / r["run_id"] / "result.json").write_text(js.dumps(r))
+
+    (write_new, done_new, rows_new), (write_old, done_old, rows_old) = (
+        store_times(StudyDir(Path(out) / name), write, ids) for name, write in (("store", write_shards),
+                                                                               ("old", write_files)))
+    resume_new, resume_old = done_new[1], done_old[1]
+    gather_new, gather_old = rows_new[1], rows_old[1]
+    done_new, done_old, rows_new, rows_old = done_new[0], done_old[0], rows_new[0], rows_old[0]
     assert done_new == done_old == rows_new == rows_old == n
     return [(f"store: write {n:,} run records", f"{write_new:.2f} s (per-run files {write_old:.1f} s)",
              f"{write_new / n * 1e6:.0f} us/run", f"{write_new / write_old:.3f} x per-run files"),

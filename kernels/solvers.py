@@ -7,13 +7,19 @@ from .operators import corners, coverage, crop, crop_adjoint, probes_at, propaga
 
 
 def epie(amplitudes, positions, probe, shape, scale: float, iterations: int = 100, alpha: float = 0.1,
-         obj=None):
+         obj=None, likelihood: str = "amplitude"):
     """Object from diffraction amplitudes (sqrt counts) with a known probe: batch regularised PIE.
 
-    Every iteration replaces each far field's modulus by the measured one and moves the object by
+    Every iteration moves each exit wave psi to psi' and the object by
     Q^T[conj(P) (psi' - psi)] / ((1 - alpha) Q^T|P|^2 + alpha max Q^T|P|^2) (rPIE, Maiden et al. 2017,
-    all positions at once). Returns (object, Fourier error per iteration: sum (|F psi| - a)^2 / sum a^2).
+    all positions at once). likelihood "amplitude": psi' has the measured modulus (ePIE's projection, the
+    maximum likelihood of Gaussian amplitude noise); "poisson": psi' = psi - F^T[(1 - c/I) F psi] / 2, half
+    a step down the gradient of the Poisson negative log-likelihood sum(I - c log I) of the counts c (the
+    step equals the projection's to first order near the solution; I floored where the far field is dark).
+    Returns (object, Fourier error per iteration: sum (|F psi| - a)^2 / sum a^2).
     """
+    if likelihood not in ("amplitude", "poisson"):
+        raise ValueError(f"likelihood is 'amplitude' or 'poisson', got {likelihood!r}")
     xp = array_module(amplitudes, probe)
     N = probe.shape[-1]
     centres, fractions = corners(positions, N, xp)
@@ -29,7 +35,16 @@ def epie(amplitudes, positions, probe, shape, scale: float, iterations: int = 10
         far = propagate(waves)
         modulus = xp.abs(far)
         errors.append(float(((modulus - measured) ** 2).sum()) / norm)
-        corrected = propagate_adjoint(far * (measured / xp.maximum(modulus, 1e-12)))
+        corrected = propagate_adjoint(far * _update_factor(measured, modulus, likelihood, xp))
         step = crop_adjoint(xp.conj(probes) * (corrected - waves), centres, shape)
         obj = obj + (step / denominator).astype(xp.complex64)
     return obj, errors
+
+
+def _update_factor(measured, modulus, likelihood: str, xp):
+    """What multiplies each far-field pixel: the modulus projection, or the Poisson gradient's half step."""
+    if likelihood == "amplitude":
+        return measured / xp.maximum(modulus, 1e-12)
+    counts, intensity = measured ** 2, modulus ** 2
+    floor = 1e-3 * xp.maximum(counts.mean(axis=(-2, -1), keepdims=True), 1e-12)
+    return (1 + counts / xp.maximum(intensity, floor)) / 2

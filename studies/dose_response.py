@@ -16,7 +16,7 @@ from sweeper import Study
 from sweeper.report import pyplot, write_csv
 from sweeper.values import to_rows
 
-from .ptychography import VERSION, DataParams, FitParams, cleanup, fit, setup, simulate
+from .ptychography import METRIC_RANGES, VERSION, central_crop, DataParams, FitParams, cleanup, fit, setup, simulate
 
 log = logging.getLogger("sweeper.studies.dose_response")
 METRICS = ["metrics.mae", "metrics.mse", "metrics.psnr", "metrics.ssim", "metrics.frc_1_7",
@@ -56,10 +56,18 @@ def _arms(result, rows, metrics) -> dict:
             for c in to_rows(result.configs(metrics, by=_arm_axes(result)))}
 
 
-def _crop(img, frac=0.5):
-    h, w = img.shape
-    dh, dw = int(h * frac / 2), int(w * frac / 2)
-    return img[h // 2 - dh:h // 2 + dh, w // 2 - dw:w // 2 + dw]
+def _save(fig, figures_dir: Path, name: str) -> Path:
+    path = Path(figures_dir) / name
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    pyplot().close(fig)
+    return path
+
+
+def _label(ax, cfg: dict) -> None:
+    """An arm's PSNR and SSIM (mean, CI, n) in the panel's lower left corner."""
+    ax.text(0.02, 0.02, _arm_label(cfg), transform=ax.transAxes, color="yellow", fontsize=9, va="bottom",
+            bbox={"facecolor": "black", "alpha": 0.5, "lw": 0})
 
 
 def dose_figure(result, rows, figures_dir: Path, patterns: dict) -> Path:
@@ -81,26 +89,19 @@ def dose_figure(result, rows, figures_dir: Path, patterns: dict) -> Path:
                 ax.set_title(f"{loss.upper()}: no run")
             else:
                 amp = result.run(run["run_id"]).arrays["amplitude"]
-                ax.imshow(_crop(amp), cmap="gray", vmin=0.5, vmax=1.5)
+                ax.imshow(central_crop(amp), cmap="gray", vmin=0.5, vmax=1.5)
                 ax.set_title(f"{loss.upper()} loss, {dose:.0e} (first repeat shown)")
-                ax.text(0.02, 0.02, _arm_label(arms[(dose, "pinn", loss)]),
-                        transform=ax.transAxes, color="yellow", fontsize=9, va="bottom",
-                        bbox={"facecolor": "black", "alpha": 0.5, "lw": 0})
+                _label(ax, arms[(dose, "pinn", loss)])
         for ax in axs[i]:
             ax.set_xticks([])
             ax.set_yticks([])
     fig.suptitle("PINN reconstruction (amplitude, central crop) by dose and loss")
-    fig.tight_layout()
-    path = Path(figures_dir) / "dose_comparison.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, figures_dir, "dose_comparison.png")
 
 
 ARM_NAMES = {("pinn", "nll"): "PINN, NLL loss", ("pinn", "mae"): "PINN, MAE loss", ("pinn", "mixed"): "PINN, mixed",
              ("baseline", "nll"): "supervised baseline", ("baseline", "mae"): "supervised baseline"}
 TABLE_METRICS = [("psnr", "PSNR dB", 1), ("ssim", "SSIM", 3), ("resolution_px", "FRC-1/7 res. px", 1)]
-RANGES = {"ssim": (-1.0, 1.0), "resolution_px": (0.0, np.inf)}  # an arm's interval is cut at its metric's range
 
 
 def _mean_ci(mean, low, high, digits, span=(-np.inf, np.inf), sign=False) -> str:
@@ -121,7 +122,7 @@ def arm_table(result, rows) -> list[list[str]]:
     for (dose, model, loss), c in sorted(arms.items(), key=lambda kv: (-kv[0][0], kv[0][1] == "epie", kv[0][2])):
         name = "ePIE reference" if model == "epie" else ARM_NAMES.get((model, loss), f"{model}, {loss}")
         table.append([f"{dose:.0e}", name, f"{c['n']}"] + [
-            _mean_ci(c[f"{m}_mean"], c[f"{m}_ci_low"], c[f"{m}_ci_high"], d, RANGES.get(m, (-np.inf, np.inf)))
+            _mean_ci(c[f"{m}_mean"], c[f"{m}_ci_low"], c[f"{m}_ci_high"], d, METRIC_RANGES[m])
             for m, _, d in TABLE_METRICS])
     if "fit.loss" in result.axes and {"nll", "mae"} <= {r["fit.loss"] for r in rows if r["fit.model"] == "pinn"}:
         table += _loss_differences(result)
@@ -154,18 +155,16 @@ def reference_figure(result, rows, figures_dir: Path) -> Path:
     grid = fig.add_gridspec(2, len(doses) + 1, height_ratios=[3.4, 0.24 * (len(table) + 2)])
     truth = np.abs(result.dataset(rows[0]["data_key"])["object"])
     ax = fig.add_subplot(grid[0, 0])
-    ax.imshow(_crop(truth), cmap="gray", vmin=0.5, vmax=1.5)
+    ax.imshow(central_crop(truth), cmap="gray", vmin=0.5, vmax=1.5)
     ax.set_title("truth (amplitude)")
     for j, dose in enumerate(doses, start=1):
         ax, run = fig.add_subplot(grid[0, j]), _pick(rows, dose, None, "epie")
         if run is None:
             ax.set_title(f"ePIE, {dose:.0e}: no run")
         else:
-            ax.imshow(_crop(result.run(run["run_id"]).arrays["amplitude"]), cmap="gray", vmin=0.5, vmax=1.5)
+            ax.imshow(central_crop(result.run(run["run_id"]).arrays["amplitude"]), cmap="gray", vmin=0.5, vmax=1.5)
             ax.set_title(f"ePIE, {dose:.0e} photons (first repeat)")
-            cfg = arms[(dose, "epie", run["fit.loss"])]
-            ax.text(0.02, 0.02, _arm_label(cfg), transform=ax.transAxes, color="yellow", fontsize=9, va="bottom",
-                    bbox={"facecolor": "black", "alpha": 0.5, "lw": 0})
+            _label(ax, arms[(dose, "epie", run["fit.loss"])])
     for ax in fig.axes:
         ax.set_xticks([])
         ax.set_yticks([])
@@ -179,11 +178,7 @@ def reference_figure(result, rows, figures_dir: Path) -> Path:
     ax.set_title("every arm: mean [95% t interval over its n runs, each repeat its own dataset; cut at the "
                  "metric's range]; NLL - MAE: mean paired difference [95% t interval]", fontsize=9)
     fig.suptitle("The physics reference (ePIE with the known probe, no training) and every arm")
-    fig.tight_layout()
-    path = Path(figures_dir) / "reference_and_arms.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, figures_dir, "reference_and_arms.png")
 
 
 def training_curves(result, rows, figures_dir: Path) -> Path:
@@ -208,11 +203,7 @@ def training_curves(result, rows, figures_dir: Path) -> Path:
     ax.set_ylabel("loss (each arm in its own units)")
     ax.set_title("first repeat of each arm", fontsize=9)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(figures_dir) / "training_curves.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, figures_dir, "training_curves.png")
 
 
 def report(result, figures_dir: Path) -> list[Path]:

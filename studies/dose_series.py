@@ -18,10 +18,9 @@ from sweeper.report import pyplot, write_csv
 from sweeper.values import to_rows
 
 from .dose_efficiency import dose_efficiency
-from .ptychography import VERSION, DataParams, FitParams, cleanup, fit, setup, simulate
+from .ptychography import METRIC_RANGES, VERSION, central_crop, DataParams, FitParams, cleanup, fit, setup, simulate
 
 PANELS = [("psnr", "PSNR (dB)"), ("ssim", "SSIM"), ("resolution_px", "FRC-1/7 resolution (px, lower is better)")]
-RANGE = {"psnr": (-np.inf, np.inf), "ssim": (-1.0, 1.0), "resolution_px": (0.0, np.inf)}  # what a value can be
 ARM_KEYS = ["fit.model", "fit.loss"]
 REF_DOSE = 1e4
 
@@ -69,7 +68,8 @@ def series_figure(result, figures_dir: Path, eff: dict | None) -> Path:
     axs[0].legend(fontsize=8)
     if eff is not None:
         axs[1].set_title(_efficiency_text(eff), fontsize=8)
-    fig.suptitle(f"line: mean over repeats; dots: each run; error bars: 95% t CI (n = {min(ns)}-{max(ns)} runs "
+    n_text = f"{min(ns)}" if min(ns) == max(ns) else f"{min(ns)}-{max(ns)}"
+    fig.suptitle(f"line: mean over repeats; dots: each run; error bars: 95% t CI (n = {n_text} runs "
                  "per point), cut at the metric's range; each repeat its own simulated dataset, shared by the arms",
                  fontsize=9)
     fig.tight_layout()
@@ -86,7 +86,7 @@ def _arm_line(ax, metric, configs, runs, model, loss, shift: float) -> None:
                  key=lambda c: c["data.nphotons"])
     x = np.array([c["data.nphotons"] for c in pts]) * shift
     y = np.array([c[f"{metric}_mean"] for c in pts])
-    lo, hi = RANGE[metric]
+    lo, hi = METRIC_RANGES[metric]
     low = np.clip([c[f"{metric}_ci_low"] for c in pts], lo, hi)
     high = np.clip([c[f"{metric}_ci_high"] for c in pts], lo, hi)
     bars = ax.errorbar(x, y, yerr=np.nan_to_num(np.array([y - low, high - y])), marker="o", capsize=3,
@@ -103,6 +103,39 @@ def _efficiency_text(eff: dict) -> str:
             f"95% bootstrap CI [{fmt(eff['ci_low'])}, {fmt(eff['ci_high'])}], n={eff['n_repeats']} repeats")
 
 
+def gallery(result, rows, figures_dir: Path) -> Path:
+    """Every arm's reconstruction at every dose (first repeat; amplitude, central crop, one gray scale), a
+    row per dose, beside the truth: what the curves average, to look at."""
+    plt = pyplot()
+    doses = sorted({r["data.nphotons"] for r in rows}, reverse=True)
+    arms = sorted({(r["fit.model"], r["fit.loss"]) for r in rows}, key=lambda a: (a[0] == "epie", a[1]))
+    fig, axs = plt.subplots(len(doses), len(arms) + 1, figsize=(2.3 * (len(arms) + 1), 2.3 * len(doses)),
+                            squeeze=False)
+    truth = np.abs(result.dataset(rows[0]["data_key"])["object"])
+    for i, dose in enumerate(doses):
+        axs[i, 0].imshow(central_crop(truth), cmap="gray", vmin=0.5, vmax=1.5)
+        axs[i, 0].set_ylabel(f"{dose:.0e} photons")
+        for j, (model, loss) in enumerate(arms, start=1):
+            mine = sorted((r for r in rows if (r["data.nphotons"], r["fit.model"], r["fit.loss"]) == (dose, model, loss)),
+                          key=lambda r: r["repeat_data"])
+            if mine:
+                run = mine[0]
+                axs[i, j].imshow(central_crop(result.run(run["run_id"]).arrays["amplitude"]), cmap="gray", vmin=0.5, vmax=1.5)
+                axs[i, j].set_title(f"SSIM {run['metrics.ssim']:.2f}, {run['metrics.psnr']:.1f} dB", fontsize=8)
+    for j, name in enumerate(["truth", *(arm_name(*a) for a in arms)]):
+        axs[0, j].set_title(f"{name}\n{axs[0, j].get_title()}", fontsize=8)
+    for ax in axs.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle("Amplitude reconstructions, first repeat of each arm at each dose (central crop; each panel: "
+                 "that run's SSIM and PSNR)", fontsize=9)
+    fig.tight_layout()
+    path = Path(figures_dir) / "reconstructions.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def report(result, figures_dir: Path) -> list[Path]:
     figures_dir = Path(figures_dir)
     rows = [r for r in to_rows(result.table) if r["status"] == "ok"]
@@ -110,7 +143,7 @@ def report(result, figures_dir: Path) -> list[Path]:
         return []
     effs = {m: efficiency(rows, m) for m in ("ssim", "psnr")}
     eff = effs["ssim"]
-    paths = [series_figure(result, figures_dir, eff)]
+    paths = [series_figure(result, figures_dir, eff), gallery(result, rows, figures_dir)]
     if eff is not None:
         out = {**eff, "also": {k: v for k, v in effs.items() if k != "ssim"}}
         path = figures_dir / "dose_efficiency.json"

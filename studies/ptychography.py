@@ -84,9 +84,17 @@ class FitParams(Params):
     width: int = Field(16, gt=0)
     depth: int = Field(3, ge=1)
     validation_fraction: float = Field(0.1, ge=0, lt=1)
+    schedule: Literal["constant", "plateau"] = Field("constant", description="plateau: halve the learning rate "
+                                                     "when the validation loss stalls for 2 epochs (to 1/16 of it) "
+                                                     "and keep the best epoch's weights, as PtychoPINN trains")
+    patience: int = Field(0, ge=0, description="stop after this many epochs without a better validation loss "
+                                              "(0: train every epoch)")
     save_model: bool = True
     epie_iterations: int = Field(100, ge=1, description="epie: iterations over the whole scan")
     epie_alpha: float = Field(0.1, gt=0, le=1, description="epie: rPIE regularisation (1: plain ePIE step)")
+    epie_likelihood: Literal["amplitude", "poisson"] = Field(
+        "amplitude", description="epie: the modulus projection, or gradient steps on the Poisson likelihood of "
+                                 "the counts (0.2-0.4 dB lower at 1e3-1e4 photons here; benchmarks/RESULTS.md)")
 
     @field_validator("depth")
     @classmethod
@@ -225,6 +233,11 @@ def reconstruct(net, dataset: dict, split: str = "test"):
     return stitch.stitch(patches, pos, dataset["object"].shape, weights=weights, min_weight=0.05)
 
 
+# what each score can be: confidence intervals drawn or printed are cut at these
+METRIC_RANGES = {"mae": (0.0, np.inf), "mse": (0.0, np.inf), "psnr": (-np.inf, np.inf), "ssim": (-1.0, 1.0),
+                 "frc_1_7": (0.0, 0.5), "resolution_px": (0.0, np.inf), "phase_mae": (0.0, np.pi)}
+
+
 def score(truth, recon) -> dict:
     """Amplitude MAE/MSE/PSNR/SSIM/FRC and phase MAE (global offset removed) on the covered rectangle."""
     rows, cols = metrics.covered_box(recon)
@@ -238,6 +251,13 @@ def score(truth, recon) -> dict:
     return {"mae": metrics.mae(ta, ra), "mse": metrics.mse(ta, ra), "psnr": metrics.psnr(ta, ra, rng),
             "ssim": metrics.ssim(ta, ra, rng), "frc_1_7": f17, "resolution_px": 1.0 / max(f17, 1e-6),
             "phase_mae": float(np.mean(np.abs(phase_err))), "covered_fraction": float(t.size / truth.size)}
+
+
+def central_crop(img, frac: float = 0.5):
+    """The middle `frac` of an image in each direction (the figures' view of the object)."""
+    h, w = img.shape
+    dh, dw = int(h * frac / 2), int(w * frac / 2)
+    return img[h // 2 - dh:h // 2 + dh, w // 2 - dw:w // 2 + dw]
 
 
 def preview_png(truth, recon, title: str) -> bytes:
@@ -289,7 +309,8 @@ def fit_epie(dataset: dict, f: dict) -> dict:
 
     probe, pos, shape = dataset["probe"], dataset["test_positions"], dataset["object"].shape
     recon, errors = solvers.epie(dataset["test_amplitudes"], pos, probe, shape, float(dataset["scale"]),
-                                 iterations=f["epie_iterations"], alpha=f["epie_alpha"])
+                                 iterations=f["epie_iterations"], alpha=f["epie_alpha"],
+                                 likelihood=f["epie_likelihood"])
     weight = operators.coverage(probe, pos, shape)
     recon = np.where(weight >= 0.05 * weight.max(), recon, np.nan).astype(np.complex64)
     result = score(dataset["object"], recon)
@@ -298,6 +319,22 @@ def fit_epie(dataset: dict, f: dict) -> dict:
     return {"metrics": result, "history": {"fourier_error": errors}, "files": {"reconstruction.png": png},
             "arrays": {"amplitude": np.abs(recon).astype(np.float32), "phase": np.angle(recon).astype(np.float32)},
             "device": "cupy:gpu" if type(recon).__module__.startswith("cupy") else "numpy:cpu"}
+
+
+def callbacks(f: dict, validated: bool) -> list:
+    """The learning-rate schedule and early stopping the fit params ask for, on the validation loss (the
+    training loss without a validation split)."""
+    import keras
+
+    monitor = "val_loss" if validated else "loss"
+    out = []
+    if f["schedule"] == "plateau":
+        out.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=2,
+                                                     min_lr=f["learning_rate"] / 16))
+    if f["schedule"] == "plateau" or f["patience"]:
+        out.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=f["patience"] or f["epochs"],
+                                                 restore_best_weights=True))
+    return out
 
 
 def fit_network(dataset: dict, f: dict, seed: int) -> dict:
@@ -312,7 +349,7 @@ def fit_network(dataset: dict, f: dict, seed: int) -> dict:
     history = {"train_loss": [], "val_loss": []}
     if f["epochs"] > 0:
         h = model.fit(_take(inputs, train_idx), target[train_idx], batch_size=int(f["batch_size"]),
-                      epochs=int(f["epochs"]), shuffle=True, verbose=0,
+                      epochs=int(f["epochs"]), shuffle=True, verbose=0, callbacks=callbacks(f, len(val_idx) > 0),
                       validation_data=(_take(inputs, val_idx), target[val_idx]) if len(val_idx) else None)
         history = {"train_loss": [float(v) for v in h.history["loss"]],
                    "val_loss": [float(v) for v in h.history.get("val_loss", [])]}
@@ -327,7 +364,7 @@ def fit_network(dataset: dict, f: dict, seed: int) -> dict:
             with open(path, "rb") as fh:
                 files["model.keras"] = fh.read()
     if history["train_loss"]:
-        result.update(final_train_loss=history["train_loss"][-1])
+        result.update(final_train_loss=history["train_loss"][-1], epochs_trained=len(history["train_loss"]))
     if history["val_loss"]:
         result.update(final_val_loss=history["val_loss"][-1])
     return {"metrics": result, "history": history, "files": files,

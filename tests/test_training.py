@@ -80,3 +80,18 @@ def test_epie_reference_reconstructs_the_test_scan_without_training(dataset):
     errors = out["history"]["fourier_error"]
     assert len(errors) == 60 and errors[-1] < 1e-3 * errors[0]
     assert out["arrays"]["amplitude"].shape == dataset["object"].shape and "reconstruction.png" in out["files"]
+
+
+def test_plateau_schedule_halves_the_rate_and_early_stopping_keeps_the_best_epoch(dataset):
+    import keras
+
+    f = P.FitParams.model_validate({"schedule": "plateau", "learning_rate": 1e-3, "epochs": 9}).model_dump()
+    plateau, stop = P.callbacks(f, validated=True)
+    assert isinstance(plateau, keras.callbacks.ReduceLROnPlateau) and plateau.monitor == "val_loss"
+    assert plateau.factor == 0.5 and plateau.min_lr == pytest.approx(1e-3 / 16)
+    assert stop.restore_best_weights and stop.patience == 9  # plateau alone: keep the best, never stop
+    assert P.callbacks(P.FitParams().model_dump(), validated=True) == []
+    assert P.callbacks(P.FitParams(patience=2).model_dump(), validated=False)[0].monitor == "loss"
+    # a rate so high that the loss cannot keep improving: patience 1 stops before the last epoch
+    out = P.fit(dataset, {"epochs": 12, "width": 4, "learning_rate": 0.5, "patience": 1, "save_model": False}, 2)
+    assert out["metrics"]["epochs_trained"] < 12 and len(out["history"]["train_loss"]) < 12
