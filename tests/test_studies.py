@@ -126,3 +126,14 @@ def test_simulate_asks_for_cupy_only_when_ray_assigned_a_gpu(monkeypatch):
     monkeypatch.setattr(P, "gpu_array_module", lambda: "cupy")
     P.simulate({}, 1)
     assert seen == [np, "cupy"]
+
+
+def test_dose_series_quick_study_draws_its_curves_and_every_reconstruction(tmp_path, ray_session):
+    res = sweeper.run(SPECS / "dose_series.yaml", TINY + ["sweep.data.nphotons=[1e3, 1e4, 1e9]", "repeats=1"],
+                      out=tmp_path, progress=False)
+    t = res.table.to_pandas()
+    assert len(t) == 3 * 3 and (t.status == "ok").all()
+    fig = res.dir / "figures"
+    assert not_blank(fig / "dose_series.png") and not_blank(fig / "reconstructions.png")
+    rows = list(csv.DictReader(open(fig / "dose_series_summary.csv")))
+    assert {(r["fit.model"], r["fit.loss"]) for r in rows} == {("pinn", "nll"), ("pinn", "mae"), ("epie", "nll")}
