@@ -82,7 +82,8 @@ def test_dose_study_table_gives_every_arm_and_the_paired_loss_difference(dose):
 
 
 def test_generalization_quick_study(tmp_path, ray_session):
-    res = sweeper.run(SPECS / "generalization.yaml", TINY + ["sweep.data.n_train=[32, 96]", "fit.epochs=1"],
+    res = sweeper.run(SPECS / "generalization.yaml", TINY + ["sweep.data.n_train=[32, 96]", "fit.epochs=1",
+                                                             "repeats=2"],
                       out=tmp_path, progress=False)
     t = res.table.to_pandas()
     assert len(t) == 2 * 2 * 2 and (t.status == "ok").all()
