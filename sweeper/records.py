@@ -58,7 +58,7 @@ class Records:
             table = pq.read_table(path, schema=SCHEMA)
             torn = None if table.num_rows == int(path.stem.split("-")[1]) else \
                 f"{table.num_rows} rows where its name says {path.stem.split('-')[1]}"
-        except (OSError, ValueError, pa.ArrowException) as e:
+        except (OSError, ValueError, IndexError, pa.ArrowException) as e:
             table, torn = None, str(e).splitlines()[0]
         if torn is None:
             return table
