@@ -16,7 +16,8 @@ from sweeper import Study
 from sweeper.report import pyplot, write_csv
 from sweeper.values import to_rows
 
-from .ptychography import METRIC_RANGES, VERSION, central_crop, DataParams, FitParams, cleanup, fit, setup, simulate
+from .plots import central_crop, save_figure
+from .ptychography import METRIC_RANGES, VERSION, DataParams, FitParams, cleanup, fit, setup, simulate
 
 log = logging.getLogger("sweeper.studies.dose_response")
 METRICS = ["metrics.mae", "metrics.mse", "metrics.psnr", "metrics.ssim", "metrics.frc_1_7",
@@ -28,16 +29,15 @@ def _rows(result) -> list[dict]:
 
 
 def _arm_label(cfg: dict) -> str:
-    """PSNR and SSIM of an arm: mean with its 95% CI over the arm's runs, and n."""
+    """PSNR and SSIM of an arm: mean with its 95% CI over the arm's runs (cut at the metric's range), and n."""
     def one(name, unit, digits):
-        mean, low, high = (cfg[f"{name}_{s}"] for s in ("mean", "ci_low", "ci_high"))
-        ci = f" [{low:.{digits}f}, {high:.{digits}f}]" if np.isfinite(low) else ""
-        return f"{name.upper()} {mean:.{digits}f}{unit}{ci}"
+        return f"{name.upper()} " + _mean_ci(cfg[f"{name}_mean"], cfg[f"{name}_ci_low"], cfg[f"{name}_ci_high"],
+                                             digits, METRIC_RANGES[name], unit=unit)
     n = cfg["n"]
     return f"{one('psnr', ' dB', 1)}\n{one('ssim', '', 3)}\n" + (f"n={n}, 95% CI" if n > 1 else "n=1 run, no CI")
 
 
-def _pick(rows, nphotons, loss, model="pinn"):
+def first_run(rows, nphotons, loss, model="pinn"):
     """The first repeat of an arm (loss None: any loss, as for ePIE, which has none)."""
     arm = [r for r in rows if r["data.nphotons"] == nphotons and loss in (None, r["fit.loss"])
            and r["fit.model"] == model]
@@ -54,14 +54,6 @@ def _arms(result, rows, metrics) -> dict:
     fixed = {a: rows[0][a] for a in ("data.nphotons", "fit.model", "fit.loss")}
     return {tuple(c.get(a, fixed[a]) for a in fixed): c
             for c in to_rows(result.configs(metrics, by=_arm_axes(result)))}
-
-
-def _save(fig, figures_dir: Path, name: str) -> Path:
-    path = Path(figures_dir) / name
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    pyplot().close(fig)
-    return path
 
 
 def _label(ax, cfg: dict) -> None:
@@ -84,7 +76,7 @@ def dose_figure(result, rows, figures_dir: Path, patterns: dict) -> Path:
         ax.set_title(f"diffraction, {dose:.0e} photons")
         fig.colorbar(im, ax=ax, fraction=0.046, label="log10(counts + 1)")
         for j, loss in enumerate(("mae", "nll"), start=1):
-            ax, run = axs[i, j], _pick(rows, dose, loss)
+            ax, run = axs[i, j], first_run(rows, dose, loss)
             if run is None:
                 ax.set_title(f"{loss.upper()}: no run")
             else:
@@ -96,7 +88,7 @@ def dose_figure(result, rows, figures_dir: Path, patterns: dict) -> Path:
             ax.set_xticks([])
             ax.set_yticks([])
     fig.suptitle("PINN reconstruction (amplitude, central crop) by dose and loss")
-    return _save(fig, figures_dir, "dose_comparison.png")
+    return save_figure(fig, Path(figures_dir) / "dose_comparison.png")
 
 
 ARM_NAMES = {("pinn", "nll"): "PINN, NLL loss", ("pinn", "mae"): "PINN, MAE loss", ("pinn", "mixed"): "PINN, mixed",
@@ -104,11 +96,11 @@ ARM_NAMES = {("pinn", "nll"): "PINN, NLL loss", ("pinn", "mae"): "PINN, MAE loss
 TABLE_METRICS = [("psnr", "PSNR dB", 1), ("ssim", "SSIM", 3), ("resolution_px", "FRC-1/7 res. px", 1)]
 
 
-def _mean_ci(mean, low, high, digits, span=(-np.inf, np.inf), sign=False) -> str:
-    """'mean [low, high]' (no interval for n < 2), the interval cut at `span`."""
+def _mean_ci(mean, low, high, digits, span=(-np.inf, np.inf), sign=False, unit="") -> str:
+    """'mean[unit] [low, high]' (no interval for n < 2), the interval cut at `span`."""
     if not np.isfinite(mean):
         return "-"
-    text = f"{mean:+.{digits}f}" if sign else f"{mean:.{digits}f}"
+    text = (f"{mean:+.{digits}f}" if sign else f"{mean:.{digits}f}") + unit
     if np.isfinite(low):
         text += f" [{max(low, span[0]):.{digits}f}, {min(high, span[1]):.{digits}f}]"
     return text
@@ -158,7 +150,7 @@ def reference_figure(result, rows, figures_dir: Path) -> Path:
     ax.imshow(central_crop(truth), cmap="gray", vmin=0.5, vmax=1.5)
     ax.set_title("truth (amplitude)")
     for j, dose in enumerate(doses, start=1):
-        ax, run = fig.add_subplot(grid[0, j]), _pick(rows, dose, None, "epie")
+        ax, run = fig.add_subplot(grid[0, j]), first_run(rows, dose, None, "epie")
         if run is None:
             ax.set_title(f"ePIE, {dose:.0e}: no run")
         else:
@@ -178,7 +170,7 @@ def reference_figure(result, rows, figures_dir: Path) -> Path:
     ax.set_title("every arm: mean [95% t interval over its n runs, each repeat its own dataset; cut at the "
                  "metric's range]; NLL - MAE: mean paired difference [95% t interval]", fontsize=9)
     fig.suptitle("The physics reference (ePIE with the known probe, no training) and every arm")
-    return _save(fig, figures_dir, "reference_and_arms.png")
+    return save_figure(fig, Path(figures_dir) / "reference_and_arms.png")
 
 
 def training_curves(result, rows, figures_dir: Path) -> Path:
@@ -203,7 +195,7 @@ def training_curves(result, rows, figures_dir: Path) -> Path:
     ax.set_ylabel("loss (each arm in its own units)")
     ax.set_title("first repeat of each arm", fontsize=9)
     ax.legend(fontsize=7)
-    return _save(fig, figures_dir, "training_curves.png")
+    return save_figure(fig, Path(figures_dir) / "training_curves.png")
 
 
 def report(result, figures_dir: Path) -> list[Path]:

@@ -18,7 +18,9 @@ from sweeper.report import pyplot, write_csv
 from sweeper.values import to_rows
 
 from .dose_efficiency import dose_efficiency
-from .ptychography import METRIC_RANGES, VERSION, central_crop, DataParams, FitParams, cleanup, fit, setup, simulate
+from .dose_response import first_run
+from .plots import central_crop, ci_line, save_figure
+from .ptychography import VERSION, DataParams, FitParams, cleanup, fit, setup, simulate
 
 PANELS = [("psnr", "PSNR (dB)"), ("ssim", "SSIM"), ("resolution_px", "FRC-1/7 resolution (px, lower is better)")]
 ARM_KEYS = ["fit.model", "fit.loss"]
@@ -60,7 +62,9 @@ def series_figure(result, figures_dir: Path, eff: dict | None) -> Path:
     ns = [c["n"] for c in configs]
     for ax, (metric, label) in zip(axs, PANELS):
         for k, (model, loss) in enumerate(arms):
-            _arm_line(ax, metric, configs, runs, model, loss, shift=1.25 ** (k - 1))
+            arm = lambda r: (r["fit.model"], r["fit.loss"]) == (model, loss)  # noqa: E731
+            ci_line(ax, metric, [c for c in configs if arm(c)], [r for r in runs if arm(r)], "data.nphotons",
+                    shift=1.25 ** (k - 1), label=arm_name(model, loss), linestyle="--" if model == "epie" else "-")
         ax.set_xscale("log")
         ax.set_xlabel("photons per pattern")
         ax.set_ylabel(label)
@@ -72,28 +76,7 @@ def series_figure(result, figures_dir: Path, eff: dict | None) -> Path:
     fig.suptitle(f"line: mean over repeats; dots: each run; error bars: 95% t CI (n = {n_text} runs "
                  "per point), cut at the metric's range; each repeat its own simulated dataset, shared by the arms",
                  fontsize=9)
-    fig.tight_layout()
-    path = Path(figures_dir) / "dose_series.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def _arm_line(ax, metric, configs, runs, model, loss, shift: float) -> None:
-    """One arm: its means with CI bars (cut at the metric's range) and its runs as dots, moved sideways by
-    `shift` (a factor in dose) so the arms do not hide each other."""
-    pts = sorted((c for c in configs if (c["fit.model"], c["fit.loss"]) == (model, loss)),
-                 key=lambda c: c["data.nphotons"])
-    x = np.array([c["data.nphotons"] for c in pts]) * shift
-    y = np.array([c[f"{metric}_mean"] for c in pts])
-    lo, hi = METRIC_RANGES[metric]
-    low = np.clip([c[f"{metric}_ci_low"] for c in pts], lo, hi)
-    high = np.clip([c[f"{metric}_ci_high"] for c in pts], lo, hi)
-    bars = ax.errorbar(x, y, yerr=np.nan_to_num(np.array([y - low, high - y])), marker="o", capsize=3,
-                       label=arm_name(model, loss), linestyle="--" if model == "epie" else "-")
-    mine = [r for r in runs if (r["fit.model"], r["fit.loss"]) == (model, loss)]
-    ax.scatter([r["data.nphotons"] * shift for r in mine], [r[f"metrics.{metric}"] for r in mine], s=10,
-               alpha=0.5, color=bars.lines[0].get_color(), zorder=3)
+    return save_figure(fig, Path(figures_dir) / "dose_series.png")
 
 
 def _efficiency_text(eff: dict) -> str:
@@ -116,10 +99,8 @@ def gallery(result, rows, figures_dir: Path) -> Path:
         axs[i, 0].imshow(central_crop(truth), cmap="gray", vmin=0.5, vmax=1.5)
         axs[i, 0].set_ylabel(f"{dose:.0e} photons")
         for j, (model, loss) in enumerate(arms, start=1):
-            mine = sorted((r for r in rows if (r["data.nphotons"], r["fit.model"], r["fit.loss"]) == (dose, model, loss)),
-                          key=lambda r: r["repeat_data"])
-            if mine:
-                run = mine[0]
+            run = first_run(rows, dose, loss, model)
+            if run is not None:
                 axs[i, j].imshow(central_crop(result.run(run["run_id"]).arrays["amplitude"]), cmap="gray", vmin=0.5, vmax=1.5)
                 axs[i, j].set_title(f"SSIM {run['metrics.ssim']:.2f}, {run['metrics.psnr']:.1f} dB", fontsize=8)
     for j, name in enumerate(["truth", *(arm_name(*a) for a in arms)]):
@@ -129,11 +110,7 @@ def gallery(result, rows, figures_dir: Path) -> Path:
         ax.set_yticks([])
     fig.suptitle("Amplitude reconstructions, first repeat of each arm at each dose (central crop; each panel: "
                  "that run's SSIM and PSNR)", fontsize=9)
-    fig.tight_layout()
-    path = Path(figures_dir) / "reconstructions.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, Path(figures_dir) / "reconstructions.png", dpi=100)
 
 
 def report(result, figures_dir: Path) -> list[Path]:

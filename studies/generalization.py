@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 
 from sweeper import Study
 from sweeper.report import pyplot, write_csv
 from sweeper.values import to_rows
 
-from .ptychography import METRIC_RANGES, VERSION, DataParams, FitParams, cleanup, fit, setup, simulate
+from .plots import ci_line, save_figure
+from .ptychography import VERSION, DataParams, FitParams, cleanup, fit, setup, simulate
 
 PANELS = [("metrics.mae", "MAE (amplitude)"), ("metrics.psnr", "PSNR (dB)"),
           ("metrics.ssim", "SSIM"), ("metrics.resolution_px", "FRC-1/7 resolution (px)")]
@@ -32,7 +32,10 @@ def report(result, figures_dir: Path) -> list[Path]:
     fig, axs = plt.subplots(1, len(PANELS), figsize=(4 * len(PANELS), 3.6))
     for ax, (metric, label) in zip(axs, PANELS):
         for model in sorted({r["fit.model"] for r in rows}):
-            _model_line(ax, metric, rows, runs, model)
+            mine = [r for r in rows if r["fit.model"] == model and r["n"] > 0]
+            n = sorted({r["n"] for r in mine})
+            ci_line(ax, metric, mine, [r for r in runs if r["fit.model"] == model], "data.n_train",
+                    label=f"{model} (n={n[0]}" + (f"-{n[-1]})" if len(n) > 1 else ")"))
         ax.set_xscale("log", base=2)
         if metric == "metrics.resolution_px":
             ax.set_yscale("log")
@@ -44,26 +47,8 @@ def report(result, figures_dir: Path) -> list[Path]:
     fig.suptitle("Reconstruction quality vs training-set size: mean and 95% CI (Student t, cut at the metric's "
                  "range) over repeats, each its own dataset; dots: each run"
                  + (f", averaged over {pooled}" if pooled else ""), fontsize=10)
-    fig.tight_layout()
-    path = figures_dir / "generalization.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return [path, write_csv(rows, figures_dir / "aggregated_metrics.csv")]
-
-
-def _model_line(ax, metric: str, rows: list, runs: list, model: str) -> None:
-    """One model: its means with CI bars cut at the metric's range, and each run as a dot."""
-    name = metric.removeprefix("metrics.")
-    pts = sorted((r["data.n_train"], r[f"{name}_mean"], r[f"{name}_ci_low"], r[f"{name}_ci_high"], r["n"])
-                 for r in rows if r["fit.model"] == model and r["n"] > 0)
-    x, y, lo, hi, n = map(np.array, zip(*pts))
-    lo, hi = np.clip(lo, *METRIC_RANGES[name]), np.clip(hi, *METRIC_RANGES[name])
-    err = np.nan_to_num(np.vstack([y - lo, hi - y]), nan=0.0)
-    n_text = f"{int(n.min())}" + (f"-{int(n.max())}" if n.max() > n.min() else "")
-    bars = ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=f"{model} (n={n_text})")
-    mine = [r for r in runs if r["fit.model"] == model]
-    ax.scatter([r["data.n_train"] for r in mine], [r[metric] for r in mine], s=10, alpha=0.5,
-               color=bars.lines[0].get_color(), zorder=3)
+    return [save_figure(fig, figures_dir / "generalization.png"),
+            write_csv(rows, figures_dir / "aggregated_metrics.csv")]
 
 
 study = Study("generalization", simulate, fit, data_params=DataParams, fit_params=FitParams, version=VERSION, report=report,

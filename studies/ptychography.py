@@ -253,13 +253,6 @@ def score(truth, recon) -> dict:
             "phase_mae": float(np.mean(np.abs(phase_err))), "covered_fraction": float(t.size / truth.size)}
 
 
-def central_crop(img, frac: float = 0.5):
-    """The middle `frac` of an image in each direction (the figures' view of the object)."""
-    h, w = img.shape
-    dh, dw = int(h * frac / 2), int(w * frac / 2)
-    return img[h // 2 - dh:h // 2 + dh, w // 2 - dw:w // 2 + dw]
-
-
 def preview_png(truth, recon, title: str) -> bytes:
     from sweeper.report import pyplot
 

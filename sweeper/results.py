@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import stats
-from .store import StudyDir
+from .store import StudyDir, run_config
 from .values import decode, key_of, override, table_from_columns, to_rows
 
 PLAN_COLUMNS = {"run_id", "data_key", "session", "repeat_data", "repeat_fit", "seed_data", "seed_fit", "params"}
@@ -240,8 +240,7 @@ class SweepResult:
         if r is None:
             planned = run_id in set(self.plan.column("run_id").to_pylist())
             raise KeyError(f"run {run_id} {'has not run yet' if planned else 'is not in this sweep'}")
-        return RunResult(run_id, r["status"], r.get("error"), r.get("metrics") or {}, self.sd.read_config(run_id),
-                         self.sd)
+        return RunResult(run_id, r["status"], r.get("error"), r.get("metrics") or {}, run_config(r), self.sd)
 
     def dataset(self, data_key: str) -> dict:
         """A dataset's arrays, checked against the sha256 recorded when it was made; simulated again from its

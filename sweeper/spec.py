@@ -328,9 +328,10 @@ def _first_rows(zips: dict) -> dict:
     made two rows equal (pinning fit.loss of [pinn, nll], [pinn, mae], [epie, nll] leaves pinn and epie)."""
     if not zips or not all(isinstance(v, list) for v in zips.values()):
         return zips
-    rows = list(zip(*zips.values()))
-    keep = [i for i, row in enumerate(rows) if not any(key_of(list(row)) == key_of(list(rows[j])) for j in range(i))]
-    return {k: [v[i] for i in keep] for k, v in zips.items()}
+    first: dict = {}
+    for i, row in enumerate(zip(*zips.values())):
+        first.setdefault(key_of(list(row)), i)
+    return {k: [v[i] for i in first.values()] for k, v in zips.items()}
 
 
 def _declared(cfg: config.Config, path) -> set:

@@ -183,11 +183,6 @@ class StudyDir:
     def run_log_path(self, run_id: str) -> Path:
         return self.run_dir(run_id) / "run.log"
 
-    def read_config(self, run_id: str) -> dict:
-        """What a run was given: ids, data and fit params, repeats and seeds (from its record)."""
-        r = self.read_result(run_id) or {}
-        return {k: r.get(k) for k in CONFIG_KEYS}
-
     def read_history(self, run_id: str) -> pa.Table | None:
         path = self.run_dir(run_id) / "history.parquet"
         return pq.read_table(path) if path.is_file() else None
@@ -274,6 +269,12 @@ class StudyDir:
 
 
 CONFIG_KEYS = ("run_id", "data_key", "session", "data", "fit", "repeat_data", "repeat_fit", "seed_data", "seed_fit")
+
+
+def run_config(record: dict) -> dict:
+    """What a run was given, from its record: ids, data and fit params, repeats and seeds."""
+    return {k: record.get(k) for k in CONFIG_KEYS}
+
 ROW_KEYS = ("run_id", "data_key", "status", "error", "duration_s", "attempt", "node", "device", "data_sha256",
             "repeat_data", "repeat_fit", "seed_data", "seed_fit")
 
