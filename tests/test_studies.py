@@ -138,3 +138,28 @@ def test_dose_series_quick_study_draws_its_curves_and_every_reconstruction(tmp_p
     assert not_blank(fig / "dose_series.png") and not_blank(fig / "reconstructions.png")
     rows = list(csv.DictReader(open(fig / "dose_series_summary.csv")))
     assert {(r["fit.model"], r["fit.loss"]) for r in rows} == {("pinn", "nll"), ("pinn", "mae"), ("epie", "nll")}
+
+
+def test_the_ptychopinn_comparison_stitches_and_scores_its_patches_like_ours(dose, tmp_path):
+    """benchmarks/vs_ptychopinn.py: the true test patches, zero outside the centre PtychoPINN predicts, score
+    as the truth (stitched as they are, the zeros and the sub-pixel shift's ringing at them give 22 dB)."""
+    import importlib.util
+
+    from kernels import diffraction
+
+    spec = importlib.util.spec_from_file_location("vs", SPECS.parents[1] / "benchmarks" / "vs_ptychopinn.py")
+    vs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(vs)
+    vs.export(dose.sd.root, tmp_path)
+    keys = sorted(p.stem for p in tmp_path.glob("*.npz"))
+    assert len(keys) == 4  # 2 doses x 2 repeats; the PINN arms share each dataset
+    for key in keys:
+        data = dose.dataset(key)
+        N = data["probe"].shape[-1]
+        patches = diffraction.extract_patches(data["object"], data["test_positions"], N) * vs.predicted_region(N)
+        np.savez(tmp_path / f"{key}.pred.npz", patches=patches, train_s=1.0, samples=1, parameters=1)
+    scores = vs.theirs(dose.sd.root, tmp_path)
+    assert set(scores) == set(keys)
+    assert all(s["psnr"] > 35 and s["ssim"] > 0.99 for s in scores.values()), scores
+    table = vs.score_table(dose.sd.root, tmp_path)
+    assert table.count("| 1e+09 |") == 3 and table.count("| 1e+04 |") == 3 and "| 2 |" in table
