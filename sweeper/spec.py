@@ -301,19 +301,23 @@ def _checked(resources: dict, prefix: str, origins, path, known: str) -> dict:
 
 
 def _pin_axis(cfg: config.Config, text: str) -> config.Config:
-    """`data.x=v` on a swept (or zipped) key means "run at v": the axis is dropped, as in Hydra's multirun."""
-    key = text.split("=", 1)[0].lstrip("+").strip()
+    """`data.x=v` on a swept (or zipped) key means "run at v": the axis is dropped, as in Hydra's multirun.
+    On a zipped key whose rows hold v, only those rows stay (fit.model=epie runs the epie arm alone)."""
+    key, raw = (part.strip() for part in text.split("=", 1)) if "=" in text else (text, "")
+    key = key.lstrip("+")
     if key.startswith(("sweep.", "zip.")):
         return cfg
     for section in ("sweep", "zip"):
         axes = cfg.values.get(section)
         if isinstance(axes, dict) and key in axes:
-            axes = {k: v for k, v in axes.items() if k != key}
             if section == "zip":
-                axes = _first_rows(axes)
+                axes = _first_rows(_without(_rows_holding(axes, key, config.parse_value(raw)), key))
+            else:
+                axes = _without(axes, key)
             origins = {k: v for k, v in cfg.origins.items() if k != f"{section}.{key}"}
             cfg = config.Config({**cfg.values, section: axes}, origins, cfg.files)
-            logging.getLogger("sweeper").info("%s replaces the %s over %s", text, section, key)
+            logging.getLogger("sweeper").info("%s pins the %s axis %s%s", text, section, key,
+                                              " (the zip keeps its rows that hold the value, if any do)" if section == "zip" else "")
     report = cfg.values.get("report")
     if isinstance(report, dict) and isinstance(report.get("axes"), list) and key in report["axes"]:
         report = {**report, "axes": [a for a in report["axes"] if a != key]}
@@ -321,6 +325,18 @@ def _pin_axis(cfg: config.Config, text: str) -> config.Config:
         logging.getLogger("sweeper").warning("note: %s pins %s, so the sweep report draws it no more "
                                              "(report.axes is now %s)", text, key, report["axes"])
     return cfg
+
+
+def _without(axes: dict, key: str) -> dict:
+    return {k: v for k, v in axes.items() if k != key}
+
+
+def _rows_holding(zips: dict, key: str, value) -> dict:
+    """The zipped rows whose `key` is `value`; all of them where none is (the pinned value is new)."""
+    if not all(isinstance(v, list) for v in zips.values()):
+        return zips
+    keep = [i for i, v in enumerate(zips[key]) if key_of(v) == key_of(value)]
+    return {k: [v[i] for i in keep] for k, v in zips.items()} if keep else zips
 
 
 def _first_rows(zips: dict) -> dict:

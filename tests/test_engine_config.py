@@ -140,5 +140,10 @@ def test_zipped_lists_may_repeat_values_but_not_rows(linear_spec):
     with pytest.raises(SpecError, match=r"zip: rows 1 and 3 of the zipped lists \(fit.k, fit.j\) are equal"):
         load_spec({**spec, "zip": {"fit.k": [1, 2, 1], "fit.j": [5, 6, 5]}})
     # pinning a zipped key keeps the remaining lists' distinct rows, the first of each, in order
-    pinned = load_spec({**spec, "zip": {"fit.k": [1, 1, 2, 1], "fit.j": [1, 2, 2, 3]}}, ["fit.j=7"])
+    zips = {"fit.k": [1, 1, 2, 1], "fit.j": [1, 2, 2, 3]}
+    pinned = load_spec({**spec, "zip": zips}, ["fit.j=7"])
     assert pinned.zip == {"fit.k": [1, 2]} and pinned.fit["j"] == 7
+    # pinned to a value some rows hold, only those rows stay (fit.model=epie: the epie arm alone)
+    assert load_spec({**spec, "zip": zips}, ["fit.k=2"]).zip == {"fit.j": [2]}
+    assert load_spec({**spec, "zip": zips}, ["fit.k=1"]).zip == {"fit.j": [1, 2, 3]}
+    assert load_spec({**spec, "zip": zips}, ["fit.j=2"]).zip == {"fit.k": [1, 2]}
