@@ -316,8 +316,8 @@ def _pin_axis(cfg: config.Config, text: str) -> config.Config:
                 axes = _without(axes, key)
             origins = {k: v for k, v in cfg.origins.items() if k != f"{section}.{key}"}
             cfg = config.Config({**cfg.values, section: axes}, origins, cfg.files)
-            logging.getLogger("sweeper").info("%s pins the %s axis %s%s", text, section, key,
-                                              " (the zip keeps its rows that hold the value, if any do)" if section == "zip" else "")
+            held = " (the zip keeps its rows that hold the value, if any do)" if section == "zip" else ""
+            logging.getLogger("sweeper").info("%s pins the %s axis %s%s", text, section, key, held)
     report = cfg.values.get("report")
     if isinstance(report, dict) and isinstance(report.get("axes"), list) and key in report["axes"]:
         report = {**report, "axes": [a for a in report["axes"] if a != key]}
