@@ -27,22 +27,23 @@ METRICS = ("psnr", "ssim", "resolution_px")
 CI = 0.95
 
 
-def our_runs(study) -> list[dict]:
-    """Our PINN runs under the NLL loss (PtychoPINN's), status ok: data key, dose, fit seed, duration, metrics."""
-    from sweeper.results import load
+def their_env(**extra) -> dict:
+    """The environment PtychoPINN's scripts run in: its tf.keras (tf-keras), TensorFlow's log quiet."""
+    return {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3", **extra}
 
+
+def our_runs(res) -> list[dict]:
+    """Our PINN runs under the NLL loss (PtychoPINN's), status ok: data key, dose, fit seed, duration, metrics."""
     cols = ["run_id", "repeat_data", "data_key", "data.nphotons", "seed_fit", "duration_s", "fit.model",
             "fit.loss", "status"]
-    rows = load(study).table.select(cols + [f"metrics.{m}" for m in METRICS]).to_pylist()
+    rows = res.table.select(cols + [f"metrics.{m}" for m in METRICS]).to_pylist()
     return [r for r in rows if r["status"] == "ok" and (r["fit.model"], r["fit.loss"]) == ("pinn", "nll")]
 
 
-def export(study, work: Path) -> None:
-    from sweeper.results import load
-
-    res, work = load(study), Path(work)
+def export(res, work: Path) -> None:
+    work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
-    for r in our_runs(study):
+    for r in our_runs(res):
         data = res.dataset(r["data_key"])
         np.savez(work / f"{r['data_key']}.npz", probe=data["probe"], scale=data["scale"],
                  train_amplitudes=data["train_amplitudes"], test_amplitudes=data["test_amplitudes"],
@@ -55,7 +56,7 @@ def train(work: Path, src: str, python: str, epochs: int, batch_size: int, jobs:
     todo = [p for p in sorted(work.glob("*.npz")) if not p.name.endswith(".pred.npz")
             and not p.with_suffix(".pred.npz").exists()]
     # as Ray runs ours: OMP_NUM_THREADS=1 per one-CPU task, TensorFlow's own thread pools left as they are
-    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3", "OMP_NUM_THREADS": "1"}
+    env = their_env(OMP_NUM_THREADS="1")
 
     def one(path: Path) -> str:
         seed = int(np.load(path)["seed"])
@@ -77,21 +78,19 @@ def bench_dir(work) -> Path:
     return path
 
 
-def simulate(study, work: Path, src: str, python: str, repeats: int = 3) -> str:
+def simulate(res, work: Path, src: str, python: str, repeats: int = 3) -> str:
     import json
     import time
 
     from kernels import diffraction
-    from sweeper.results import load
 
-    r = our_runs(study)[0]
-    data = load(study).dataset(r["data_key"])
+    r = our_runs(res)[0]
+    data = res.dataset(r["data_key"])
     inputs = bench_dir(work) / "simulator_inputs.npz"
     np.savez(inputs, object=data["object"], probe=data["probe"], positions=data["train_positions"],
              nphotons=np.float64(r["data.nphotons"]))
-    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
     out = subprocess.run([python, str(ROOT / "benchmarks/ptychopinn_simulate.py"), str(inputs), "--src", src,
-                          "--repeats", str(repeats)], env=env, capture_output=True, text=True, check=True)
+                          "--repeats", str(repeats)], env=their_env(), capture_output=True, text=True, check=True)
     other = json.loads(out.stdout.strip().splitlines()[-1])
     rng, times = np.random.default_rng(0), []
     for _ in range(repeats + 1):  # the first call warms the FFT plans: not timed, as on its side
@@ -104,19 +103,15 @@ def simulate(study, work: Path, src: str, python: str, repeats: int = 3) -> str:
             f"({ours / other['patterns_per_s']:.1f}x)")
 
 
-def speed(study, work: Path, src: str, python: str, steps: int = 40, batch: int = 16) -> str:
+def speed(res, work: Path, src: str, python: str, steps: int = 40, batch: int = 16) -> str:
     import json
 
     from bench_training import steps_per_second  # benchmarks/, this script's folder
 
-    from sweeper.results import load
-
-    res = load(study)
-    r = our_runs(study)[0]
+    r = our_runs(res)[0]
     exported, out = Path(work) / f"{r['data_key']}.npz", bench_dir(work) / "speed.npz"
-    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
     subprocess.run([python, str(ROOT / "benchmarks/ptychopinn_train.py"), str(exported), str(out), "--src", src,
-                    "--seed", "0", "--time-steps", str(steps), "--batch-size", str(batch)], env=env,
+                    "--seed", "0", "--time-steps", str(steps), "--batch-size", str(batch)], env=their_env(),
                    check=True, capture_output=True)
     other = np.load(out)
     data, fit = res.dataset(r["data_key"]), json.loads(res.plan.column("params")[0].as_py())["fit"]
@@ -157,13 +152,12 @@ def predicted_patches(patches):
     return np.pad(patches[:, q:-q, q:-q], ((0, 0), (q, q), (q, q)), mode="edge")
 
 
-def theirs(study, work: Path) -> dict:
-    """PtychoPINN's scores per data key, stitched and scored exactly as our runs are."""
+def theirs(res, work: Path) -> dict:
+    """PtychoPINN's scores and stitched amplitude per data key, stitched and scored exactly as our runs are."""
     from kernels import stitch
     from studies.ptychography import score
-    from sweeper.results import load
 
-    res, out = load(study), {}
+    out = {}
     for pred in sorted(Path(work).glob("*.pred.npz")):
         key = pred.name.split(".")[0]
         data, p = res.dataset(key), np.load(pred)
@@ -175,10 +169,10 @@ def theirs(study, work: Path) -> dict:
     return out
 
 
-def score_table(study, work: Path) -> str:
+def score_table(ours: list, other: dict) -> str:
+    """Per repeat, means with t intervals and the paired differences, dose by dose; then the run times."""
     from sweeper import stats
 
-    ours, other = our_runs(study), theirs(study, work)
     lines = ["| photons | metric | PtychoPINN per repeat | ours per repeat | PtychoPINN mean [95% CI] | "
              "ours mean [95% CI] | ours - PtychoPINN, paired [95% CI] | n |", "|---|---|---|---|---|---|---|---|"]
     for dose in sorted({r["data.nphotons"] for r in ours}, reverse=True):
@@ -207,21 +201,20 @@ def _speed(ours: list, other: dict) -> str:
     rate = np.array([v["samples"] / v["train_s"] for v in other.values()])
     ours_s = np.array([r["duration_s"] for r in ours if r["data_key"] in other])
     params = {v["parameters"] for v in other.values()}
-    return (f"PtychoPINN ({', '.join(f'{n:,}' for n in params)} parameters): its training loop {t.mean():.0f} s per "
-            f"run (range {t.min():.0f}-{t.max():.0f}, n={len(t)}; {rate.mean():.0f} patterns/s over the training "
-            f"and validation passes); ours: {ours_s.mean():.0f} s per run in all, training, reconstruction and "
-            f"scoring (range {ours_s.min():.0f}-{ours_s.max():.0f}, n={len(ours_s)}); two runs at a time on both sides")
+    return (f"PtychoPINN ({', '.join(f'{n:,}' for n in params)} parameters): its training loop {t.mean():.0f} s "
+            f"per run (range {t.min():.0f}-{t.max():.0f}, n={len(t)}; {rate.mean():.0f} patterns/s over the "
+            f"training and validation passes); ours: {ours_s.mean():.0f} s per run in all, training, "
+            f"reconstruction and scoring (range {ours_s.min():.0f}-{ours_s.max():.0f}, n={len(ours_s)}); "
+            "two runs at a time on both sides")
 
 
-def figure(study, work: Path, path: Path) -> None:
-    """Truth, ours and PtychoPINN's amplitude at each dose (the first repeat; the central half of the object, the
-    truth's grey scale), each titled with its scores."""
+def figure(res, ours: list, other: dict, path: Path) -> None:
+    """Truth, ours and PtychoPINN's amplitude at each dose (the first repeat; the central half of the object,
+    the truth's grey scale), each titled with its scores."""
     from studies.plots import central_crop, save_figure
     from sweeper.report import pyplot
-    from sweeper.results import load
 
-    res, other = load(study), theirs(study, work)
-    ours = sorted((r for r in our_runs(study) if r["data_key"] in other), key=lambda r: r["repeat_data"])
+    ours = sorted((r for r in ours if r["data_key"] in other), key=lambda r: r["repeat_data"])
     doses = sorted({r["data.nphotons"] for r in ours}, reverse=True)
     plt = pyplot()
     fig, axes = plt.subplots(len(doses), 3, figsize=(9.6, 3.3 * len(doses)), squeeze=False)
@@ -270,19 +263,23 @@ def parse(argv=None):
 
 
 def main(argv=None) -> None:
+    from sweeper.results import load
+
     a = parse(argv)
+    if a.step == "train":
+        return train(a.work, a.src, a.python, a.epochs, a.batch_size, a.jobs)
+    res = load(a.study)
     if a.step == "export":
-        export(a.study, a.work)
-    elif a.step == "train":
-        train(a.work, a.src, a.python, a.epochs, a.batch_size, a.jobs)
+        export(res, a.work)
     elif a.step == "speed":
-        print(speed(a.study, a.work, a.src, a.python))
+        print(speed(res, a.work, a.src, a.python))
     elif a.step == "simulate":
-        print(simulate(a.study, a.work, a.src, a.python))
+        print(simulate(res, a.work, a.src, a.python))
     else:
-        print(score_table(a.study, a.work))
+        ours, other = our_runs(res), theirs(res, a.work)
+        print(score_table(ours, other))
         if a.figure:
-            figure(a.study, a.work, Path(a.figure))
+            figure(res, ours, other, Path(a.figure))
 
 
 if __name__ == "__main__":

@@ -303,7 +303,7 @@ def _checked(resources: dict, prefix: str, origins, path, known: str) -> dict:
 def _pin_axis(cfg: config.Config, text: str) -> config.Config:
     """`data.x=v` on a swept (or zipped) key means "run at v": the axis is dropped, as in Hydra's multirun.
     On a zipped key whose rows hold v, only those rows stay (fit.model=epie runs the epie arm alone)."""
-    key, raw = (part.strip() for part in text.split("=", 1)) if "=" in text else (text, "")
+    key, raw = (part.strip() for part in text.split("=", 1))  # apply_override has checked there is a "="
     key = key.lstrip("+")
     if key.startswith(("sweep.", "zip.")):
         return cfg

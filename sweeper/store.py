@@ -275,6 +275,7 @@ def run_config(record: dict) -> dict:
     """What a run was given, from its record: ids, data and fit params, repeats and seeds."""
     return {k: record.get(k) for k in CONFIG_KEYS}
 
+
 ROW_KEYS = ("run_id", "data_key", "status", "error", "duration_s", "attempt", "node", "device", "data_sha256",
             "repeat_data", "repeat_fit", "seed_data", "seed_fit")
 

@@ -150,7 +150,7 @@ def test_the_ptychopinn_comparison_stitches_and_scores_its_patches_like_ours(dos
     spec = importlib.util.spec_from_file_location("vs", SPECS.parents[1] / "benchmarks" / "vs_ptychopinn.py")
     vs = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(vs)
-    vs.export(dose.sd.root, tmp_path)
+    vs.export(dose, tmp_path)
     keys = sorted(p.stem for p in tmp_path.glob("*.npz"))
     assert len(keys) == 4  # 2 doses x 2 repeats; the PINN arms share each dataset
     for key in keys:
@@ -158,8 +158,8 @@ def test_the_ptychopinn_comparison_stitches_and_scores_its_patches_like_ours(dos
         N = data["probe"].shape[-1]
         patches = diffraction.extract_patches(data["object"], data["test_positions"], N) * vs.predicted_region(N)
         np.savez(tmp_path / f"{key}.pred.npz", patches=patches, train_s=1.0, samples=1, parameters=1)
-    scores = vs.theirs(dose.sd.root, tmp_path)
+    scores = vs.theirs(dose, tmp_path)
     assert set(scores) == set(keys)
     assert all(s["psnr"] > 35 and s["ssim"] > 0.99 for s in scores.values()), scores
-    table = vs.score_table(dose.sd.root, tmp_path)
+    table = vs.score_table(vs.our_runs(dose), scores)
     assert table.count("| 1e+09 |") == 3 and table.count("| 1e+04 |") == 3 and "| 2 |" in table
