@@ -32,7 +32,7 @@ if not _installed("keras"):
     raise ImportError("the ptychography studies train Keras models; install them with the extra: "
                       "pip install -e '.[ptycho]'")
 
-VERSION = "2"  # bump when simulate or fit change their results: runs and datasets get new ids
+VERSION = "3"  # bump when simulate or fit change their results: runs and datasets get new ids
 
 
 class DataParams(Params):
@@ -82,6 +82,9 @@ class FitParams(Params):
     learning_rate: float = Field(1e-3, gt=0)
     clipnorm: float = Field(1.0, ge=0, description="gradient clipping (0: off)")
     width: int = Field(16, gt=0)
+    group_network: Literal["shared", "joint"] = Field(
+        "shared", description="gridsize > 1: one network applied to each pattern of a group (shared), or one "
+                              "that maps the group's patterns, stacked as channels, to its patches at once (joint)")
     depth: int = Field(3, ge=1)
     validation_fraction: float = Field(0.1, ge=0, lt=1)
     schedule: Literal["constant", "plateau"] = Field("constant", description="plateau: halve the learning rate "
@@ -188,7 +191,7 @@ def build(dataset: dict, f: dict):
     N, g = int(dataset["probe"].shape[-1]), int(dataset["gridsize"])
     if f["model"] == "pinn":
         model, net = networks.pinn(N, g, dataset["probe"], float(dataset["scale"]), int(dataset["pad"]),
-                                   f["width"], f["depth"])
+                                   f["width"], f["depth"], shared=f["group_network"] == "shared")
         mean_count = float(np.mean(dataset["train_amplitudes"].astype(np.float64) ** 2))
         loss = losses.make_pinn_loss(*_loss_weights(f), mean_count=mean_count)
     else:
@@ -222,15 +225,19 @@ def _take(inputs, idx):
 
 
 def reconstruct(net, dataset: dict, split: str = "test"):
-    """The split's groups through the network, every patch stitched (probe-weighted) into the object."""
+    """Each scan position's predicted patch stitched (probe-weighted) into the object.
+
+    Every position heads exactly one group and its patch is taken from that group, so each is stitched once.
+    At gridsize > 1 the head's own patch is stitched, not its window of the group's overlap canvas: the
+    stitch already averages neighbours by the probe's weight, and the canvas, merged first, scored 0.4-1.5 dB
+    lower (benchmarks/RESULTS.md, "Gridsize 2").
+    """
     x, _, _ = grouped_inputs(dataset, split)
     amp, phase = net.predict(x, verbose=0, batch_size=64)
-    amp, phase = np.asarray(amp), np.asarray(phase)
-    patches = (amp * np.exp(1j * phase)).astype(np.complex64)  # (G, N, N, C)
-    patches = np.transpose(patches, (0, 3, 1, 2)).reshape(-1, *amp.shape[1:3])
-    pos = dataset[f"{split}_positions"][dataset[f"{split}_groups"]].reshape(-1, 2)
+    heads = (np.asarray(amp)[..., 0] * np.exp(1j * np.asarray(phase)[..., 0])).astype(np.complex64)  # (G, N, N)
+    pos = dataset[f"{split}_positions"][dataset[f"{split}_groups"][:, 0]]
     weights = np.abs(dataset["probe"]) ** 2
-    return stitch.stitch(patches, pos, dataset["object"].shape, weights=weights, min_weight=0.05)
+    return stitch.stitch(heads, pos, dataset["object"].shape, weights=weights, min_weight=0.05)
 
 
 # what each score can be: confidence intervals drawn or printed are cut at these

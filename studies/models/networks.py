@@ -49,13 +49,52 @@ def encoder_decoder(N: int, channels: int, width: int = 16, depth: int = 3) -> k
     return keras.Model(inp, [amp, phase], name="encoder_decoder")
 
 
+@keras.saving.register_keras_serializable(package="sweeper_studies")
+class PatternsToBatch(keras.layers.Layer):
+    """(B, N, N, C) -> (B * C, N, N, 1): each pattern of a group on its own, for a network shared by all."""
+
+    def call(self, x):
+        n0, n1 = x.shape[1], x.shape[2]
+        return ops.reshape(ops.transpose(x, (0, 3, 1, 2)), (-1, n0, n1, 1))
+
+
+@keras.saving.register_keras_serializable(package="sweeper_studies")
+class BatchToPatterns(keras.layers.Layer):
+    """(B * C, N, N, 1) -> (B, N, N, C), the inverse of PatternsToBatch."""
+
+    def __init__(self, channels: int, **kw):
+        super().__init__(**kw)
+        self.channels = channels
+
+    def call(self, x):
+        n0, n1 = x.shape[1], x.shape[2]
+        return ops.transpose(ops.reshape(x, (-1, self.channels, n0, n1)), (0, 2, 3, 1))
+
+    def get_config(self):
+        return {**super().get_config(), "channels": self.channels}
+
+
+def per_pattern(N: int, channels: int, width: int = 16, depth: int = 3) -> keras.Model:
+    """(B, N, N, C) -> (amplitude, phase), each (B, N, N, C): one encoder-decoder applied to every pattern
+    of a group alike, so a group's patterns share the whole width (as at gridsize 1) and only the physics
+    couples them."""
+    single = encoder_decoder(N, 1, width, depth)
+    x = inp = keras.Input((N, N, channels), name="diffraction")
+    amp, phase = single(PatternsToBatch()(x))
+    back = BatchToPatterns(channels)
+    return keras.Model(inp, [back(amp), back(phase)], name="per_pattern")
+
+
 def pinn(N: int, gridsize: int, probe, count_scale: float, pad: int = 0, width: int = 16,
-         depth: int = 3) -> tuple[keras.Model, keras.Model]:
-    """(training model: diffraction [, offsets] -> expected counts; inference model: -> amp, phase)."""
+         depth: int = 3, shared: bool = False) -> tuple[keras.Model, keras.Model]:
+    """(training model: diffraction [, offsets] -> expected counts; inference model: -> amp, phase).
+
+    `shared`: one encoder-decoder for every pattern of a group (per_pattern) instead of one that maps the
+    group's C patterns, stacked as channels, to C patches at once."""
     import numpy as np
 
     c = gridsize * gridsize
-    net = encoder_decoder(N, c, width, depth)
+    net = per_pattern(N, c, width, depth) if shared and c > 1 else encoder_decoder(N, c, width, depth)
     x = keras.Input((N, N, c), name="diffraction")
     amp, phase = net(x)
     physics = DiffractionPhysics(np.real(probe), np.imag(probe), count_scale, gridsize, pad, name="physics")

@@ -5,6 +5,8 @@ kernels.diffraction, so that a network trained through it learns what the simula
 """
 from __future__ import annotations
 
+import math
+
 import keras
 from keras import ops
 
@@ -27,40 +29,98 @@ def far_field(re, im, probe_re, probe_im):
     return fftshift2(fr / norm), fftshift2(fi / norm)
 
 
-def interp_matrices(offsets, n: int, pad: int):
-    """(.., n, n + 2 pad) linear-interpolation matrices E with out[i] = canvas[i + pad + offset].
+def placement_matrices(offsets, n: int, pad: int):
+    """(.., n, n + 2 pad) one-hot matrices E with out[i] = canvas[i + pad + offset] for integer offsets.
 
-    E^T places a patch into the padded canvas at `offset` (sub-pixel, bilinear); E takes it back out.
+    E^T places a patch into the padded canvas at `offset`; E cuts it back out. Exact: no interpolation.
     """
-    k = ops.floor(offsets)
-    f = offsets - k
     rows = ops.arange(n, dtype="float32")[:, None]
     cols = ops.arange(n + 2 * pad, dtype="float32")[None, :]
-    start = rows + pad + k[..., None, None]
-    here = ops.cast(ops.equal(cols, start), "float32")
-    nxt = ops.cast(ops.equal(cols, start + 1.0), "float32")
-    return here * (1.0 - f[..., None, None]) + nxt * f[..., None, None]
+    return ops.cast(ops.equal(cols, rows + pad + offsets[..., None, None]), "float32")
 
 
-def overlap_average(re, im, offsets, pad: int):
-    """The overlap constraint: place a group's C patches (B, C, N, N) at their offsets (B, C, 2) in one
-    canvas, average where they overlap, and cut each patch back out of the average."""
+def _ramp(shifts, n: int):
+    """(.., n) exp(2 pi i f s) as (real, imag), f the FFT frequencies of n samples."""
+    freqs = ops.convert_to_tensor([(k if k < (n + 1) // 2 else k - n) / n for k in range(n)], "float32")
+    angle = 2.0 * math.pi * shifts[..., None] * freqs
+    return ops.cos(angle), ops.sin(angle)
+
+
+def fourier_shift(re, im, shifts):
+    """out(y, x) = patch(y + s_y, x + s_x) for (B, C, N, N) patches and (B, C, 2) sub-pixel shifts (periodic),
+    as kernels.shift.fourier_shift does on arrays."""
+    n0, n1 = re.shape[-2], re.shape[-1]
+    fr, fi = ops.fft2((re, im))
+    ry, rx = _ramp(shifts[..., 0], n0), _ramp(shifts[..., 1], n1)
+    ramp = cmul((ry[0][..., :, None], ry[1][..., :, None]), (rx[0][..., None, :], rx[1][..., None, :]))
+    return ops.ifft2(cmul((fr, fi), ramp))
+
+
+def overlap_weight(probe_re, probe_im):
+    """(N, N) weight of a patch's pixels in the overlap canvas: the probe's amplitude, peak 1.
+
+    Each canvas pixel is then decided by the patterns that lit it, in proportion to how strongly (the exit
+    wave's sensitivity to the object); a patch's unlit border, which its own pattern does not constrain, gets
+    no say. (The probe's intensity, |P|^2, falls under the divisor's 1% floor on the probe's rim, which then
+    drops out of the physics: 0.5-0.8% count error on true patches, against 0.03-0.08% with the amplitude.)
+    """
+    import numpy as np
+
+    amplitude = np.hypot(np.asarray(probe_re, np.float64), np.asarray(probe_im, np.float64))
+    return amplitude / amplitude.max()
+
+
+def split_offsets(offsets):
+    """Integer (floor) and fractional parts of (B, C, 2) offsets."""
+    whole = ops.floor(offsets)
+    return whole, offsets - whole
+
+
+def place(patches, whole, pad: int):
+    """Sum of a group's (B, C, N, N) patches put into a (B, N + 2 pad, N + 2 pad) canvas at integer offsets
+    `whole` (B, C, 2): patch pixel i lands on canvas pixel i + pad + offset. The adjoint of `cut`."""
+    n = patches.shape[-1]
+    ey = placement_matrices(whole[..., 0], n, pad)
+    ex = placement_matrices(whole[..., 1], n, pad)
+    return ops.sum(ops.matmul(ops.matmul(ops.swapaxes(ey, -1, -2), patches), ex), axis=1)
+
+
+def cut(canvas, whole, n: int, pad: int):
+    """Each member's (B, C, N, N) window of a (B, M, M) canvas at integer offsets `whole`. The adjoint of
+    `place`."""
+    ey = placement_matrices(whole[..., 0], n, pad)
+    ex = placement_matrices(whole[..., 1], n, pad)
+    return ops.matmul(ops.matmul(ey, canvas[:, None]), ops.swapaxes(ex, -1, -2))
+
+
+def overlap_canvas(re, im, offsets, weight, pad: int):
+    """The overlap constraint: a group's C patches (B, C, N, N) at their offsets (B, C, 2) merged into one
+    (B, N + 2 pad, N + 2 pad) canvas, each pixel the `weight`-weighted mean of the patches that cover it.
+
+    Weighting by where the probe lights each patch (`overlap_weight`) lets each canvas pixel be decided by the
+    patterns that measured it (an unweighted mean mixes in each patch's unlit, unconstrained border). Sub-pixel
+    offsets are applied by Fourier shifts of the weighted patches (zero at their borders, so the periodic shift
+    is clean), integer offsets by exact placement; the canvas lies on the grid of the integer parts.
+    """
+    whole, frac = split_offsets(offsets)
+    w = ops.broadcast_to(ops.convert_to_tensor(weight, "float32"), ops.shape(re))
+    wr, wi = fourier_shift(w * re, w * im, -frac)
+    ww, _ = fourier_shift(w, ops.zeros_like(w), -frac)
+    # the weight peaks at 1; where the summed weight is under 1% no probe lights the object, and a smaller
+    # divisor would blow the shifted patches' ringing there up into the next window's probe tails
+    inv = 1.0 / ops.maximum(place(ops.maximum(ww, 0.0), whole, pad), 0.01)
+    return place(wr, whole, pad) * inv, place(wi, whole, pad) * inv
+
+
+def merged_windows(re, im, offsets, weight, pad: int):
+    """(B, C, N, N) patches -> each member's (B, C, N, N) window of its group's overlap canvas.
+
+    Window c lies on the canvas grid: pixel i is the object at member c's centre - frac(offset c) - N//2 + i.
+    """
+    canvas_re, canvas_im = overlap_canvas(re, im, offsets, weight, pad)
+    whole, _ = split_offsets(offsets)
     n = re.shape[-1]
-    ey = interp_matrices(offsets[..., 0], n, pad)  # (B, C, N, M)
-    ex = interp_matrices(offsets[..., 1], n, pad)
-    eyt = ops.swapaxes(ey, -1, -2)
-
-    def place(x):
-        return ops.sum(ops.matmul(ops.matmul(eyt, x), ex), axis=1)  # (B, M, M)
-
-    weight = place(ops.ones_like(re))
-    inv = 1.0 / ops.maximum(weight, 1e-6)
-    avg_re, avg_im = place(re) * inv, place(im) * inv
-
-    def extract(canvas):
-        return ops.matmul(ops.matmul(ey, canvas[:, None]), ops.swapaxes(ex, -1, -2))
-
-    return extract(avg_re), extract(avg_im)
+    return cut(canvas_re, whole, n, pad), cut(canvas_im, whole, n, pad)
 
 
 @keras.saving.register_keras_serializable(package="sweeper_studies")
@@ -73,14 +133,21 @@ class DiffractionPhysics(keras.layers.Layer):
         self.probe_im = ops.convert_to_tensor(probe_im, "float32")
         self.count_scale = float(count_scale)
         self.gridsize, self.pad = int(gridsize), int(pad)
+        self.weight = ops.convert_to_tensor(overlap_weight(probe_re, probe_im), "float32")
 
     def call(self, amp, phase, offsets=None):
         amp = ops.transpose(amp, (0, 3, 1, 2))
         phase = ops.transpose(phase, (0, 3, 1, 2))
         re, im = amp * ops.cos(phase), amp * ops.sin(phase)
+        probe_re, probe_im = self.probe_re, self.probe_im
         if self.gridsize > 1:
-            re, im = overlap_average(re, im, offsets, self.pad)
-        fr, fi = far_field(re, im, self.probe_re, self.probe_im)
+            re, im = merged_windows(re, im, offsets, self.weight, self.pad)
+            # each window lies on the canvas grid, a sub-pixel step from its pattern's centre: the probe moves
+            # by that step instead (as kernels.diffraction.exit_waves), which leaves the intensity exact
+            _, frac = split_offsets(offsets)
+            probe_re, probe_im = fourier_shift(ops.broadcast_to(probe_re, ops.shape(re)),
+                                               ops.broadcast_to(probe_im, ops.shape(re)), -frac)
+        fr, fi = far_field(re, im, probe_re, probe_im)
         counts = (fr * fr + fi * fi) * self.count_scale
         return ops.transpose(counts, (0, 2, 3, 1))
 
