@@ -16,8 +16,10 @@ ENV = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "RAY_AUTH_M
 
 def test_model_and_training_tests_pass_on_jax():
     """Physics layer == kernels.far_field, losses fall, training improves PSNR, fits reproduce: on JAX."""
+    # the gridsize-2-against-1 quality check trains 30 epochs in all: once, on TensorFlow, is enough for CI time
     out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_models.py",
-                          "tests/test_training.py"], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
+                          "tests/test_training.py", "-k", "not at_least_as_well_as_gridsize_one"], cwd=REPO, env=ENV,
+                         capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     assert " passed" in out.stdout and "skipped" not in out.stdout.splitlines()[-1]
 

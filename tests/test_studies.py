@@ -163,3 +163,23 @@ def test_the_ptychopinn_comparison_stitches_and_scores_its_patches_like_ours(dos
     assert all(s["psnr"] > 35 and s["ssim"] > 0.99 for s in scores.values()), scores
     table = vs.score_table(vs.our_runs(dose), scores)
     assert table.count("| 1e+09 |") == 3 and table.count("| 1e+04 |") == 3 and "| 2 |" in table
+
+
+def test_gridsize_quick_study_pairs_the_gridsizes_by_repeat(tmp_path, ray_session):
+    res = sweeper.run(SPECS / "gridsize.yaml", TINY + ["repeats=2"], out=tmp_path, progress=False)
+    t = res.table.to_pandas()
+    assert len(t) == 2 * 2 * 2 and (t.status == "ok").all() and set(t["data.gridsize"]) == {1, 2}
+    assert set(t["fit.model"]) == {"pinn"} and set(t["fit.loss"]) == {"nll"}
+    rows = list(csv.DictReader(open(res.dir / "figures" / "gridsize_pairs.csv")))
+    assert len(rows) == 2 * 3
+    for r in rows:  # the paired difference, recomputed from the runs: gridsize 2 minus 1 of the same repeat
+        dose, m = float(r["data.nphotons"]), f"metrics.{r['metric']}"
+        arm = {g: t[(t["data.nphotons"] == dose) & (t["data.gridsize"] == g)].sort_values("repeat_data")[m].to_numpy()
+               for g in (1, 2)}
+        d = arm[2] - arm[1]
+        assert r["n_pairs"] == "2" and float(r["diff_mean"]) == pytest.approx(d.mean())
+        if d.std() > 0:
+            half = float(r["diff_ci_high"]) - d.mean()
+            assert half == pytest.approx(12.706 * d.std(ddof=1) / np.sqrt(2), rel=1e-3)  # t(0.975, 1 df)
+    for name in ("gridsize_pairs.png", "gridsize_reconstructions.png"):
+        assert not_blank(res.dir / "figures" / name)

@@ -57,6 +57,9 @@ class PatternsToBatch(keras.layers.Layer):
         n0, n1 = x.shape[1], x.shape[2]
         return ops.reshape(ops.transpose(x, (0, 3, 1, 2)), (-1, n0, n1, 1))
 
+    def compute_output_shape(self, shape):
+        return (None if shape[0] is None else shape[0] * shape[3], shape[1], shape[2], 1)
+
 
 @keras.saving.register_keras_serializable(package="sweeper_studies")
 class BatchToPatterns(keras.layers.Layer):
@@ -69,6 +72,9 @@ class BatchToPatterns(keras.layers.Layer):
     def call(self, x):
         n0, n1 = x.shape[1], x.shape[2]
         return ops.transpose(ops.reshape(x, (-1, self.channels, n0, n1)), (0, 2, 3, 1))
+
+    def compute_output_shape(self, shape):
+        return (None if shape[0] is None else shape[0] // self.channels, shape[1], shape[2], self.channels)
 
     def get_config(self):
         return {**super().get_config(), "channels": self.channels}
