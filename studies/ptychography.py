@@ -302,23 +302,29 @@ def fit(dataset: dict, params: dict, seed: int) -> dict:
 
 
 def fit_epie(dataset: dict, f: dict) -> dict:
-    """The test scan reconstructed from its own diffraction with the known probe (no training data): the
-    physics reference. Pixels the probe covers with under 5% of the peak summed intensity are left out,
-    as the networks' stitching leaves them out."""
+    """The physics reference, on the GPU when Ray gave the fit one (resources.num_gpus), else on the CPU."""
+    return epie_on(dataset, f, gpu_array_module() if assigned_gpus() else np)
+
+
+def epie_on(dataset: dict, f: dict, xp=np) -> dict:
+    """The test scan reconstructed from its own diffraction with the known probe (no training data), with the
+    kernels on `xp` (NumPy or CuPy). Pixels the probe covers with under 5% of the peak summed intensity are
+    left out, as the networks' stitching leaves them out."""
     from kernels import operators, solvers
 
-    probe, pos, shape = dataset["probe"], dataset["test_positions"], dataset["object"].shape
-    recon, errors = solvers.epie(dataset["test_amplitudes"], pos, probe, shape, float(dataset["scale"]),
+    probe, pos, shape = xp.asarray(dataset["probe"]), xp.asarray(dataset["test_positions"]), dataset["object"].shape
+    recon, errors = solvers.epie(xp.asarray(dataset["test_amplitudes"]), pos, probe, shape, float(dataset["scale"]),
                                  iterations=f["epie_iterations"], alpha=f["epie_alpha"],
                                  likelihood=f["epie_likelihood"])
-    weight = operators.coverage(probe, pos, shape)
-    recon = np.where(weight >= 0.05 * weight.max(), recon, np.nan).astype(np.complex64)
+    device = "cupy:gpu" if type(recon).__module__.startswith("cupy") else "numpy:cpu"
+    weight = to_numpy(operators.coverage(probe, pos, shape))
+    recon = np.where(weight >= 0.05 * weight.max(), to_numpy(recon), np.nan).astype(np.complex64)
     result = score(dataset["object"], recon)
     result.update(final_fourier_error=errors[-1])
     png = preview_png(dataset["object"], recon, f"epie ({f['epie_iterations']} it.)  PSNR {result['psnr']:.1f} dB")
     return {"metrics": result, "history": {"fourier_error": errors}, "files": {"reconstruction.png": png},
             "arrays": {"amplitude": np.abs(recon).astype(np.float32), "phase": np.angle(recon).astype(np.float32)},
-            "device": "cupy:gpu" if type(recon).__module__.startswith("cupy") else "numpy:cpu"}
+            "device": device}
 
 
 def callbacks(f: dict, validated: bool) -> list:

@@ -47,3 +47,16 @@ def test_metrics_match(setup):
     assert metrics.psnr(ga, gb, 1.0) == pytest.approx(metrics.psnr(a, b, 1.0), rel=1e-6)
     assert metrics.ssim(ga, gb, 1.0) == pytest.approx(metrics.ssim(a, b, 1.0), rel=1e-6)
     np.testing.assert_allclose(metrics.frc(ga, gb).corr, metrics.frc(a, b).corr, atol=1e-6)
+
+
+def test_epie_runs_on_cupy_and_agrees_with_numpy():
+    pytest.importorskip("keras")
+    from studies import ptychography as P
+
+    d = P.simulate_on({"N": 32, "object_size": 96, "n_lines": 40, "probe_radius": 8.0, "probe_defocus": 3.0,
+                       "n_train": 32, "test_step": 8.0, "nphotons": 1e6}, 1)
+    f = P.FitParams.model_validate({"model": "epie", "epie_iterations": 30}).model_dump()
+    on_cpu, on_gpu = P.epie_on(d, f, np), P.epie_on(d, f, cp)
+    assert on_cpu["device"] == "numpy:cpu" and on_gpu["device"] == "cupy:gpu"
+    assert on_gpu["metrics"]["psnr"] == pytest.approx(on_cpu["metrics"]["psnr"], abs=0.05)
+    np.testing.assert_allclose(on_gpu["history"]["fourier_error"], on_cpu["history"]["fourier_error"], rtol=1e-3)

@@ -183,3 +183,16 @@ def test_gridsize_quick_study_pairs_the_gridsizes_by_repeat(tmp_path, ray_sessio
             assert half == pytest.approx(12.706 * d.std(ddof=1) / np.sqrt(2), rel=1e-3)  # t(0.975, 1 df)
     for name in ("gridsize_pairs.png", "gridsize_reconstructions.png"):
         assert not_blank(res.dir / "figures" / name)
+
+
+def test_epie_runs_on_cupy_when_ray_assigned_the_fit_a_gpu(monkeypatch):
+    from studies import ptychography as P
+
+    seen = []
+    monkeypatch.setattr(P, "epie_on", lambda dataset, f, xp: seen.append(xp) or {})
+    monkeypatch.setattr(P, "assigned_gpus", lambda: [])
+    P.fit({}, {"model": "epie"}, 1)
+    monkeypatch.setattr(P, "assigned_gpus", lambda: [0])
+    monkeypatch.setattr(P, "gpu_array_module", lambda: "cupy stand-in")
+    P.fit({}, {"model": "epie"}, 1)
+    assert seen == [np, "cupy stand-in"]
