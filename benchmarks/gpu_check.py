@@ -2,7 +2,8 @@
 
 Steps, each beside its CPU counterpart in the same run:
   1. the gpu-marked tests (pytest -m gpu);
-  2. kernels.diffraction.simulate, patterns/s on CuPy against NumPy (N=64 and 128, 1e9 and 1e4 photons);
+  2. kernels.diffraction.simulate, patterns/s on CuPy against NumPy (N=64 and 128, 1e9 and 1e4 photons), each
+     beside its bound on its device (a batched fft2 + abs()**2 of the same exit waves) and its share of it;
   3. PINN training steps/s on Keras's JAX backend, GPU against CPU (one process per device);
   4. the dose-response study's simulate + fit at the published sizes (dose_response_full.yaml), the
      simulate on CuPy, for as many epochs as fit in --study-minutes.
@@ -50,11 +51,21 @@ def gpu_tests(cpu_only: bool) -> list:
     return [("gpu tests", "pytest -m gpu", summary, "", "")]
 
 
+def _on_device(fn, cp):
+    """fn() timed to its end on the GPU (the stream synchronised), for best_rates."""
+    def run():
+        out = fn()
+        cp.cuda.Stream.null.synchronize()
+        return out
+    return run
+
+
 def kernel_rows(cpu_only: bool, batch: int, repeats: int) -> list:
-    """Patterns/s of diffraction.simulate on NumPy and (unless cpu_only) CuPy, same positions and photons."""
+    """Patterns/s of diffraction.simulate on NumPy and (unless cpu_only) CuPy, same positions and photons, each
+    beside its bound on the same device: a batched fft2 of the exit waves and abs()**2, nothing else."""
     from benchmarks.bench_kernels import best_rates
     from kernels import diffraction, objects, probe, scan
-    from kernels.backend import to_numpy
+    from kernels.backend import fft2
 
     rows = []
     for N in (64, 128):
@@ -62,24 +73,30 @@ def kernel_rows(cpu_only: bool, batch: int, repeats: int) -> list:
         obj = objects.lines_object(4 * N, 400, rng, phase=0.5)
         pr = probe.disk_probe(N, N / 4)
         pos = scan.random_positions(batch, obj.shape, N, rng)
+        waves = diffraction.exit_waves(obj, pr, pos).astype(np.complex64)
+        bound = {"cpu": lambda: np.abs(fft2(waves, np)) ** 2}
+        if not cpu_only:
+            import cupy as cp
+
+            g_waves = cp.asarray(waves)
+            bound["gpu"] = _on_device(lambda: cp.abs(fft2(g_waves, cp)) ** 2, cp)
+        limit = best_rates(bound, batch, repeats)
+        rows.append(_rates_row(f"bound: batched fft2 + abs()**2, N={N}, batch {batch} (patterns/s)", limit))
         for nph in (1e9, 1e4):
             fns = {"cpu": lambda: diffraction.simulate(obj, pr, pos, nph, np.random.default_rng(2))}
             if not cpu_only:
-                import cupy as cp
-
                 g = (cp.asarray(obj), cp.asarray(pr), cp.asarray(pos))
-
-                def on_gpu():
-                    out = diffraction.simulate(*g, nph, np.random.default_rng(2))
-                    cp.cuda.Stream.null.synchronize()
-                    return to_numpy(out.amplitudes[:1])
-
-                fns["gpu"] = on_gpu
+                fns["gpu"] = _on_device(lambda: diffraction.simulate(*g, nph, np.random.default_rng(2)).amplitudes, cp)
             r = best_rates(fns, batch, repeats)
-            rows.append(("kernels", f"simulate N={N}, batch {batch}, {nph:.0e} photons (patterns/s)",
-                         f"{r['cpu']:,.0f}", f"{r['gpu']:,.0f}" if "gpu" in r else "-",
-                         f"{r['gpu'] / r['cpu']:.1f}x" if "gpu" in r else "-"))
+            share = {k: f"{r[k] / limit[k]:.1%} of bound" for k in r}
+            rows.append(_rates_row(f"simulate N={N}, batch {batch}, {nph:.0e} photons (patterns/s)", r, share))
     return rows
+
+
+def _rates_row(what: str, r: dict, share: dict | None = None) -> tuple:
+    def cell(k):
+        return f"{r[k]:,.0f}" + (f" ({share[k]})" if share else "") if k in r else "-"
+    return ("kernels", what, cell("cpu"), cell("gpu"), f"{r['gpu'] / r['cpu']:.1f}x" if "gpu" in r else "-")
 
 
 def training_rows(cpu_only: bool, steps: int) -> list:
@@ -173,23 +190,22 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=50, help="training steps timed per device")
     ap.add_argument("--study-minutes", type=float, default=8.0, help="time budget of the study step")
     ap.add_argument("--skip", nargs="*", default=[], choices=["tests", "kernels", "training", "study"])
-    ap.add_argument("--out", type=Path, default=None, help="also write the table (markdown) here")
+    ap.add_argument("--out", type=Path, default=None, help="also write the table (markdown) here, after every step")
     a = ap.parse_args(argv)
     batch = a.batch or (256 if a.cpu_only else 16384)
     steps = {"tests": lambda: gpu_tests(a.cpu_only),
              "kernels": lambda: kernel_rows(a.cpu_only, batch, 1 if a.cpu_only else a.repeats),
              "training": lambda: training_rows(a.cpu_only, 5 if a.cpu_only else a.steps),
              "study": lambda: study_rows(a.cpu_only, a.study_minutes)}
-    rows = []
+    rows, head = [], f"{machine(a.cpu_only)}; {time.strftime('%Y-%m-%d')}\n\n"
     for name, step in steps.items():
         if name not in a.skip:
             t = time.perf_counter()
             rows += step()
             print(f"{name}: {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
-    text = f"{machine(a.cpu_only)}; {time.strftime('%Y-%m-%d')}\n\n{table(rows)}"
-    print(text)
-    if a.out:
-        a.out.write_text(text)
+            if a.out:  # as each step finishes: a run cut short keeps the steps it did
+                a.out.write_text(head + table(rows))
+    print(head + table(rows))
     return 1 if any(re.search(r"\bfailed\b", " ".join(map(str, r))) for r in rows) else 0
 
 
