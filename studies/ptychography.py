@@ -229,8 +229,8 @@ def reconstruct(net, dataset: dict, split: str = "test"):
 
     Every position heads exactly one group and its patch is taken from that group, so each is stitched once.
     At gridsize > 1 the head's own patch is stitched, not its window of the group's overlap canvas: the
-    stitch already averages neighbours by the probe's weight, and the canvas, merged first, scored 0.4-1.5 dB
-    lower (benchmarks/RESULTS.md, "Gridsize 2").
+    stitch already averages neighbours by the probe's weight, and merging first scored 0.4 dB lower
+    (benchmarks/RESULTS.md, "Gridsize 2").
     """
     x, _, _ = grouped_inputs(dataset, split)
     amp, phase = net.predict(x, verbose=0, batch_size=64)
