@@ -2,8 +2,9 @@
 
 On this machine: the Keras backend in use (TensorFlow on the CPU by default). With a GPU (JAX or
 TensorFlow with CUDA), run it there too and compare the rows. Each row: steps/s over `--steps`
-steps after a warm-up, batch 16, width 32.
-Run: python benchmarks/bench_training.py [--steps 30] [--N 64]
+steps after a warm-up, batch 16, width 32; then model.fit at steps_per_execution 1 against K (issue 23:
+several steps per compiled call keep a GPU from waiting on the host).
+Run: python benchmarks/bench_training.py [--steps 30] [--N 64] [--steps-per-execution 8]
 """
 from __future__ import annotations
 
@@ -35,12 +36,33 @@ def steps_per_second(dataset, fit_params, steps, batch):
     return steps / (time.perf_counter() - t)
 
 
+def fit_steps_per_second(dataset, fit_params, steps, batch):
+    """Steps/s of model.fit itself (the second of two epochs of `steps` steps): what steps_per_execution
+    changes, which train_on_batch (one call a step) cannot show."""
+    import keras
+
+    from studies import ptychography as P
+
+    f = P.FitParams.model_validate({**fit_params, "batch_size": batch}).model_dump()
+    keras.utils.set_random_seed(0)
+    model, _ = P.build(dataset, f)
+    inputs, target = P.training_arrays(dataset, f)
+    idx = np.arange(steps * batch) % len(target)
+    x = [a[idx] for a in inputs] if isinstance(inputs, list) else inputs[idx]
+    times = []
+    cb = keras.callbacks.LambdaCallback(on_epoch_begin=lambda e, logs: times.append(time.perf_counter()),
+                                        on_epoch_end=lambda e, logs: times.append(time.perf_counter()))
+    model.fit(x, target[idx], batch_size=batch, epochs=2, shuffle=False, verbose=0, callbacks=[cb])
+    return steps / (times[-1] - times[-2])
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--N", type=int, default=64)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--width", type=int, default=32)
+    ap.add_argument("--steps-per-execution", type=int, default=8, help="the K of the model.fit rows (1 against K)")
     args = ap.parse_args(argv)
     import keras
 
@@ -49,13 +71,21 @@ def main(argv=None):
     print(f"Keras {keras.__version__}, backend {keras.backend.backend()} ({P._keras_device()}), "
           f"N={args.N}, batch {args.batch}, width {args.width}\n")
     print("| model | gridsize | steps/s | patterns/s | ratio to gridsize 1 |\n|---|---:|---:|---:|---:|")
-    base = None
+    base, datasets = None, {}
     for g in (1, 2):
         data = P.simulate({"N": args.N, "object_size": 4 * args.N, "probe_radius": args.N / 4, "gridsize": g,
                            "n_train": 8 * args.batch, "test_step": args.N / 2, "probe_defocus": 3.0}, 1)
         rate = steps_per_second(data, {"width": args.width}, args.steps, args.batch)
         base = base or rate
         print(f"| pinn | {g} | {rate:.2f} | {rate * args.batch * g * g:.0f} | {rate / base:.2f} |")
+        datasets[g] = data
+    k = args.steps_per_execution
+    print(f"\nmodel.fit, steps_per_execution 1 against {k} (side by side, the same steps):\n")
+    print(f"| gridsize | steps/s at 1 | steps/s at {k} | ratio |\n|---:|---:|---:|---:|")
+    for g, data in datasets.items():
+        r = {n: fit_steps_per_second(data, {"width": args.width, "steps_per_execution": n}, args.steps, args.batch)
+             for n in (1, k)}
+        print(f"| {g} | {r[1]:.2f} | {r[k]:.2f} | {r[k] / r[1]:.2f} |")
 
 
 if __name__ == "__main__":

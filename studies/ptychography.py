@@ -92,6 +92,8 @@ class FitParams(Params):
                                                      "and keep the best epoch's weights, as PtychoPINN trains")
     patience: int = Field(0, ge=0, description="stop after this many epochs without a better validation loss "
                                               "(0: train every epoch)")
+    steps_per_execution: int = Field(1, ge=1, description="training steps per compiled call (Keras): more keeps "
+                                                          "a fast GPU from waiting on the host between steps")
     save_model: bool = True
     epie_iterations: int = Field(100, ge=1, description="epie: iterations over the whole scan")
     epie_alpha: float = Field(0.1, gt=0, le=1, description="epie: rPIE regularisation (1: plain ePIE step)")
@@ -199,7 +201,8 @@ def build(dataset: dict, f: dict):
         loss = "mae"
     # clipping keeps the first steps of a low-dose NLL (gradients ~ counts / pred) from killing the ReLUs
     clip = {"clipnorm": float(f["clipnorm"])} if f["clipnorm"] else {}
-    model.compile(optimizer=keras.optimizers.Adam(f["learning_rate"], **clip), loss=loss)
+    model.compile(optimizer=keras.optimizers.Adam(f["learning_rate"], **clip), loss=loss,
+                  steps_per_execution=int(f["steps_per_execution"]))
     return model, net
 
 

@@ -105,3 +105,10 @@ def test_plateau_schedule_halves_the_rate_and_early_stopping_keeps_the_best_epoc
     # a rate so high that the loss cannot keep improving: patience 1 stops before the last epoch
     out = P.fit(dataset, {"epochs": 12, "width": 4, "learning_rate": 0.5, "patience": 1, "save_model": False}, 2)
     assert out["metrics"]["epochs_trained"] < 12 and len(out["history"]["train_loss"]) < 12
+
+
+def test_several_steps_per_compiled_call_train_the_same_model(dataset):
+    p = {"epochs": 2, "width": 4, "batch_size": 16, "save_model": False}
+    one, four = (P.fit(dataset, {**p, "steps_per_execution": k}, 7) for k in (1, 4))
+    np.testing.assert_allclose(four["history"]["train_loss"], one["history"]["train_loss"], rtol=1e-4)
+    assert four["metrics"]["psnr"] == pytest.approx(one["metrics"]["psnr"], abs=0.01)
