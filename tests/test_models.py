@@ -82,8 +82,13 @@ def test_group_offsets_are_member_centres_minus_the_group_mean_in_row_col_order(
     # the others come from the k=7 nearest neighbours: no farther than the 7th nearest point
     from scipy.spatial import cKDTree
 
-    seventh = cKDTree(d["train_positions"]).query(d["train_positions"], k=7)[0][:, -1]
-    assert (dist <= seventh[:, None] + 1e-9).all() and len(set(map(tuple, np.sort(groups, 1)))) > 1
+    tree = cKDTree(d["train_positions"])
+    seventh = tree.query(d["train_positions"], k=7)[0][:, -1]
+    assert (dist <= seventh[:, None] + 1e-9).all()
+    # drawn from the 6, not always the 3 nearest (PtychoPINN's K=7, C=4)
+    nearest3 = tree.query(d["train_positions"], k=4)[1][:, 1:]
+    drawn_farther = [not set(g[1:]) <= set(n) for g, n in zip(groups, nearest3)]
+    assert np.mean(drawn_farther) > 0.5  # 19 in 20 when 3 of the 6 are drawn at random
 
 
 def test_the_canvas_holds_the_object_on_its_grid_and_pads_every_member():
