@@ -2,6 +2,7 @@
 pydantic models whose defaults the engine fills into the spec (and so into the run ids)."""
 from __future__ import annotations
 
+import functools
 import importlib
 import sys
 from collections.abc import Callable
@@ -134,10 +135,21 @@ def _importable_ref(study: Study) -> str | None:
 
 
 def validated(model, values: dict, section: str, context=None) -> dict:
-    """`values` checked by the study's model and completed with its defaults, as a plain dict."""
+    """`values` checked by the study's model and completed with its defaults, as a plain dict. Unknown keys
+    are errors whatever the model's own config says (a plain pydantic BaseModel ignores them, and a typo would
+    be lost)."""
     if model is None:
         return values
-    return model.model_validate(values, context=context).model_dump(mode="python")
+    return strict(model).model_validate(values, context=context).model_dump(mode="python")
+
+
+@functools.cache
+def strict(model):
+    """The model itself if it forbids unknown keys, else a subclass that does."""
+    if model.model_config.get("extra") == "forbid":
+        return model
+    config = pydantic.ConfigDict(**{**model.model_config, "extra": "forbid"})
+    return type(model.__name__, (model,), {"model_config": config, "__module__": model.__module__})
 
 
 def defaults(model) -> dict:

@@ -204,3 +204,18 @@ def test_config_origin_names_the_command_line_and_the_study_defaults(capsys):
     assert main(["config", str(ROOT / "tests" / "data" / "minimal_recovery.yaml"), "--origin"]) == 0
     out = capsys.readouterr().out
     assert "nsamples: 1000" in out and "data.nsamples: study parameter_recovery (default)" in out
+
+
+def test_unknown_keys_are_errors_whatever_base_class_the_study_declared():
+    import pydantic
+
+    class PlainData(pydantic.BaseModel):  # not sweeper.Params: pydantic alone would ignore an unknown key
+        n: int = 50
+        slope: float = 1.0
+        noise: float = 0.5
+
+    plain = Study("slope", slope_simulate, slope_fit, data_params=PlainData, fit_params=SlopeFit)
+    with pytest.raises(SpecError, match=r"data.nn: not a parameter of study slope; did you mean data.n\?"):
+        sweeper.expand(sweeper.load_spec(spec(study=plain, data={"slope": 2.0, "nn": 5})))
+    assert len(sweeper.expand(sweeper.load_spec(spec(study=plain, data={"slope": 2.0}))).runs) == 1
+    assert PlainData.model_validate({"nn": 5}).n == 50  # the study's own model is left as it was
