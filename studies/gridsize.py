@@ -77,7 +77,7 @@ def pairs_figure(pairs_by: dict, table: list, path: Path) -> Path:
             ax.set_xticks([1, 2], ["gridsize 1", "gridsize 2"])
             ax.set_xlim(0.6, 2.4)
             ax.set_ylabel(LABELS[m], fontsize=8)
-            lo, hi = METRIC_RANGES[m]
+            _, hi = METRIC_RANGES[m]
             if np.isfinite(hi) and len(pts):
                 ax.set_ylim(top=min(hi, pts.max() + 0.1 * (np.ptp(pts) or 0.05)))
     return save_figure(fig, path)

@@ -76,20 +76,20 @@ def split_offsets(offsets):
     return whole, offsets - whole
 
 
-def place(patches, whole, pad: int):
-    """Sum of a group's (B, C, N, N) patches put into a (B, N + 2 pad, N + 2 pad) canvas at integer offsets
-    `whole` (B, C, 2): patch pixel i lands on canvas pixel i + pad + offset. The adjoint of `cut`."""
-    n = patches.shape[-1]
-    ey = placement_matrices(whole[..., 0], n, pad)
-    ex = placement_matrices(whole[..., 1], n, pad)
+def placement(whole, n: int, pad: int):
+    """(E_y, E_x), each (B, C, N, N + 2 pad): the placement matrices of integer offsets `whole` (B, C, 2), built
+    once for `place` and `cut`."""
+    return placement_matrices(whole[..., 0], n, pad), placement_matrices(whole[..., 1], n, pad)
+
+
+def place(patches, ey, ex):
+    """Sum of a group's (B, C, N, N) patches put into its (B, M, M) canvas: patch pixel i lands on canvas pixel
+    i + pad + offset. The adjoint of `cut`."""
     return ops.sum(ops.matmul(ops.matmul(ops.swapaxes(ey, -1, -2), patches), ex), axis=1)
 
 
-def cut(canvas, whole, n: int, pad: int):
-    """Each member's (B, C, N, N) window of a (B, M, M) canvas at integer offsets `whole`. The adjoint of
-    `place`."""
-    ey = placement_matrices(whole[..., 0], n, pad)
-    ex = placement_matrices(whole[..., 1], n, pad)
+def cut(canvas, ey, ex):
+    """Each member's (B, C, N, N) window of a (B, M, M) canvas. The adjoint of `place`."""
     return ops.matmul(ops.matmul(ey, canvas[:, None]), ops.swapaxes(ex, -1, -2))
 
 
@@ -103,13 +103,17 @@ def overlap_canvas(re, im, offsets, weight, pad: int):
     is clean), integer offsets by exact placement; the canvas lies on the grid of the integer parts.
     """
     whole, frac = split_offsets(offsets)
+    return _merge(re, im, frac, *placement(whole, re.shape[-1], pad), weight)
+
+
+def _merge(re, im, frac, ey, ex, weight):
     w = ops.broadcast_to(ops.convert_to_tensor(weight, "float32"), ops.shape(re))
     wr, wi = fourier_shift(w * re, w * im, -frac)
     ww, _ = fourier_shift(w, ops.zeros_like(w), -frac)
     # the weight peaks at 1; where the summed weight is under 1% no probe lights the object, and a smaller
     # divisor would blow the shifted patches' ringing there up into the next window's probe tails
-    inv = 1.0 / ops.maximum(place(ops.maximum(ww, 0.0), whole, pad), 0.01)
-    return place(wr, whole, pad) * inv, place(wi, whole, pad) * inv
+    inv = 1.0 / ops.maximum(place(ops.maximum(ww, 0.0), ey, ex), 0.01)
+    return place(wr, ey, ex) * inv, place(wi, ey, ex) * inv
 
 
 def merged_windows(re, im, offsets, weight, pad: int):
@@ -117,10 +121,10 @@ def merged_windows(re, im, offsets, weight, pad: int):
 
     Window c lies on the canvas grid: pixel i is the object at member c's centre - frac(offset c) - N//2 + i.
     """
-    canvas_re, canvas_im = overlap_canvas(re, im, offsets, weight, pad)
-    whole, _ = split_offsets(offsets)
-    n = re.shape[-1]
-    return cut(canvas_re, whole, n, pad), cut(canvas_im, whole, n, pad)
+    whole, frac = split_offsets(offsets)
+    ey, ex = placement(whole, re.shape[-1], pad)
+    canvas_re, canvas_im = _merge(re, im, frac, ey, ex, weight)
+    return cut(canvas_re, ey, ex), cut(canvas_im, ey, ex)
 
 
 @keras.saving.register_keras_serializable(package="sweeper_studies")
