@@ -22,8 +22,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     from kernels import operators, solvers
     from studies import ptychography as P
-    from sweeper.plan import expand
-    from sweeper.spec import load_spec
+    from sweeper import expand, load_spec
 
     runs = expand(load_spec(REPO / "studies" / "specs" / "dose_series.yaml", ["fit.model=epie", "fit.loss=nll"])).runs
     columns = [(lik, it) for lik in ("amplitude", "poisson") for it in a.iterations]

@@ -27,8 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 PLAN = """
 import json, resource, sys, time
 sys.path.insert(0, {repo!r})
-from sweeper.plan import expand
-from sweeper.spec import load_spec
+from sweeper import expand, load_spec
 n = {n}
 spec = {{"study": "tests.studies.linear", "name": "scale", "seed": 1,
          "data": {{"n": 10, "a": 1.0, "b": 0.0, "noise": 0.1}}, "fit": {{"k": 0}},
@@ -115,16 +114,16 @@ def resume_rows(spec: dict, n_runs: int, out: str) -> list:
 
 def store_times(sd, write, ids) -> tuple:
     """(seconds to write, (runs done, seconds to find them), (results rows, seconds to gather them))."""
-    from sweeper.store import StudyDir
+    from sweeper.toolkit import SweepStore
 
     t = time.perf_counter()
     write(sd)
     written = time.perf_counter() - t
     t = time.perf_counter()
-    done = len(StudyDir(sd.root).completed(ids))
+    done = len(SweepStore(sd.root).completed(ids))
     done_s = time.perf_counter() - t
     t = time.perf_counter()
-    rows = StudyDir(sd.root).results_table(ids).num_rows
+    rows = SweepStore(sd.root).read_results(ids).num_rows
     return written, (done, done_s), (rows, time.perf_counter() - t)
 
 
@@ -133,7 +132,7 @@ def store_rows(n: int, out: str) -> list:
     import json as js
     import os
 
-    from sweeper.store import StudyDir
+    from sweeper.toolkit import SweepStore
 
     records = [{"run_id": f"{i:016x}", "data_key": f"{i // 10:016x}", "status": "ok", "error": None,
                 "duration_s": 0.01, "attempt": 1, "node": "n", "device": "cpu", "repeat_data": 0,
@@ -147,11 +146,11 @@ def store_rows(n: int, out: str) -> list:
 
     def write_files(sd):  # the per-run layout the records replace
         for r in records:
-            os.makedirs(sd.runs / r["run_id"])
-            (sd.runs / r["run_id"] / "result.json").write_text(js.dumps(r))
+            os.makedirs(sd.paths.runs / r["run_id"])
+            (sd.paths.runs / r["run_id"] / "result.json").write_text(js.dumps(r))
 
     (write_new, done_new, rows_new), (write_old, done_old, rows_old) = (
-        store_times(StudyDir(Path(out) / name), write, ids) for name, write in (("store", write_shards),
+        store_times(SweepStore(Path(out) / name), write, ids) for name, write in (("store", write_shards),
                                                                                ("old", write_files)))
     resume_new, resume_old = done_new[1], done_old[1]
     gather_new, gather_old = rows_new[1], rows_old[1]

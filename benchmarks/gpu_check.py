@@ -124,8 +124,7 @@ def training_rows(cpu_only: bool, steps: int) -> list:
 def study_rows(cpu_only: bool, minutes: float) -> list:
     """The dose-response runs at the published sizes: simulate on CuPy (NumPy with cpu_only), fit on the
     Keras backend's device, epochs cut to fit the time budget; quality and time per run."""
-    from sweeper.plan import expand
-    from sweeper.spec import load_spec
+    from sweeper import expand, load_spec
 
     spec_file = "dose_response.yaml" if cpu_only else "dose_response_full.yaml"
     overrides = ["repeats=1"] + (["fit.epochs=1", "data.n_train=64", "fit.width=8"] if cpu_only else [])

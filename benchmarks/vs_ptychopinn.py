@@ -171,7 +171,7 @@ def theirs(res, work: Path) -> dict:
 
 def score_table(ours: list, other: dict) -> str:
     """Per repeat, means with t intervals and the paired differences, dose by dose; then the run times."""
-    from sweeper import stats
+    from sweeper import toolkit as stats
 
     lines = ["| photons | metric | PtychoPINN per repeat | ours per repeat | PtychoPINN mean [95% CI] | "
              "ours mean [95% CI] | ours - PtychoPINN, paired [95% CI] | n |", "|---|---|---|---|---|---|---|---|"]
@@ -212,7 +212,7 @@ def figure(res, ours: list, other: dict, path: Path) -> None:
     """Truth, ours and PtychoPINN's amplitude at each dose (the first repeat; the central half of the object,
     the truth's grey scale), each titled with its scores."""
     from studies.plots import central_crop, save_figure
-    from sweeper.report import pyplot
+    from sweeper.toolkit import pyplot
 
     ours = sorted((r for r in ours if r["data_key"] in other), key=lambda r: r["repeat_data"])
     doses = sorted({r["data.nphotons"] for r in ours}, reverse=True)
@@ -263,7 +263,7 @@ def parse(argv=None):
 
 
 def main(argv=None) -> None:
-    from sweeper.results import load
+    from sweeper import load
 
     a = parse(argv)
     if a.step == "train":

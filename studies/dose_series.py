@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from sweeper import Study
-from sweeper.hashing import plain
-from sweeper.report import pyplot, write_csv
-from sweeper.values import to_rows
+from sweeper.toolkit import plain
+from sweeper.toolkit import pyplot, write_csv
+from sweeper.toolkit import to_rows
 
 from .dose_efficiency import dose_efficiency
 from .dose_response import first_run

@@ -11,8 +11,8 @@ from pathlib import Path
 
 
 from sweeper import Study
-from sweeper.report import pyplot, write_csv
-from sweeper.values import to_rows
+from sweeper.toolkit import pyplot, write_csv
+from sweeper.toolkit import to_rows
 
 from .plots import ci_line, save_figure
 from .ptychography import VERSION, DataParams, FitParams, cleanup, fit, setup, simulate

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from sweeper import Study
-from sweeper.report import pyplot, write_csv
-from sweeper.values import to_rows
+from sweeper.toolkit import pyplot, write_csv
+from sweeper.toolkit import to_rows
 
 from .plots import central_crop, save_figure
 from .ptychography import METRIC_RANGES, VERSION, DataParams, FitParams, cleanup, fit, setup, simulate

@@ -22,8 +22,8 @@ from scipy import optimize, special
 from pydantic import Field, field_validator
 
 from sweeper import Params, Study
-from sweeper.report import pyplot, variance_components, write_csv
-from sweeper.values import key_of, to_rows
+from sweeper.toolkit import pyplot, variance_components, write_csv
+from sweeper.toolkit import key_of, to_rows
 
 VERSION = "1"
 

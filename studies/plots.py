@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sweeper.report import pyplot
+from sweeper.toolkit import pyplot
 
 from .ptychography import METRIC_RANGES
 

@@ -19,7 +19,7 @@ from pydantic import Field, ValidationInfo, field_validator
 from kernels import diffraction, metrics, objects, probe, scan, stitch
 from kernels.backend import to_numpy
 from sweeper import Params, Study
-from sweeper.worker import assigned_gpus
+from sweeper.toolkit import assigned_gpus
 
 def _installed(name: str) -> bool:
     try:
@@ -264,7 +264,7 @@ def score(truth, recon) -> dict:
 
 
 def preview_png(truth, recon, title: str) -> bytes:
-    from sweeper.report import pyplot
+    from sweeper.toolkit import pyplot
 
     plt = pyplot()
 

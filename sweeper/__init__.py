@@ -5,12 +5,12 @@
     result.configs("metrics.psnr")   # one row per configuration: n, mean, sd, 95% CI
     sweeper.load(result.dir)          # the same SweepResult, later, from the study directory
 """
-from .errors import LockError, SpecError
-from .study import Params, Study
+from sweeper.errors import LockError, SpecError
+from sweeper.study import Params, Study
 
 # the engine (Ray, pyarrow) loads on first use: a study module imports Params and Study where Ray is absent
-_LAZY = {"run": "driver", "expand": "plan", "RunResult": "results", "SweepResult": "results", "load": "results",
-         "load_spec": "spec"}
+_LAZY = {"run": "execution.driver", "expand": "spec.plan", "RunResult": "results.sweep_result",
+         "SweepResult": "results.sweep_result", "load": "results.sweep_result", "load_spec": "spec.resolved"}
 
 
 def __getattr__(name):

@@ -6,9 +6,8 @@ import logging
 import sys
 from pathlib import Path
 
-from .errors import LockError, SpecError
-from .values import override_text, run_command
-
+from sweeper.columns import override_text, run_command
+from sweeper.errors import LockError, SpecError
 
 MAX_RUNS_HELP = "refuse a plan of more runs than this (default 1,000,000: a bigger grid is likely a typo)"
 
@@ -79,18 +78,18 @@ def _slurm_parser(sub) -> None:
 
 
 def _cmd_slurm(a) -> int:
-    from .slurm import SlurmOptions, submit, write_job
+    from sweeper.execution.slurm import SlurmOptions, submit, write_job
 
     fields = {f: getattr(a, f) for f in SlurmOptions.__dataclass_fields__}
-    sd = write_job(a.spec, a.overrides, a.out, SlurmOptions(**fields), a.max_runs)
-    print(sd.sbatch_path)
+    store = write_job(a.spec, a.overrides, a.out, SlurmOptions(**fields), a.max_runs)
+    print(store.paths.sbatch)
     if a.submit:
-        job_id = submit(sd)
-        print(f"submitted job {job_id}; its output: {sd.slurm_log_paths(job_id)[0]}; "
-              f"`sweep status {sd.root}` shows its state", file=sys.stderr)
+        job_id = submit(store)
+        print(f"submitted job {job_id}; its output: {store.paths.slurm_logs(job_id)[0]}; "
+              f"`sweep status {store.root}` shows its state", file=sys.stderr)
         print(job_id)
     else:
-        print(f"submit with: sbatch {sd.sbatch_path}", file=sys.stderr)
+        print(f"submit with: sbatch {store.paths.sbatch}", file=sys.stderr)
     return 0
 
 
@@ -100,16 +99,17 @@ def _cmd_stop(a) -> int:
     import signal
     import socket
 
-    from .store import StudyDir
+    from sweeper.store.lock import DirLock
+    from sweeper.store.paths import SweepPaths
 
-    sweeps = [StudyDir(a.dir)] if StudyDir(a.dir).lock_path.exists() else StudyDir.sweeps_in(a.dir)
+    sweeps = [SweepPaths(a.dir)] if SweepPaths(a.dir).lock.exists() else SweepPaths.sweeps_in(a.dir)
     asked = 0
-    for sd in sweeps:
-        holder = sd.holder()
+    for paths in sweeps:
+        holder = DirLock(paths.lock).holder()
         if holder is None or holder.get("host") != socket.gethostname():
             continue
         os.kill(int(holder["pid"]), signal.SIGUSR1)
-        print(f"asked the sweep in {sd.root} (pid {holder['pid']}) to save and stop")
+        print(f"asked the sweep in {paths.root} (pid {holder['pid']}) to save and stop")
         asked += 1
     if not asked:
         print(f"no sweep is running from {a.dir} on this node", file=sys.stderr)
@@ -121,7 +121,7 @@ def _stop_on_signals() -> None:
     finished are saved, the lock is released, the exit status is 128 + the signal."""
     import signal
 
-    from .errors import Stopped
+    from sweeper.errors import Stopped
 
     def stop(signum, frame):
         raise Stopped(signum)
@@ -131,7 +131,7 @@ def _stop_on_signals() -> None:
 
 
 def _cmd_run(a) -> int:
-    from .driver import run
+    from sweeper.execution.driver import run
 
     _stop_on_signals()
     res = run(a.spec, a.overrides, out=a.out, address=a.address, max_in_flight=a.max_in_flight,
@@ -146,16 +146,16 @@ def outcome(result) -> str:
     c = result.counts()
     lines = [f"{c['ok']} ok, {c['failed']} failed, {c['pending']} pending"]
     for e in result.errors():
-        lines.append(f"  {e['n']} run(s) failed with: {e['error']}  (e.g. {result.sd.run_log_path(e['run_ids'][0])})")
-    if result.sd.report_html.is_file():
-        lines.append(f"report: {result.sd.report_html}")
+        lines.append(f"  {e['n']} run(s) failed with: {e['error']}  (e.g. {result.paths.run_log(e['run_ids'][0])})")
+    if result.paths.report_html.is_file():
+        lines.append(f"report: {result.paths.report_html}")
     return "\n".join(lines)
 
 
 def _cmd_plan(a) -> int:
-    from .plan import expand
-    from .report import text_table
-    from .spec import load_spec
+    from sweeper.report.sweep_report import text_table
+    from sweeper.spec.plan import expand
+    from sweeper.spec.resolved import load_spec
 
     plan = expand(load_spec(a.spec, a.overrides), a.max_runs)
     runs = plan.runs
@@ -177,29 +177,29 @@ def _cmd_plan(a) -> int:
 
 def _cmd_status(a) -> int:
     """Counts of a sweep; on a study-name directory (OUT/<name>), of every sweep inside."""
-    from .results import load
-    from .store import StudyDir
+    from sweeper.results.sweep_result import load
+    from sweeper.store.paths import SweepPaths
 
-    inside = [] if StudyDir(a.dir).plan_path.is_file() else StudyDir.sweeps_in(a.dir)
-    for sd in inside or [StudyDir.open(a.dir)]:
-        res = load(sd.root)
+    inside = [] if SweepPaths(a.dir).is_sweep() else SweepPaths.sweeps_in(a.dir)
+    for root in [p.root for p in inside] or [a.dir]:
+        res = load(root)
         c = res.counts()
         print(f"{c['ok']} ok, {c['failed']} failed, {c['pending']} pending of {res.plan.num_rows} runs in {res.dir}"
               + (f"  ({res.spec.get('description')})" if inside and res.spec.get("description") else ""))
-        _print_slurm_jobs(sd)
+        _print_slurm_jobs(res.store)
     return 0
 
 
-def _print_slurm_jobs(sd) -> None:
+def _print_slurm_jobs(store) -> None:
     """The SLURM state of the jobs `sweep slurm --submit` launched for this sweep, newest last."""
-    from .slurm import job_states
+    from sweeper.execution.slurm import job_states, jobs
 
-    jobs = sd.slurm_jobs()
-    if jobs:
-        states = job_states([j["job_id"] for j in jobs])
-        for j in jobs:
+    listed = jobs(store)
+    if listed:
+        states = job_states([j["job_id"] for j in listed])
+        for j in listed:
             print(f"  SLURM job {j['job_id']} ({j['when']}): {states[j['job_id']]}")
-        print(f"  its output: {sd.slurm_log_paths(jobs[-1]['job_id'])[0]}")
+        print(f"  its output: {store.paths.slurm_logs(listed[-1]['job_id'])[0]}")
 
 
 def direction(a, spec_report: dict) -> tuple[str | None, bool]:
@@ -215,21 +215,20 @@ def direction(a, spec_report: dict) -> tuple[str | None, bool]:
 
 
 def _cmd_report(a) -> int:
-    from .driver import draw_report
-    from .html import render
-    from .report import sweep_report
-    from .results import load
+    from sweeper.report.build import build_report
+    from sweeper.report.sweep_report import sweep_report
+    from sweeper.results.sweep_result import load
 
     res = load(a.dir)
     spec_report = res.spec.get("report") or {}
     metric, maximize = direction(a, spec_report)
     axes = a.axes or ([x for x in spec_report.get("axes", []) if x in res.axes] if metric else None)
-    try:
-        rep = sweep_report(res, metric=metric, maximize=maximize, axes=axes)
-    except ValueError as e:
+    built = build_report(res, res.study if res.study is not None else _study_or_none(res), metric, maximize, axes)
+    if built.problem:
+        e = built.problem
         raise SpecError(str(e), where=str(res.dir), key="--metric" if "metric" in str(e) else "--axes") from None
-    figures = draw_report(res.study if res.study is not None else _study_or_none(res), res) + rep.paths
-    for p in [*figures, render(res, rep)]:
+    rep = built.sweep or sweep_report(res, axes=axes)
+    for p in [*built.figures, built.page]:
         print(p)
     print()
     print(rep.table_text(a.top))
@@ -237,13 +236,13 @@ def _cmd_report(a) -> int:
         b = rep.best
         print(f"\nbest {b['metric']}: {b['mean']:.4g}, 95% CI [{b['ci_low']:.4g}, {b['ci_high']:.4g}], "
               f"n={b['n']}; to run it alone:")
-        print("  " + run_command(res.sd.spec_path, b["overrides"]))
+        print("  " + run_command(res.paths.spec, b["overrides"]))
     return 0
 
 
 def _study_or_none(res):
     """The study named in spec.yaml if it imports here; else None (a study defined in a script)."""
-    from .study import resolve
+    from sweeper.study import resolve
 
     try:
         return resolve(res.spec.get("study"))
@@ -254,8 +253,8 @@ def _study_or_none(res):
 
 
 def _cmd_config(a) -> int:
-    from .spec import load_spec
-    from .files import dump_yaml
+    from sweeper.spec.resolved import load_spec
+    from sweeper.spec.source import dump_yaml
 
     spec = load_spec(a.spec, a.overrides)
     print(dump_yaml(spec.to_dict()), end="")

@@ -12,7 +12,7 @@ from types import ModuleType
 
 import pydantic
 
-from .errors import SpecError
+from sweeper.errors import SpecError
 
 
 class Params(pydantic.BaseModel):

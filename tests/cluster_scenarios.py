@@ -43,7 +43,7 @@ def gpu_placement(cluster, workers, out):
     on_gpu = slow_spec("simgpu", out / "simgpu", 3, 0.1, {"num_cpus": 1, "simulate": {"num_gpus": 1}},
                       save_datasets=True)
     simgpu = sweeper.run(on_gpu, out=out / "simgpu", progress=False)
-    metas = [json.loads(p.read_text()) for p in simgpu.sd.datasets.glob("*.json")]
+    metas = [json.loads(p.read_text()) for p in simgpu.paths.datasets.glob("*.json")]
     return {"whole": rows(whole.table), "half": rows(half.table), "simgpu": rows(simgpu.table),
             "simgpu_gpus": simgpu.table.column("metrics.simulate_gpus").to_pylist(),
             "simgpu_meta_devices": [m.get("device") for m in metas]}

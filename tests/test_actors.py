@@ -41,8 +41,8 @@ def test_pool_reuses_warm_actors(tmp_path, setup_log, ray_session):
 
 
 def test_pool_size_follows_resources():
-    from sweeper.actors import pool_size
-    from sweeper.spec import load_spec
+    from sweeper.execution.actors import pool_size
+    from sweeper.spec.resolved import load_spec
 
     s = load_spec({"study": "tests.studies.warm", "name": "w", "seed": 1, "data": {"n": 1}, "fit": {},
                    "executor": "actor", "resources": {"num_cpus": 1, "num_gpus": 0.5}})

@@ -104,8 +104,8 @@ def test_missing_spec_file_is_a_clear_error(tmp_path, capsys):
 
 def test_resources_beyond_an_existing_cluster_warn_instead(ray_session, caplog):
     """On a cluster joined with --address the autoscaler may still add a GPU node: a warning, not an error."""
-    from sweeper.driver import check_resources
-    from sweeper.spec import load_spec
+    from sweeper.execution.driver import check_resources
+    from sweeper.spec.resolved import load_spec
 
     spec = load_spec({"study": "tests.studies.linear", "seed": 1, "name": "gpu", "data": {"n": 5, "a": 1.0,
                       "b": 0.0, "noise": 0.1}, "fit": {}, "resources": {"num_gpus": 1}})

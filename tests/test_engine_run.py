@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import sweeper
-from sweeper.store import StudyDir
+from sweeper.store.sweep_store import SweepStore
 from sweeper import LockError
 
 pytestmark = pytest.mark.usefixtures("ray_session")
@@ -97,7 +97,7 @@ def test_resume_runs_only_what_is_missing(tmp_path, linear_spec, caplog):
 
 def forget(root, run_ids):
     """Rewrite the run records without `run_ids`: the sweep forgets they ran."""
-    records = StudyDir(root).records
+    records = SweepStore(root).records
     kept = [r for rid, r in records.all().items() if rid not in run_ids]
     for shard in records.shards():
         shard.unlink()
@@ -108,7 +108,7 @@ def test_a_torn_records_shard_is_detected_and_only_its_runs_run_again(tmp_path, 
     spec, count = linear_spec
     out = tmp_path / "out"
     res = sweeper.run(spec, out=out, progress=False)
-    records = StudyDir(res.dir).records
+    records = SweepStore(res.dir).records
     first = list(records.all().values())
     for shard in records.shards():
         shard.unlink()
@@ -117,7 +117,7 @@ def test_a_torn_records_shard_is_detected_and_only_its_runs_run_again(tmp_path, 
     torn.write_bytes(torn.read_bytes()[:-20])  # a shard cut short (a copy or a disk that failed mid-write)
     with caplog.at_level("WARNING", logger="sweeper"):
         assert sweeper.load(res.dir).counts() == {"ok": 6, "failed": 0, "pending": 0}  # results.parquet
-        assert StudyDir(res.dir).completed(res.table.column("run_id").to_pylist()) == \
+        assert SweepStore(res.dir).completed(res.table.column("run_id").to_pylist()) == \
             {r["run_id"] for r in first[:4]}
     assert "are torn" in caplog.text and torn.name in caplog.text
     before = count()
@@ -132,10 +132,10 @@ def test_a_directory_with_the_old_per_run_result_files_resumes_without_running_a
     spec, count = linear_spec
     out = tmp_path / "out"
     res = sweeper.run(spec, out=out, progress=False)
-    sd = StudyDir(res.dir)
+    sd = SweepStore(res.dir)
     for rid, record in sd.records.all().items():  # the layout before run records: runs/<id>/result.json
-        (sd.runs / rid).mkdir(parents=True, exist_ok=True)
-        (sd.runs / rid / "result.json").write_text(json.dumps(record))
+        (sd.paths.runs / rid).mkdir(parents=True, exist_ok=True)
+        (sd.paths.runs / rid / "result.json").write_text(json.dumps(record))
     for shard in sd.records.shards():
         shard.unlink()
     (res.dir / "results.parquet").unlink()
@@ -172,19 +172,19 @@ def test_store_layout_and_results_open_in_pandas(tmp_path, linear_spec):
 
 def test_second_sweep_into_a_locked_directory_refuses(tmp_path, linear_spec):
     spec, count = linear_spec
-    from sweeper.driver import study_dir
+    from sweeper.store.prepare import sweep_store
 
-    sd = study_dir(sweeper.load_spec(spec), tmp_path / "out")
-    sd.lock()  # held by this (live) process, as a running sweep would hold it
+    sd = sweep_store(sweeper.load_spec(spec), tmp_path / "out")
+    sd.lock.acquire()  # held by this (live) process, as a running sweep would hold it
     try:
         with pytest.raises(LockError, match="another sweep"):
             sweeper.run(spec, out=tmp_path / "out", progress=False)
         assert count() == (0, 0)
     finally:
-        sd.unlock()
+        sd.lock.release()
     # a lock left by a dead process is taken over
     sd.root.mkdir(parents=True, exist_ok=True)
-    sd.lock_path.write_text(json.dumps({"pid": 2**22 + 12345, "host": os.uname().nodename}))
+    sd.paths.lock.write_text(json.dumps({"pid": 2**22 + 12345, "host": os.uname().nodename}))
     assert sweeper.run(spec, out=tmp_path / "out", progress=False).counts()["ok"] == 6
 
 
@@ -220,7 +220,7 @@ def test_invalid_fit_results_fail_with_the_reason(tmp_path):
 
 def task_sizes(monkeypatch, method: str) -> list:
     """The number of runs in each task the TaskExecutor's `method` submits, as the sweep goes."""
-    from sweeper.executors import TaskExecutor
+    from sweeper.execution.executors import TaskExecutor
 
     sizes, submit = [], getattr(TaskExecutor, method)
     monkeypatch.setattr(TaskExecutor, method, lambda self, runs, *a: sizes.append(len(runs)) or submit(self, runs, *a))
@@ -246,7 +246,7 @@ def test_cheap_runs_go_several_to_a_task_and_a_failing_one_fails_alone(tmp_path,
 
 def test_single_user_datasets_are_simulated_and_fitted_in_one_task(tmp_path, linear_spec, monkeypatch,
                                                                      ray_session):
-    from sweeper.queues import Batcher
+    from sweeper.execution.queues import Batcher
 
     sizes = task_sizes(monkeypatch, "submit_fused")
     spec, count = linear_spec
@@ -256,7 +256,7 @@ def test_single_user_datasets_are_simulated_and_fitted_in_one_task(tmp_path, lin
     res = sweeper.run(spec, out=tmp_path / "out", progress=False)
     t = res.table.to_pandas()
     assert len(t) == 80 and (t.status == "ok").all() and t.data_sha256.notna().all()
-    assert t.data_sha256.nunique() == 80 and len(list(res.sd.datasets.glob("*.npz"))) == 80  # each saved
+    assert t.data_sha256.nunique() == 80 and len(list(res.paths.datasets.glob("*.npz"))) == 80  # each saved
     for key in t.data_key[:5]:
         res.dataset(key)  # the saved data matches the hash its run recorded
     assert sizes and max(sizes) > 1 and sum(sizes) <= 80 - Batcher.WARMUP  # cheap runs known first
@@ -265,7 +265,7 @@ def test_single_user_datasets_are_simulated_and_fitted_in_one_task(tmp_path, lin
 def test_a_failing_simulate_fails_only_its_run_in_a_fused_task():
     from types import SimpleNamespace
 
-    from sweeper.worker import StudyRef, simulate_and_fit
+    from sweeper.execution.worker import StudyRef, simulate_and_fit
 
     def simulate(data, seed):
         if data["bad"]:

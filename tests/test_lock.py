@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from sweeper import lock as lockmod
+from sweeper.store import lock as lockmod
 from sweeper.errors import LockError
-from sweeper.lock import DirLock
+from sweeper.store.lock import DirLock
 
 
 def planted(path, host, age_s, pid=4242):

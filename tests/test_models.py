@@ -6,7 +6,7 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 keras = pytest.importorskip("keras")
-from keras import ops  # noqa: E402
+
 
 from kernels import diffraction, objects, probe, scan  # noqa: E402
 from studies.models import physics  # noqa: E402

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 import sweeper
-from sweeper.plan import expand
-from sweeper.spec import load_spec
+from sweeper.spec.plan import expand
+from sweeper.spec.resolved import load_spec
 from studies import parameter_recovery as pr
 
 SPECS = Path(__file__).parent.parent / "studies" / "specs"

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 import sweeper
 from sweeper.cli import main
 from sweeper.hashing import short_hash
-from sweeper.plan import _seed, plan_size
+from sweeper.spec.plan import _seed, plan_size
 
 SCALARS = st.one_of(st.integers(-10**6, 10**6), st.floats(allow_infinity=True, allow_nan=True, width=64),
                     st.booleans(), st.none(), st.text(max_size=6))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import sweeper
-from sweeper import figures
+from sweeper.report import figures
 from sweeper.cli import main
 
 LINEAR = """\
@@ -47,7 +47,7 @@ def test_figures_facet_small_and_name_what_they_average(three_axes):
     assert figures.layout(three_axes, ["data.noise", "data.a"]) == (["fit.fail"], [])
     facet, pooled = figures.layout(three_axes, ["data.noise"], max_panels=2)
     assert facet == ["data.a"] and pooled == ["fit.fail"]
-    rows = sweeper.values.to_rows(three_axes.configs("a", by=["data.noise", "data.a"]))
+    rows = sweeper.columns.to_rows(three_axes.configs("a", by=["data.noise", "data.a"]))
     text = figures.caption(rows, 0.95, pooled)
     assert "95% CI of the mean (Student t" in text and "averaged over fit.fail" in text
     assert figures.log_scale([0.01, 0.1, 1.0]) and not figures.log_scale([1.0, 2.0])
@@ -149,7 +149,7 @@ def test_status_of_a_study_name_directory_lists_its_sweeps(three_axes, capsys):
     out = capsys.readouterr().out
     assert f"12 ok, 12 failed, 0 pending of 24 runs in {three_axes.dir}" in out and "Does least squares" in out
     assert main(["status", str(Path(three_axes.dir).parent.parent)]) == 2
-    assert "not a study directory" in capsys.readouterr().err
+    assert "not a sweep directory" in capsys.readouterr().err
 
 
 def _sim(data, seed):

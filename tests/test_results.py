@@ -13,8 +13,8 @@ from scipy import stats
 import sweeper
 from sweeper import SpecError
 from sweeper.cli import main
-from sweeper.store import StudyDir
-from sweeper.values import key_of, to_rows
+from sweeper.store.sweep_store import SweepStore
+from sweeper.columns import key_of, to_rows
 
 ARM_CODE = {"control": 0, "treated": 1, "null": 2}
 EFFECT = {"control": 0.0, "treated": 1.0, "null": 0.0}
@@ -67,7 +67,7 @@ def test_compare_ci_covers_planted_and_null_effects_and_pairs_arms(tmp_path):
 def test_paired_difference_matches_scipy():
     rng = np.random.default_rng(3)
     a, b = rng.normal(size=12), rng.normal(size=12)
-    from sweeper.stats import mean_ci, welch
+    from sweeper.results.stats import mean_ci, welch
 
     res = mean_ci(a - b, 0.9)
     ref = stats.ttest_rel(a, b).confidence_interval(0.9)
@@ -159,8 +159,8 @@ def test_dataset_is_checked_against_its_hash(grid, tmp_path):
     key = grid.table.column("data_key")[0].as_py()
     data = grid.dataset(key)
     assert data["x"].shape == (60,)
-    sd = StudyDir(grid.dir)
-    npz = sd.datasets / f"{key}.npz"
+    sd = SweepStore(grid.dir)
+    npz = sd.paths.datasets / f"{key}.npz"
     saved = npz.read_bytes()
     try:
         np.savez(npz, x=data["x"] + 1, y=data["y"])
@@ -220,7 +220,7 @@ VALUES = st.one_of(SCALARS, st.lists(SCALARS, max_size=2))
 
 
 def _distinct(values):
-    from sweeper.values import first_duplicate
+    from sweeper.columns import first_duplicate
 
     return first_duplicate(values) is None
 
@@ -235,7 +235,7 @@ def test_printed_overrides_plan_exactly_their_configuration(tmp_path_factory, ax
                               "data": {"n": 5, "a": 1.0, "b": 0.0, "noise": 0.1},
                               "fit": {f"x{i}": 0 for i in range(len(axes))}, "sweep": sweep})
     plan = sweeper.expand(spec)
-    sd = StudyDir(tmp_path_factory.mktemp("h"))
+    sd = SweepStore(tmp_path_factory.mktemp("h"))
     sd.write_spec(spec.to_dict(), spec.origins)
     sd.write_plan(plan.table())
     res = sweeper.SweepResult(sd, table=pa.table({"run_id": pa.array([], pa.string()),
@@ -246,5 +246,5 @@ def test_printed_overrides_plan_exactly_their_configuration(tmp_path_factory, ax
     for c in configs:
         for axis, value in c["axes"].items():
             assert key_of(value) == key_of(next(v for v in sweep[axis] if key_of(v) == key_of(value)))
-        again = sweeper.expand(sweeper.load_spec(str(sd.spec_path), c["overrides"]))
+        again = sweeper.expand(sweeper.load_spec(str(sd.paths.spec), c["overrides"]))
         assert sorted(r.run_id for r in again.runs) == sorted(c["run_ids"])

@@ -4,8 +4,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from sweeper.executors import Executor, TaskExecutor
-from sweeper.queues import Batcher, DatasetPool, RunQueue, Saver
+from sweeper.execution.executors import Executor, TaskExecutor
+from sweeper.execution.queues import Batcher, DatasetPool, RunQueue, Saver
 
 
 def runs(spec: dict):
@@ -124,7 +124,7 @@ def test_saver_writes_on_one_thread_appends_records_in_batches_and_raises_a_fail
 
 
 def test_executors_share_one_explicit_interface():
-    from sweeper.actors import ActorExecutor
+    from sweeper.execution.actors import ActorExecutor
 
     assert issubclass(TaskExecutor, Executor) and issubclass(ActorExecutor, Executor)
     with pytest.raises(TypeError, match="abstract"):

@@ -8,7 +8,7 @@ import pytest
 
 from sweeper.cli import main
 from sweeper.errors import SpecError
-from sweeper.slurm import SlurmOptions, walltime_s, warning_s
+from sweeper.execution.slurm import SlurmOptions, walltime_s, warning_s
 
 REPO = Path(__file__).resolve().parent.parent
 SPEC = REPO / "tests" / "data" / "minimal_recovery.yaml"

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import sweeper
-from sweeper.plan import expand
+from sweeper.spec.plan import expand
 from sweeper.cli import main
-from sweeper.report import variance_components
-from sweeper.spec import load_spec
+from sweeper.results.stats import variance_components
+from sweeper.spec.resolved import load_spec
 
 SPECS = Path(__file__).parent.parent / "studies" / "specs"
 
@@ -46,7 +46,7 @@ def grid_dir(tmp_path, ray_session):
 
 
 def test_report_ranks_configurations_and_plots(grid_dir):
-    from sweeper.report import sweep_report
+    from sweeper.report.sweep_report import sweep_report
 
     res = sweeper.load(grid_dir)
     rep = sweep_report(res, metric="a", maximize=True)
@@ -68,7 +68,7 @@ def test_report_ranks_configurations_and_plots(grid_dir):
 
 
 def test_failed_and_pending_configurations_appear_with_their_status(tmp_path, ray_session, capsys):
-    from sweeper.report import sweep_report
+    from sweeper.report.sweep_report import sweep_report
 
     spec = {"study": "tests.studies.linear", "name": "mixed", "seed": 4,
             "data": {"n": 50, "a": 1.0, "b": 0.0, "noise": 0.1}, "fit": {"fail": False},

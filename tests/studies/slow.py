@@ -4,8 +4,8 @@ import time
 
 import numpy as np
 
-from sweeper.hashing import arrays_sha256
-from sweeper.worker import assigned_gpus
+from sweeper.toolkit import arrays_sha256
+from sweeper.toolkit import assigned_gpus
 
 # a spec of this study for CLI tests: fill in CALLS (the fit log), SLEEP (seconds per fit), then % the fit.k values
 SPEC = """\
@@ -21,9 +21,9 @@ resources: {num_cpus: 1}
 
 def recorded(name_dir) -> dict:
     """{run_id: status} of the runs recorded so far by the sweeps in OUT/<name> (what a resume would skip)."""
-    from sweeper.store import StudyDir
+    from sweeper.toolkit import SweepStore
 
-    return {rid: st for sd in StudyDir.sweeps_in(name_dir) for rid, st in sd.records.statuses().items()}
+    return {rid: st for p in SweepStore(name_dir).paths.sweeps_in(name_dir) for rid, st in SweepStore(p.root).records.statuses().items()}
 
 
 def record_counts(root) -> dict:
@@ -32,9 +32,9 @@ def record_counts(root) -> dict:
 
     import pyarrow.parquet as pq
 
-    from sweeper.store import StudyDir
+    from sweeper.toolkit import SweepStore
 
-    return collections.Counter(rid for shard in StudyDir(root).records.shards()
+    return collections.Counter(rid for shard in SweepStore(root).records.shards()
                                for rid in pq.read_table(shard, columns=["run_id"]).column("run_id").to_pylist())
 
 

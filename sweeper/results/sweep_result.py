@@ -1,4 +1,4 @@
-"""SweepResult: the one read API over a study directory. `sweeper.run` returns one, `sweeper.load` opens one;
+"""SweepResult: the one read API over a sweep directory. `sweeper.run` returns one, `sweeper.load` opens one;
 reports and the CLI read results only through it (never by path)."""
 from __future__ import annotations
 
@@ -12,16 +12,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import stats
-from .store import StudyDir, run_config
-from .values import decode, key_of, override, table_from_columns, to_rows
+from sweeper.columns import decode, key_of, override, table_from_columns, to_rows
+from sweeper.results import stats
+from sweeper.store.sweep_store import SweepStore, run_config
 
 PLAN_COLUMNS = {"run_id", "data_key", "session", "repeat_data", "repeat_fit", "seed_data", "seed_fit", "params"}
 
 
 def load(path, study=None) -> "SweepResult":
-    """The results of a study directory (outputs/<name>/<sweep_id>); `study` re-simulates unsaved datasets."""
-    return SweepResult(StudyDir.open(path), study=study)
+    """The results of a sweep directory (outputs/<name>/<sweep_id>); `study` re-simulates unsaved datasets."""
+    return SweepResult(SweepStore.open(path), study=study)
 
 
 class LazyArrays(Mapping):
@@ -58,34 +58,38 @@ class RunResult:
     error: str | None
     metrics: dict
     config: dict
-    sd: StudyDir = field(repr=False)
+    store: SweepStore = field(repr=False)
 
     @property
     def history(self) -> pa.Table | None:
-        return self.sd.read_history(self.run_id)
+        return self.store.read_history(self.run_id)
 
     @property
     def arrays(self) -> LazyArrays:
-        return LazyArrays(self.sd.arrays_path(self.run_id))
+        return LazyArrays(self.store.paths.arrays(self.run_id))
 
     @property
     def files(self) -> dict:
-        return self.sd.run_files(self.run_id)
+        return self.store.run_files(self.run_id)
 
     @property
     def log(self) -> str:
-        return self.sd.read_log(self.run_id)
+        return self.store.read_log(self.run_id)
 
 
 class SweepResult:
     """A finished (or partly finished) sweep: the results table, statistics by configuration, runs, datasets."""
 
-    def __init__(self, sd: StudyDir, table: pa.Table | None = None, study=None, figures=()):
-        self.sd, self.dir, self.study = sd, sd.root, study
-        self.table = table if table is not None else sd.read_results()
-        self.plan = sd.read_plan()
-        self.spec = sd.read_spec()
+    def __init__(self, store: SweepStore, table: pa.Table | None = None, study=None, figures=(),
+                 plan: pa.Table | None = None, spec: dict | None = None):
+        """`plan` and `spec` (plan.parquet's table, spec.yaml's mapping) are read from the store unless the
+        driver, which holds them, hands them over."""
+        self.store, self.paths, self.dir, self.study = store, store.paths, store.root, study
+        self.plan = plan if plan is not None else store.read_plan()
+        self.spec = spec if spec is not None else store.read_spec()
+        self.table = table if table is not None else store.read_results(self.plan.column("run_id").to_pylist())
         self.figures = list(figures)
+        self._grouped: dict = {}
 
     # -- what was planned and what came back ----------------------------------------------------------------
     @cached_property
@@ -122,7 +126,13 @@ class SweepResult:
         return pa.table(cols)
 
     def _groups(self, axes: list) -> tuple[list, list]:
-        """(each configuration's typed values of `axes`, in plan order; the configuration of every plan row)."""
+        """(each configuration's typed values of `axes`, in plan order; the configuration of every plan row),
+        grouped once per set of axes."""
+        if tuple(axes) not in self._grouped:
+            self._grouped[tuple(axes)] = self._group(axes)
+        return self._grouped[tuple(axes)]
+
+    def _group(self, axes: list) -> tuple[list, list]:
         values = {a: decode(self.plan, a) for a in axes}
         index, firsts, group = {}, [], []
         for i in range(self.plan.num_rows):
@@ -236,25 +246,25 @@ class SweepResult:
     # -- runs, datasets, errors -------------------------------------------------------------------------
     def run(self, run_id: str) -> RunResult:
         """One run's config, metrics, status, error, history, arrays, files and log."""
-        r = self.sd.read_result(run_id)
+        r = self.store.read_result(run_id)
         if r is None:
             planned = run_id in set(self.plan.column("run_id").to_pylist())
             raise KeyError(f"run {run_id} {'has not run yet' if planned else 'is not in this sweep'}")
-        return RunResult(run_id, r["status"], r.get("error"), r.get("metrics") or {}, run_config(r), self.sd)
+        return RunResult(run_id, r["status"], r.get("error"), r.get("metrics") or {}, run_config(r), self.store)
 
     def dataset(self, data_key: str) -> dict:
         """A dataset's arrays, checked against the sha256 recorded when it was made; simulated again from its
         params and seed where it was not saved (the study must be importable, or given to `load`)."""
-        saved = self.sd.load_dataset(data_key)
+        saved = self.store.load_dataset(data_key)
         if saved is not None:
             return saved[0]
-        if (self.sd.datasets / f"{data_key}.npz").is_file():
+        if self.paths.dataset(data_key)[0].is_file():
             raise ValueError(f"dataset {data_key} does not match its recorded sha256 (see the log)")
         return self._simulate_again(data_key)
 
     def _simulate_again(self, data_key: str) -> dict:
-        from .hashing import arrays_sha256
-        from .study import resolve
+        from sweeper.hashing import arrays_sha256
+        from sweeper.study import resolve
 
         keys = self.plan.column("data_key").to_pylist()
         if data_key not in keys:

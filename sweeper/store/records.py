@@ -14,8 +14,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .files import write_parquet
-from .hashing import plain
+from sweeper.hashing import plain
+from sweeper.store.atomic import write_parquet
 
 log = logging.getLogger("sweeper")
 

@@ -18,7 +18,7 @@ SCALARS = (bool, int, float, str)
 
 def override_text(value) -> str:
     """The YAML text of `value` that `config.parse_value` reads back to an equal value of the same type."""
-    from .config import dump_flow
+    from sweeper.spec.source import dump_flow
 
     return dump_flow(value)
 
@@ -63,7 +63,7 @@ def is_encoded(table: pa.Table, name: str) -> bool:
 
 def decode(table: pa.Table, name: str) -> list:
     """The exact typed values of a column written by `encode`."""
-    from .config import parse_value
+    from sweeper.spec.source import parse_value
 
     values = table.column(name).to_pylist()
     return [parse_value(v) for v in values] if is_encoded(table, name) else values

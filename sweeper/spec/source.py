@@ -9,7 +9,8 @@ from pathlib import Path
 
 import yaml
 
-from .errors import SpecError
+from sweeper.errors import SpecError
+from sweeper.hashing import plain
 
 
 class DuplicateKey(yaml.MarkedYAMLError):
@@ -54,8 +55,9 @@ def parse_value(text: str):
 
 
 def dump_yaml(values) -> str:
-    """Block YAML of plain values that _Loader reads back to the same typed values."""
-    return yaml.dump(values, Dumper=_Dumper, sort_keys=False, allow_unicode=True)
+    """Block YAML that _Loader reads back to the same typed values (numpy scalars made plain first): the one
+    place YAML is written (spec.yaml, `sweep config`, the sbatch script's spec)."""
+    return yaml.dump(plain(values), Dumper=_Dumper, sort_keys=False, allow_unicode=True)
 
 
 def dump_flow(value) -> str:

@@ -10,9 +10,9 @@ import ray
 from ray.exceptions import RayTaskError
 from tqdm.auto import tqdm
 
-from .executors import make_executor
-from .queues import FUSED, Batcher, DatasetPool, RunQueue, Saver
-from .worker import StudyRef, simulate_dataset
+from sweeper.execution.executors import Executor, TaskExecutor
+from sweeper.execution.queues import FUSED, Batcher, DatasetPool, RunQueue, Saver
+from sweeper.execution.worker import StudyRef, simulate_dataset
 
 log = logging.getLogger("sweeper")
 
@@ -36,22 +36,22 @@ def datasets_alive(nbytes: int) -> int:
 class Scheduler:
     """One sweep's runs through Ray: the wait loop over the pieces above."""
 
-    def __init__(self, spec, sd, todo: list, max_in_flight, progress: bool):
+    def __init__(self, spec, store, todo: list, max_in_flight, progress: bool):
         study_ref = StudyRef.of(spec.study, spec.code)
         if study_ref.obj is not None:
             study_ref = ray.put(study_ref)  # a script study (functions by value) is pickled once, not per task
-        self.spec, self.sd, self.study_ref = spec, sd, study_ref
+        self.spec, self.store, self.study_ref = spec, store, study_ref
         self.executor = make_executor(spec, study_ref, len(todo))
         self.simulate = ray.remote(simulate_dataset).options(num_returns=2, max_retries=max(spec.retries, 1),
                                                              **self._simulate_options())
         default_runs, max_datasets = default_limits()
         self.limit = self.executor.capacity(max_in_flight or default_runs)
-        self.saved = {p.stem for p in sd.datasets.glob("*.npz")} if spec.save_datasets and sd.datasets.is_dir() \
+        self.saved = {p.stem for p in store.paths.datasets.glob("*.npz")} if spec.save_datasets and store.paths.datasets.is_dir() \
             else set()
         self.datasets = DatasetPool(todo, max_datasets, self._make_dataset)
         self.queue = RunQueue(todo, spec.retries)
         self.batcher = Batcher(self.executor.batches)
-        self.saver = Saver(sd)
+        self.saver = Saver(store)
         self.counts = collections.Counter()
         self.bar = tqdm(total=len(todo), desc=spec.name, unit="run", disable=not progress, smoothing=0.05)
 
@@ -65,7 +65,7 @@ class Scheduler:
         return {k: v for k, v in opts.items() if v or k == "num_cpus"}
 
     def _make_dataset(self, run):
-        saved = self.sd.load_dataset(run.data_key) if run.data_key in self.saved else None
+        saved = self.store.load_dataset(run.data_key) if run.data_key in self.saved else None
         if saved is not None:
             return ray.put(saved[0]), None, saved[1]
         data_ref, meta_ref = self.simulate.remote(self.study_ref, run.data, run.seed_data)
@@ -197,3 +197,12 @@ class Scheduler:
         self.counts[result["status"]] += 1
         self.bar.update(1)
         self.bar.set_postfix(ok=self.counts["ok"], failed=self.counts["failed"], refresh=False)
+
+
+def make_executor(spec, study_ref, n_runs: int) -> Executor:
+    """Tasks, or a pool of warm actors (`executor: actor`)."""
+    if spec.executor == "actor":
+        from sweeper.execution.actors import ActorExecutor
+
+        return ActorExecutor(spec, study_ref, n_runs)
+    return TaskExecutor(spec, study_ref)

@@ -14,7 +14,7 @@ import threading
 import time
 from pathlib import Path
 
-from .errors import LockError
+from sweeper.errors import LockError
 
 log = logging.getLogger("sweeper")
 

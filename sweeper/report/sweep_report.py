@@ -1,6 +1,5 @@
 """The generic sweep report: configurations ranked by a metric with CIs, the runs, the best configuration's
-overrides, a heatmap over two axes and the metric against each axis (figures/sweep/). Also the CSV and
-variance-components helpers the studies' reports use."""
+overrides, a heatmap over two axes and the metric against each axis (figures/sweep/)."""
 from __future__ import annotations
 
 import json
@@ -10,17 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import figures
-from .figures import fmt, pyplot  # noqa: F401  (studies draw with the same pyplot)
-from .hashing import plain
-from .files import atomic_write
-from .values import to_rows
-
-
-def text_table(head: list, rows: list) -> str:
-    """Rows of strings as left-aligned columns under `head`, two spaces apart."""
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(head)]
-    return "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in [head, *rows])
+from sweeper.columns import to_rows
+from sweeper.hashing import plain
+from sweeper.report import figures
+from sweeper.report.figures import fmt
+from sweeper.report.tables import text_table, write_csv
+from sweeper.store.atomic import atomic_write
 
 
 def metrics_by_axis(result, out_dir: Path) -> list:
@@ -33,54 +27,6 @@ def metrics_by_axis(result, out_dir: Path) -> list:
 
 def _slug(name: str) -> str:
     return name.replace(".", "_")
-
-
-def write_csv(rows: list[dict], path: Path) -> Path:
-    """A list of flat dicts as CSV (columns in first-seen order)."""
-    import csv
-
-    cols = list(dict.fromkeys(k for r in rows for k in r))
-
-    def w(p):
-        with open(p, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=cols)
-            writer.writeheader()
-            writer.writerows(rows)
-
-    atomic_write(Path(path), w)
-    return Path(path)
-
-
-def variance_components(values, groups) -> dict:
-    """Split the variance of `values` into between-group and within-group parts.
-
-    One-way random-effects ANOVA (method of moments): within = MS_within, between =
-    (MS_between - MS_within) / n0 (floored at 0), n0 = (N - sum n_i^2 / N) / (G - 1) for unequal
-    group sizes. With crossed data, groups are datasets: between = data variance, within = fitting
-    variance. A part that the design cannot estimate (one group; or one value per group) is NaN.
-    """
-    values = np.asarray(values, dtype=float)
-    groups = np.asarray(groups)
-    keep = np.isfinite(values)
-    values, groups = values[keep], groups[keep]
-    labels, idx = np.unique(groups, return_inverse=True)
-    g, n = len(labels), len(values)
-    sizes = np.bincount(idx, minlength=g)
-    means = np.bincount(idx, weights=values, minlength=g) / np.maximum(sizes, 1)
-    grand = values.mean() if n else np.nan
-    ss_within = float(((values - means[idx]) ** 2).sum())
-    ss_between = float((sizes * (means - grand) ** 2).sum())
-    within = ss_within / (n - g) if n > g else np.nan
-    if g > 1:
-        n0 = (n - (sizes ** 2).sum() / n) / (g - 1)
-        ms_between = ss_between / (g - 1)
-        between = max((ms_between - within) / n0, 0.0) if np.isfinite(within) else ms_between
-    else:
-        between = np.nan
-    total = np.nansum([between, within]) if np.isfinite(between) or np.isfinite(within) else np.nan
-    return {"groups": g, "n": n, "var_between": float(between), "var_within": float(within),
-            "var_total": float(total), "share_between": float(between / total) if total and np.isfinite(between)
-            else np.nan}
 
 
 @dataclass
@@ -122,8 +68,8 @@ def rank(rows: list, metric: str, maximize: bool) -> list:
 
 def run_rows(result) -> list:
     """Every planned run: status, the error's line, axes, metrics, best (min) and final history values."""
-    from .results import error_line
-    from .values import decode
+    from sweeper.columns import decode
+    from sweeper.results.sweep_result import error_line
 
     by_id = {r["run_id"]: r for r in to_rows(result.table)}
     axes = {a: decode(result.plan, a) for a in result.axes}
@@ -134,7 +80,7 @@ def run_rows(result) -> list:
                **{k: v for k, v in r.items() if k.startswith("metrics.")},
                "error": error_line(r["error"]) if r.get("error") else None}
         if r:
-            row.update(_history_stats(result.sd.read_history(rid)))
+            row.update(_history_stats(result.store.read_history(rid)))
         rows.append(row)
     return rows
 
@@ -154,7 +100,7 @@ def sweep_report(result, metric: str | None = None, maximize: bool = False, axes
     """The generic report of any sweep, in figures/sweep/: summary.csv (one row per configuration, ranked
     by `metric` if given, with CIs), runs.csv, summary.json, a heatmap of the metric over two axes and the
     metric against each axis. A ValueError names an unknown metric or axis."""
-    out = result.sd.sweep_figures
+    out = result.paths.sweep_figures
     out.mkdir(parents=True, exist_ok=True)
     metric = result.metric_names(metric)[0] if metric else None
     result.check_axes(axes or [])

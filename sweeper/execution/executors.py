@@ -5,7 +5,7 @@ from abc import ABC, abstractmethod
 
 import ray
 
-from .worker import execute_batch, fit_items, simulate_and_fit
+from sweeper.execution.worker import execute_batch, fit_items, simulate_and_fit
 
 
 class Executor(ABC):
@@ -58,11 +58,3 @@ class TaskExecutor(Executor):
         """Runs [(run, attempt), ...] whose datasets have no other user: simulate and fit each in one task."""
         items = [(run.data, run.seed_data, run.fit, run.seed_fit, attempt) for run, attempt in runs]
         return self._fused.remote(self.study_ref, items, keep_data)
-
-
-def make_executor(spec, study_ref, n_runs: int) -> Executor:
-    if spec.executor == "actor":
-        from .actors import ActorExecutor
-
-        return ActorExecutor(spec, study_ref, n_runs)
-    return TaskExecutor(spec, study_ref)

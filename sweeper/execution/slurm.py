@@ -3,6 +3,7 @@ state of the jobs submitted for a study directory (squeue, else sacct)."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import shlex
 import signal
@@ -11,8 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import SpecError
-from .store import StudyDir
+from sweeper.errors import SpecError
+from sweeper.store.sweep_store import SweepStore
 
 STOPPED_RC = 128 + signal.SIGUSR1  # the driver's exit status when asked to stop before the time limit
 
@@ -63,35 +64,53 @@ def sweep_command(spec_path, overrides, out) -> str:
     return shlex.join(args)
 
 
-def render_script(sd: StudyDir, name: str, command: str, opts: SlurmOptions) -> str:
+def render_script(store: SweepStore, name: str, command: str, opts: SlurmOptions) -> str:
     """The sbatch script's text (templates/sweep.sbatch)."""
     from jinja2 import Environment, PackageLoader, StrictUndefined
 
-    env = Environment(loader=PackageLoader("sweeper", "templates"), undefined=StrictUndefined,
+    env = Environment(loader=PackageLoader("sweeper.execution", "templates"), undefined=StrictUndefined,
                       keep_trailing_newline=True)
     fields = {k: v for k, v in dataclasses.asdict(opts).items() if k != "warn_s"}
     return env.get_template("sweep.sbatch").render(
         **fields, name=name, command=command, warn_s=warning_s(opts), stopped_rc=STOPPED_RC,
-        written=time.strftime("%Y-%m-%d %H:%M %Z"), script=shlex.quote(str(sd.sbatch_path.resolve())),
-        study_dir=shlex.quote(str(sd.root.resolve())), slurm_dir=sd.slurm_dir.resolve(),
-        sweeps_dir=shlex.quote(str(sd.root.parent.resolve())), workdir=shlex.quote(str(Path.cwd())),
+        written=time.strftime("%Y-%m-%d %H:%M %Z"), script=shlex.quote(str(store.paths.sbatch.resolve())),
+        study_dir=shlex.quote(str(store.root.resolve())), slurm_dir=store.paths.slurm_dir.resolve(),
+        sweeps_dir=shlex.quote(str(store.root.parent.resolve())), workdir=shlex.quote(str(Path.cwd())),
         env_bin=Path(sys.executable).parent)
 
 
-def submit(sd: StudyDir) -> str:
+def submit(store: SweepStore) -> str:
     """sbatch the study's script; records and returns the job id."""
     try:
-        out = subprocess.run(["sbatch", "--parsable", str(sd.sbatch_path)], capture_output=True, text=True,
+        out = subprocess.run(["sbatch", "--parsable", str(store.paths.sbatch)], capture_output=True, text=True,
                              timeout=60)
     except FileNotFoundError:
         raise SpecError("sbatch is not on PATH: submit from a SLURM login node, or run the script there with "
-                        f"sbatch {sd.sbatch_path}", key="--submit") from None
+                        f"sbatch {store.paths.sbatch}", key="--submit") from None
     if out.returncode != 0:
         raise SpecError(f"sbatch refused the job: {out.stderr.strip() or out.stdout.strip()}",
-                        where=str(sd.sbatch_path), key="--submit")
+                        where=str(store.paths.sbatch), key="--submit")
     job_id = out.stdout.strip().split(";")[0]
-    sd.add_slurm_job(job_id, "submitted")
+    add_job(store, job_id, "submitted")
     return job_id
+
+
+def jobs(store: SweepStore) -> list:
+    """The SLURM jobs of this sweep ({job_id, when}: "submitted <time>" or "started <time>"), oldest first."""
+    return store.read_json(store.paths.slurm_jobs, default=[])
+
+
+def add_job(store: SweepStore, job_id: str, event: str) -> None:
+    """List a job, stamped now: `event` is "submitted" (by `sweep slurm --submit`) or "started" (seen running)."""
+    when = f"{event} {time.strftime('%Y-%m-%d %H:%M:%S %Z')}"
+    store.write_json(store.paths.slurm_jobs, [*jobs(store), {"job_id": job_id, "when": when}])
+
+
+def note_job(store: SweepStore) -> None:
+    """Inside a SLURM job (however it was submitted), list the job for `sweep status`."""
+    job_id = os.environ.get("SLURM_JOB_ID")
+    if job_id and job_id not in {j["job_id"] for j in jobs(store)}:
+        add_job(store, job_id, "started")
 
 
 def job_states(job_ids: list[str]) -> dict[str, str]:
@@ -115,19 +134,19 @@ def _query(cmd: list[str], job_ids: list[str], describe) -> dict[str, str]:
     return {f[0]: describe(f) for f in rows if f[0] in job_ids} if out.returncode == 0 else {}
 
 
-def write_job(spec_path, overrides, out, opts: SlurmOptions, max_runs=None) -> StudyDir:
+def write_job(spec_path, overrides, out, opts: SlurmOptions, max_runs=None) -> SweepStore:
     """Plan the sweep, write spec/plan/code into its study directory and the sbatch script beside them."""
-    from .driver import prepare, study_dir
-    from .plan import expand
-    from .spec import load_spec
+    from sweeper.spec.plan import expand
+    from sweeper.spec.resolved import load_spec
+    from sweeper.store.prepare import prepare, sweep_store
 
     spec = load_spec(spec_path, overrides)
     if spec.path is None or spec.study.ref is None:
         raise SpecError("`sweep slurm` needs a spec file whose study is an importable module", key="study")
     plan = expand(spec, max_runs)
-    sd = study_dir(spec, out)
-    sd.check_free()
-    prepare(sd, spec, plan)
+    store = sweep_store(spec, out)
+    store.lock.check_free()
+    prepare(store, spec, plan)
     command = sweep_command(spec_path, [*overrides, *([f"--max-runs={max_runs}"] if max_runs else [])], out)
-    sd.write_sbatch(render_script(sd, spec.name, command, opts))
-    return sd
+    store.write_sbatch(render_script(store, spec.name, command, opts))
+    return store

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .values import key_of, to_rows
+from sweeper.columns import key_of, to_rows
 
 MAX_PANELS = 12
 MAX_LINES = 8
@@ -35,7 +35,7 @@ def fmt(v) -> str:
 
 def levels(result, axis: str) -> list:
     """The values of a swept axis, typed, in first-planned order (numbers sorted)."""
-    from .values import decode
+    from sweeper.columns import decode
 
     seen = {key_of(v): v for v in decode(result.plan, axis)}
     vals = list(seen.values())

@@ -136,8 +136,8 @@ class Saver:
 
     FLUSH_S, FLUSH_ROWS = 1.0, 5000
 
-    def __init__(self, sd):
-        self.sd = sd
+    def __init__(self, store):
+        self.store = store
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sweeper-store")
         self.writes: list = []
         self.waiting: list = []   # records written but not yet appended (touched on the pool's thread only)
@@ -149,13 +149,13 @@ class Saver:
         self.writes.append(self.pool.submit(self._write_run, run, result))
 
     def _write_run(self, run, result: dict) -> None:
-        self.waiting.append(self.sd.write_run(run, result))
+        self.waiting.append(self.store.write_run(run, result))
         if len(self.waiting) >= self.FLUSH_ROWS:
             self._flush()
 
     def _flush(self) -> None:
         records, self.waiting = self.waiting, []
-        self.sd.append_records(records)
+        self.store.append_records(records)
 
     def tick(self) -> None:
         """Append the waiting records if the oldest has waited FLUSH_S."""
@@ -164,7 +164,7 @@ class Saver:
             self.writes.append(self.pool.submit(self._flush))
 
     def dataset(self, key: str, data: dict, meta: dict) -> None:
-        self.writes.append(self.pool.submit(self.sd.save_dataset, key, data, meta))
+        self.writes.append(self.pool.submit(self.store.save_dataset, key, data, meta))
 
     def close(self) -> None:
         self.writes.append(self.pool.submit(self._flush))

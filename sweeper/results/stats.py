@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .values import key_of
+from sweeper.columns import key_of
 
 SD = pc.VarianceOptions(ddof=1)
 
@@ -18,7 +18,9 @@ def t_interval(mean: float, sd: float, n: int, ci: float) -> tuple[float, float,
     """(sem, low, high) of a mean of n values with sample sd; NaN where n < 2."""
     if n < 2 or sd is None or not math.isfinite(sd):
         return math.nan, math.nan, math.nan
-    from scipy import stats  # here, not at import: every Ray worker imports the engine, few need SciPy
+    from scipy import (
+        stats,  # here, not at import: every Ray worker imports the engine, few need SciPy
+    )
 
     sem = sd / math.sqrt(n)
     half = float(stats.t.ppf(0.5 + ci / 2, n - 1)) * sem
@@ -141,3 +143,35 @@ def compare_rows(records: list, metric: str, axis: str, baseline, keep: list, ma
             rows.append({**{k: members[0][k] for k in keep}, axis: level, "baseline": baseline, "metric": metric,
                          **difference(base, arm, metric, match, ci)})
     return rows
+
+
+def variance_components(values, groups) -> dict:
+    """Split the variance of `values` into between-group and within-group parts.
+
+    One-way random-effects ANOVA (method of moments): within = MS_within, between =
+    (MS_between - MS_within) / n0 (floored at 0), n0 = (N - sum n_i^2 / N) / (G - 1) for unequal
+    group sizes. With crossed data, groups are datasets: between = data variance, within = fitting
+    variance. A part that the design cannot estimate (one group; or one value per group) is NaN.
+    """
+    values = np.asarray(values, dtype=float)
+    groups = np.asarray(groups)
+    keep = np.isfinite(values)
+    values, groups = values[keep], groups[keep]
+    labels, idx = np.unique(groups, return_inverse=True)
+    g, n = len(labels), len(values)
+    sizes = np.bincount(idx, minlength=g)
+    means = np.bincount(idx, weights=values, minlength=g) / np.maximum(sizes, 1)
+    grand = values.mean() if n else np.nan
+    ss_within = float(((values - means[idx]) ** 2).sum())
+    ss_between = float((sizes * (means - grand) ** 2).sum())
+    within = ss_within / (n - g) if n > g else np.nan
+    if g > 1:
+        n0 = (n - (sizes ** 2).sum() / n) / (g - 1)
+        ms_between = ss_between / (g - 1)
+        between = max((ms_between - within) / n0, 0.0) if np.isfinite(within) else ms_between
+    else:
+        between = np.nan
+    total = np.nansum([between, within]) if np.isfinite(between) or np.isfinite(within) else np.nan
+    return {"groups": g, "n": n, "var_between": float(between), "var_within": float(within),
+            "var_total": float(total), "share_between": float(between / total) if total and np.isfinite(between)
+            else np.nan}

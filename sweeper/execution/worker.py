@@ -11,7 +11,7 @@ import time
 import traceback
 from dataclasses import dataclass
 
-from .hashing import arrays_sha256
+from sweeper.hashing import arrays_sha256
 
 RESERVED_FILES = {"config.yaml", "result.json", "arrays.npz", "history.parquet", "run.log"}
 
@@ -32,7 +32,7 @@ class StudyRef:
     def of(cls, study, code: dict | None = None) -> "StudyRef":
         if not study.ref:
             return cls(obj=study)
-        from .code import module_root
+        from sweeper.spec.code_hash import module_root
 
         root = module_root(study.ref.split(":")[0])
         parts = (code or {}).get("parts", {})
@@ -51,7 +51,7 @@ class StudyRef:
                 for name in reversed(self.modules):  # what the study imports first, the study last
                     if name in sys.modules:
                         importlib.reload(sys.modules[name])
-            from .study import resolve
+            from sweeper.study import resolve
 
             _LOADED[self.ref] = (self.code, resolve(self.ref))
         return _LOADED[self.ref][1]

@@ -9,9 +9,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import config
-from .hashing import plain
-
 
 def atomic_write(path: Path, write) -> None:
     """Call write(tmp_path) then rename onto `path`, so a reader never sees a half-written file."""
@@ -36,11 +33,6 @@ def write_text(path: Path, text: str, make_dir: bool = True) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, path)
-
-
-def dump_yaml(values) -> str:
-    """YAML text of plain values that the spec loader reads back to the same typed values."""
-    return config.dump_yaml(plain(values))
 
 
 def write_npz(path: Path, arrays: dict) -> None:

@@ -12,11 +12,11 @@ import numpy as np
 import pyarrow as pa
 import pydantic
 
-from .errors import SpecError
-from .hashing import canonical_json, text_hash
-from .spec import Spec, set_dotted
-from .study import validated
-from .values import table_from_columns
+from sweeper.columns import table_from_columns
+from sweeper.errors import SpecError
+from sweeper.hashing import canonical_json, text_hash
+from sweeper.spec.resolved import Spec, set_dotted
+from sweeper.study import validated
 
 
 @dataclass(slots=True)
@@ -37,6 +37,9 @@ class Run:
 class Plan:
     spec: Spec
     runs: list
+
+    def run_ids(self) -> list:
+        return [r.run_id for r in self.runs]
 
     @property
     def data_keys(self) -> list:

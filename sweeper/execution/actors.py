@@ -11,9 +11,9 @@ import os
 
 import ray
 
-from .executors import Executor
-from .spec import Spec
-from .worker import StudyRef, execute_run, fit_items, set_up
+from sweeper.execution.executors import Executor
+from sweeper.execution.worker import StudyRef, execute_run, fit_items, set_up
+from sweeper.spec.resolved import Spec
 
 
 class TrainerActor:

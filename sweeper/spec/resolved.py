@@ -7,12 +7,12 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import config
-from .code import study_code
-from .errors import SpecError
-from .hashing import short_hash
-from .study import Study, defaults, resolve
-from .values import first_duplicate, key_of
+from sweeper.columns import first_duplicate, key_of
+from sweeper.errors import SpecError
+from sweeper.hashing import short_hash
+from sweeper.spec import source as config
+from sweeper.spec.code_hash import study_code
+from sweeper.study import Study, defaults, resolve
 
 TOP_KEYS = {"study", "name", "description", "seed", "data", "fit", "sweep", "zip", "data_mode", "repeats",
             "resources", "executor", "actors", "retries", "save_datasets", "max_in_flight",

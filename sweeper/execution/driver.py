@@ -1,0 +1,112 @@
+"""The driver: load the spec, plan, lock the sweep directory, schedule the runs, gather, report: each step
+handed what the one before it made."""
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+
+import ray
+
+from sweeper.errors import SpecError
+from sweeper.execution.scheduler import Scheduler
+from sweeper.execution.slurm import note_job
+from sweeper.report.build import build_report
+from sweeper.report.provenance import provenance
+from sweeper.results.sweep_result import SweepResult
+from sweeper.spec.plan import expand
+from sweeper.spec.resolved import Spec, load_spec
+from sweeper.store.prepare import prepare, sweep_store
+from sweeper.store.sweep_store import SweepStore
+
+log = logging.getLogger("sweeper")
+
+
+@contextlib.contextmanager
+def ray_session(address=None):
+    """Use the Ray session already running in this process, else start (and later stop) one."""
+    if ray.is_initialized():
+        yield
+        return
+    # worker output goes to each run's run.log and failures into results; the console keeps the progress bar
+    ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def run(spec, overrides=(), out="outputs", address=None, max_in_flight=None, progress=True,
+        report=True, max_runs=None) -> SweepResult:
+    """Run (or resume) a sweep and return its SweepResult. Bad specs (and plans over `max_runs`, default
+    plan.MAX_RUNS) fail before any Ray work."""
+    spec = load_spec(spec, overrides)
+    plan = expand(spec, max_runs)
+    store = sweep_store(spec, out)
+    ids = plan.run_ids()
+    store.lock.check_free()
+    work = len(store.completed(ids)) < len(ids) if store.has_results() else bool(ids)
+    started = time.time()
+    with ray_session(address) if work else contextlib.nullcontext():
+        if work:
+            check_resources(spec, cluster_known=address is None)  # before anything is written
+        store.lock.acquire()
+        try:
+            plan_table = prepare(store, spec, plan)
+            note_job(store)
+            result = execute(spec, plan, store, max_in_flight, progress, started, plan_table)
+            if report:
+                write_reports(result, spec)
+        finally:
+            store.lock.release()
+    return result
+
+
+def execute(spec: Spec, plan, store: SweepStore, max_in_flight, progress, started, plan_table) -> SweepResult:
+    """The runs still to do through the scheduler, then the gather; the result is built from what the driver
+    holds (spec, plan), not read back."""
+    ids = plan.run_ids()
+    store.adopt_legacy_results()
+    done = store.completed(ids)
+    todo = [r for r in plan.runs if r.run_id not in done]
+    if done:
+        log.info("resuming %s: %d of %d runs already done", store.root, len(done), len(ids))
+    try:
+        if todo:
+            Scheduler(spec, store, todo, max_in_flight or spec.max_in_flight, progress).run()
+    finally:
+        table = store.gather(ids)
+        store.write_json(store.paths.provenance, provenance(spec.path, started))
+    return SweepResult(store, table, study=spec.study, plan=plan_table, spec=spec.to_dict())
+
+
+def write_reports(result: SweepResult, spec: Spec) -> None:
+    """The reports of `sweep run` (sweeper.report.build). The results are saved first: an unknown
+    report.metric is then a SpecError naming the metrics that exist."""
+    built = build_report(result, spec.study, spec_path=spec.path, **spec.report)
+    if built.problem:
+        raise SpecError(f"{built.problem} (the results are saved in {result.dir})",
+                        where=spec.origins.get("report.metric", spec.path), key="report.metric")
+
+
+def check_resources(spec: Spec, cluster_known: bool) -> None:
+    """A run (or simulate task) asking more CPUs, GPUs or memory than any node has would wait for ever: say
+    so before starting.
+
+    On a cluster Ray was started for here (`cluster_known`), that is an error; on an existing cluster
+    (`--address`), whose autoscaler may still add such a node, a warning.
+    """
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    names = {"num_cpus": "CPU", "num_gpus": "GPU", "memory": "memory"}
+    for prefix, asked, who in (("resources", spec.resources, "each run"),
+                               ("resources.simulate", spec.simulate_resources, "each simulate task")):
+        for key, name in names.items():
+            want = asked.get(key) or 0
+            have = max((n.get(name, 0) for n in nodes), default=0)
+            if want <= have:
+                continue
+            msg = (f"{who} asks for {want} {name}, but the largest node has {have:g} ({len(nodes)} node(s): "
+                   f"{', '.join(f'{n.get(name, 0):g}' for n in nodes)}); it could never start")
+            if cluster_known:
+                raise SpecError(msg, where=spec.origins.get(f"{prefix}.{key}", spec.path), key=f"{prefix}.{key}")
+            log.warning("%s -- waiting for the autoscaler to add a node that has it", msg)
