@@ -1,7 +1,7 @@
 """ePIE's modulus projection against gradient steps on the Poisson likelihood, on the dose series' data.
 
 One table for benchmarks/RESULTS.md: PSNR / SSIM of the test reconstruction (the study's own scoring) of the
-first repeat's dataset at each dose of studies/specs/dose_series.yaml, for 100 and 300 iterations.
+first repeat's dataset at each dose of studies/ptychography/specs/dose_series.yaml, for 100 and 300 iterations.
 Run: python benchmarks/bench_epie.py [--iterations 100 300]
 """
 from __future__ import annotations
@@ -21,10 +21,10 @@ def main(argv=None):
     ap.add_argument("--iterations", type=int, nargs="+", default=[100, 300])
     a = ap.parse_args(argv)
     from kernels import operators, solvers
-    from studies import ptychography as P
+    from studies.ptychography import pipeline as P
     from sweeper import expand, load_spec
 
-    runs = expand(load_spec(REPO / "studies" / "specs" / "dose_series.yaml", ["fit.model=epie", "fit.loss=nll"])).runs
+    runs = expand(load_spec(REPO / "studies" / "ptychography" / "specs" / "dose_series.yaml", ["fit.model=epie", "fit.loss=nll"])).runs
     columns = [(lik, it) for lik in ("amplitude", "poisson") for it in a.iterations]
     print("| photons | " + " | ".join(f"{lik}, {it} it." for lik, it in columns) + " |")
     print("|---:|" + "---:|" * len(columns))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.cluster_scenarios import in_subprocess  # noqa: E402
+from tests.sweeper.execution.cluster_scenarios import in_subprocess  # noqa: E402
 
 
 def main(argv=None):

@@ -19,10 +19,10 @@ import ray  # noqa: E402
 
 import sweeper  # noqa: E402
 from benchmarks.bench_engine import tune_grid_seconds  # noqa: E402
-from studies import parameter_recovery as pr  # noqa: E402
+from studies.recovery import parameter_recovery as pr  # noqa: E402
 from sweeper import expand, load_spec  # noqa: E402
 
-SPEC = Path(__file__).resolve().parent.parent / "studies" / "specs" / "parameter_recovery.yaml"
+SPEC = Path(__file__).resolve().parent.parent / "studies" / "recovery" / "specs" / "parameter_recovery.yaml"
 
 
 def spec_for(n_runs: int) -> list:

@@ -1,13 +1,13 @@
 """Scale, measured side by side in one run: one table for benchmarks/RESULTS.md (issue: scale).
 
-(1) plan: time and peak memory (max RSS of a fresh process) of expanding a grid of 10^4, 10^5, 10^6 runs.
-    Goal: 10^6 runs <= 30 s and <= 1 GB.
+(1) plan: `sweep plan` of several 10^6-run shapes, each in a fresh process: wall time and peak memory (max
+    RSS). Goal: every shape <= 30 s and <= 1 GB (issue 26).
 (2) trivial runs: N runs through sweeper.run, as raw Ray tasks (one per run) and as a plain loop.
     Goal: sweeper <= 1.0x raw Ray tasks.
 (3) resume: `sweeper.run` of the finished sweep of (2) again (nothing to run). Goal: <= 2 s for 20,000 runs.
 (4) store: write 100,000 run records as the driver does (shards of 5,000) and read them back (what resume
     and the gather read), against the earlier layout: one result.json per run.
-Run: python benchmarks/bench_scale.py [--sizes 10000 100000 1000000] [--runs 20000] [--records 100000]
+Run: python benchmarks/bench_scale.py [--runs 20000] [--records 100000]
      [--only plan trivial resume store]
 """
 from __future__ import annotations
@@ -24,36 +24,54 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 
+LINEAR = {"study": "tests.fixtures.linear", "seed": 1, "data": {"n": 10, "a": 1.0, "b": 0.0, "noise": 0.1},
+          "fit": {"k": 0}}
+RECOVERY = {"study": "studies.recovery.parameter_recovery", "seed": 1}
+# each shape 10^6 runs: (name, spec)
+SHAPES = [
+    ("1,000 data points x 1,000 fit values, shared data",
+     {**LINEAR, "sweep": {"data.a": [float(i) for i in range(1000)], "fit.k": list(range(1000))}}),
+    ("10,000 data points x 10 fit values x 10 repeats, shared data",
+     {**LINEAR, "sweep": {"data.a": [float(i) for i in range(10_000)], "fit.k": list(range(10))}, "repeats": 10}),
+    ("1,000,000 data points, independent data",
+     {**LINEAR, "sweep": {"data.a": [float(i) for i in range(10 ** 6)]}, "data_mode": "independent"}),
+    ("100 x 100 points x 10 datasets x 10 fits each, crossed data",
+     {**LINEAR, "sweep": {"data.a": [float(i) for i in range(100)], "fit.k": list(range(100))},
+      "data_mode": "crossed", "repeats": {"data": 10, "fit": 10}}),
+    ("parameter recovery (pydantic params): 1,000 data x 1,000 fit values, independent seeds",
+     {**RECOVERY, "sweep": {"data.nsamples": list(range(1, 1001)), "fit.max_iter": list(range(1, 1001))},
+      "seeds": "independent"}),
+]
+
 PLAN = """
-import json, resource, sys, time
+import resource, sys, time
 sys.path.insert(0, {repo!r})
-from sweeper import expand, load_spec
-n = {n}
-spec = {{"study": "tests.studies.linear", "name": "scale", "seed": 1,
-         "data": {{"n": 10, "a": 1.0, "b": 0.0, "noise": 0.1}}, "fit": {{"k": 0}},
-         "sweep": {{"data.a": [float(i) for i in range(n // 100)], "fit.k": list(range(10))}}, "repeats": 10}}
+from sweeper.cli import main
 t = time.perf_counter()
-plan = expand(load_spec(spec), max_runs=n)
-t_expand = time.perf_counter() - t
-table = plan.table()
-t_total = time.perf_counter() - t
-print(json.dumps({{"runs": len(plan.runs), "expand_s": t_expand, "total_s": t_total,
-                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+main(["plan", {spec!r}, "--max-runs", "1000000"])
+print("PLAN", time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
 
 
-def plan_rows(sizes) -> list:
+def plan_rows(shapes=SHAPES) -> list:
+    """`sweep plan` of each 10^6-run shape in a fresh process: wall time and peak memory (max RSS).
+    Goal: each <= 30 s and <= 1 GB."""
     rows = []
-    for n in sizes:
-        out = subprocess.run([sys.executable, "-c", PLAN.format(repo=str(REPO), n=n)], capture_output=True,
-                             text=True, timeout=3600, cwd=REPO)
-        if out.returncode:
-            rows.append((f"plan {n:,} runs", "failed: " + out.stderr.strip().splitlines()[-1], "", ""))
-            continue
-        r = json.loads(out.stdout.strip().splitlines()[-1])
-        rows.append((f"plan {r['runs']:,} runs", f"{r['total_s']:.1f} s (expand {r['expand_s']:.1f} s, "
-                     f"plan table {r['total_s'] - r['expand_s']:.1f} s)", f"{r['rss_mb']:,.0f} MB peak RSS",
-                     f"{r['total_s'] / r['runs'] * 1e6:.0f} us/run"))
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (name, spec) in enumerate(shapes):
+            path = Path(tmp) / f"shape{i}.yaml"
+            path.write_text(json.dumps({"name": f"shape{i}", **spec}))  # JSON is YAML
+            t = time.perf_counter()
+            out = subprocess.run([sys.executable, "-c", PLAN.format(repo=str(REPO), spec=str(path))],
+                                 capture_output=True, text=True, timeout=3600, cwd=REPO)
+            wall = time.perf_counter() - t
+            if out.returncode:
+                rows.append((f"sweep plan: {name}", "failed: " + out.stderr.strip().splitlines()[-1], "", ""))
+                continue
+            _, inside, rss = out.stdout.strip().splitlines()[-1].split()
+            runs = next(ln for ln in out.stdout.splitlines() if " runs, " in ln).split()[0]
+            rows.append((f"sweep plan: {name}", f"{wall:.1f} s ({float(inside):.1f} s after imports)",
+                         f"{float(rss):,.0f} MB peak RSS", f"{runs} runs"))
     return rows
 
 
@@ -166,13 +184,12 @@ def store_rows(n: int, out: str) -> list:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     ap.add_argument("--runs", type=int, default=20_000)
     ap.add_argument("--records", type=int, default=100_000)
     ap.add_argument("--only", nargs="+", default=["plan", "trivial", "resume", "store"],
                     choices=["plan", "trivial", "resume", "store"])
     a = ap.parse_args(argv)
-    rows = plan_rows(a.sizes) if "plan" in a.only else []
+    rows = plan_rows() if "plan" in a.only else []
     with tempfile.TemporaryDirectory() as out:
         if {"trivial", "resume"} & set(a.only):
             more, spec = trivial_rows(a.runs, out)

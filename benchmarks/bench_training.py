@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 def steps_per_second(dataset, fit_params, steps, batch):
     import keras
 
-    from studies import ptychography as P
+    from studies.ptychography import pipeline as P
 
     f = P.FitParams.model_validate(fit_params).model_dump()
     keras.utils.set_random_seed(0)
@@ -41,7 +41,7 @@ def fit_steps_per_second(dataset, fit_params, steps, batch):
     changes, which train_on_batch (one call a step) cannot show."""
     import keras
 
-    from studies import ptychography as P
+    from studies.ptychography import pipeline as P
 
     f = P.FitParams.model_validate({**fit_params, "batch_size": batch}).model_dump()
     keras.utils.set_random_seed(0)
@@ -66,7 +66,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     import keras
 
-    from studies import ptychography as P
+    from studies.ptychography import pipeline as P
 
     print(f"Keras {keras.__version__}, backend {keras.backend.backend()} ({P._keras_device()}), "
           f"N={args.N}, batch {args.batch}, width {args.width}\n")

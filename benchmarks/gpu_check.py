@@ -32,7 +32,7 @@ TRAIN = """
 import json, sys
 sys.path.insert(0, {repo!r})
 from benchmarks.bench_training import steps_per_second
-from studies import ptychography as P
+from studies.ptychography import pipeline as P
 d = P.simulate({{"N": {N}, "object_size": {obj}, "probe_radius": {N} / 4, "n_train": {n}, "test_step": {N} / 2,
                 "probe_defocus": 3.0}}, 1)
 rate = steps_per_second(d, {{"width": 32}}, {steps}, {batch})
@@ -43,7 +43,7 @@ print(json.dumps({{"rate": rate, "device": P._keras_device()}}))
 def gpu_tests(cpu_only: bool) -> list:
     """pytest -m gpu: its summary line (they skip without CuPy, as on CI)."""
     out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider",
-                          "tests/test_kernels_gpu.py", "tests/test_simulate_gpu.py", "tests/test_training_gpu.py"],
+                          "tests/kernels/test_gpu.py", "tests/kernels/test_simulate_gpu.py", "tests/studies/ptychography/test_training_gpu.py"],
                          cwd=REPO, capture_output=True, text=True, timeout=900)
     summary = (out.stdout.strip().splitlines() or ["no output"])[-1]
     if out.returncode not in (0, 5):
@@ -128,8 +128,8 @@ def study_rows(cpu_only: bool, minutes: float) -> list:
 
     spec_file = "dose_response.yaml" if cpu_only else "dose_response_full.yaml"
     overrides = ["repeats=1"] + (["fit.epochs=1", "data.n_train=64", "fit.width=8"] if cpu_only else [])
-    runs = expand(load_spec(REPO / "studies" / "specs" / spec_file, overrides)).runs
-    from studies import ptychography as P
+    runs = expand(load_spec(REPO / "studies" / "ptychography" / "specs" / spec_file, overrides)).runs
+    from studies.ptychography import pipeline as P
 
     xp = np if cpu_only else P.gpu_array_module()
     datasets, rows, sim_s = {}, [], {}
@@ -155,7 +155,7 @@ def study_rows(cpu_only: bool, minutes: float) -> list:
 
 def _epochs_within(dataset, fit: dict, seed: int, seconds: float) -> int:
     """How many epochs of this fit fit in `seconds`, from the time of a one-epoch fit (compile included)."""
-    from studies import ptychography as P
+    from studies.ptychography import pipeline as P
 
     t = time.perf_counter()
     P.fit(dataset, {**fit, "epochs": 1}, seed)

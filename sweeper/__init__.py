@@ -1,9 +1,9 @@
 """sweeper: Ray-distributed scientific parameter sweeps.
 
     import sweeper
-    result = sweeper.run("studies/specs/dose_response.yaml", overrides=["fit.epochs=5"])
+    result = sweeper.run("studies/ptychography/specs/dose_response.yaml", overrides=["fit.epochs=5"])
     result.configs("metrics.psnr")   # one row per configuration: n, mean, sd, 95% CI
-    sweeper.load(result.dir)          # the same SweepResult, later, from the study directory
+    sweeper.load(result.dir)          # the same SweepResult, later, from the sweep directory
 """
 from sweeper.errors import LockError, SpecError
 from sweeper.study import Params, Study

@@ -15,7 +15,7 @@ MAX_RUNS_HELP = "refuse a plan of more runs than this (default 1,000,000: a bigg
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sweep", description="Ray-distributed scientific parameter sweeps.")
     sub = p.add_subparsers(dest="command", required=True)
-    r = sub.add_parser("run", help="run or resume a sweep; prints the study directory")
+    r = sub.add_parser("run", help="run or resume a sweep; prints the sweep directory")
     r.add_argument("spec")
     r.add_argument("overrides", nargs="*", help="key=value (dotted keys, YAML values); +key=value adds a key")
     r.add_argument("--out", default="outputs")
@@ -30,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("overrides", nargs="*")
     pl.add_argument("--max-runs", type=int, default=None, help=MAX_RUNS_HELP)
     pl.add_argument("--all", action="store_true", help="every row, however many")
-    st = sub.add_parser("status", help="ok / failed / pending counts of a study directory (or of every sweep of a "
+    st = sub.add_parser("status", help="ok / failed / pending counts of a sweep directory (or of every sweep of a "
                                        "study name)")
     st.add_argument("dir", type=Path)
     rp = sub.add_parser("report", help="the study's figures and the sweep summary: runs ranked by a metric, "
@@ -43,9 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--axes", nargs=2, default=None, metavar=("X", "Y"), help="the heatmap's two sweep axes")
     rp.add_argument("--top", type=int, default=20, help="rows of the ranked table to print")
     _slurm_parser(sub)
-    sp = sub.add_parser("stop", help="ask the sweep(s) running from a study directory on this node to save what "
+    sp = sub.add_parser("stop", help="ask the sweep(s) running from a sweep directory on this node to save what "
                                      "finished and stop (SIGUSR1, as before a SLURM time limit)")
-    sp.add_argument("dir", type=Path, help="a study directory, or OUT/<name> for every sweep of that study")
+    sp.add_argument("dir", type=Path, help="a sweep directory, or OUT/<name> for every sweep of that study")
     c = sub.add_parser("config", help="the resolved spec; --origin says which file and line set each key")
     c.add_argument("spec")
     c.add_argument("overrides", nargs="*")
@@ -94,7 +94,7 @@ def _cmd_slurm(a) -> int:
 
 
 def _cmd_stop(a) -> int:
-    """SIGUSR1 to every live driver on this node of a study directory (or of every sweep of a study name)."""
+    """SIGUSR1 to every live driver on this node of a sweep directory (or of every sweep of a study name)."""
     import os
     import signal
     import socket
@@ -158,20 +158,24 @@ def _cmd_plan(a) -> int:
     from sweeper.spec.resolved import load_spec
 
     plan = expand(load_spec(a.spec, a.overrides), a.max_runs)
-    runs = plan.runs
-    axes = list(runs[0].axes) if runs else []
+    n, axes = len(plan), list(plan.axes)
     head = ["run_id", "data_key", "repeat_data", "repeat_fit", *axes]
-    row = lambda r: [r.run_id, r.data_key, str(r.repeat_data), str(r.repeat_fit),  # noqa: E731
-                     *(override_text(r.axes[k]) for k in axes)]
-    if a.all or len(runs) <= 50:
-        print(text_table(head, [row(r) for r in runs]))
+
+    def rows(at) -> list:
+        ids, keys = plan.run_id.take(at).to_pylist(), plan.data_key.take(at).to_pylist()
+        values = [[override_text(v) for v in plan.axis_values(k, at)] for k in axes]
+        return [[ids[j], keys[j], str(plan.repeat_data[i]), str(plan.repeat_fit[i]), *(v[j] for v in values)]
+                for j, i in enumerate(at)]
+
+    if a.all or n <= 50:
+        print(text_table(head, rows(list(range(n)))))
     else:
         for k in axes:
-            values = list(dict.fromkeys(override_text(r.axes[k]) for r in runs))
-            print(f"{k}: {len(values)} values ({values[0]} ... {values[-1]})")
-        print(f"\nfirst 5 and last 5 of {len(runs)} runs (--all for every row):")
-        print(text_table(head, [row(r) for r in runs[:5]] + [["..."] * len(head)] + [row(r) for r in runs[-5:]]))
-    print(f"{len(runs)} runs, {len(plan.data_keys)} datasets ({plan.spec.data_mode} data)")
+            values = plan.axes[k][0]  # distinct: equal values on one axis are refused when the spec loads
+            print(f"{k}: {len(values)} values ({override_text(values[0])} ... {override_text(values[-1])})")
+        print(f"\nfirst 5 and last 5 of {n} runs (--all for every row):")
+        print(text_table(head, rows(list(range(5))) + [["..."] * len(head)] + rows(list(range(n - 5, n)))))
+    print(f"{n} runs, {len(plan.data_keys)} datasets ({plan.spec.data_mode} data)")
     return 0
 
 

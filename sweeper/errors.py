@@ -11,7 +11,7 @@ class SpecError(ValueError):
 
 
 class LockError(RuntimeError):
-    """Another sweep is writing into the same study directory."""
+    """Another sweep is writing into the same sweep directory."""
 
 
 class Stopped(KeyboardInterrupt):

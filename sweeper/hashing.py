@@ -8,13 +8,17 @@ import math
 import numpy as np
 
 
+_ATOMS = {str, int, bool, type(None)}  # plain already (checked by exact type: a hot path of planning)
+
+
 def plain(obj, nonfinite=repr):
     """Plain Python values (str keys, lists, NumPy scalars unwrapped; non-finite floats as nonfinite(v),
     'nan'/'inf' by default), as JSON and YAML files and hashes take them."""
     if isinstance(obj, dict):
-        return {str(k): plain(v, nonfinite) for k, v in obj.items()}
+        return {(k if type(k) is str else str(k)): (v if type(v) in _ATOMS or type(v) is float and v - v == 0
+                                                     else plain(v, nonfinite)) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [plain(v, nonfinite) for v in obj]
+        return [v if type(v) in _ATOMS or type(v) is float and v - v == 0 else plain(v, nonfinite) for v in obj]
     if isinstance(obj, np.generic):
         obj = obj.item()
     if isinstance(obj, float) and not math.isfinite(obj):
@@ -22,8 +26,12 @@ def plain(obj, nonfinite=repr):
     return obj
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=repr)
+
+
 def canonical_json(obj) -> str:
-    return json.dumps(plain(obj), sort_keys=True, separators=(",", ":"), default=repr)
+    """Sorted-key, compact JSON of plain(obj): the text every content hash is taken over."""
+    return _CANONICAL.encode(plain(obj))
 
 
 def short_hash(obj, n: int = 12) -> str:

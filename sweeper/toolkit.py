@@ -1,6 +1,6 @@
 """The studies' front door: everything a study (or a benchmark) may use from the engine besides `sweeper`'s
 own names (run, load, Study, Params, SweepResult, load_spec, expand, SpecError). Studies and benchmarks import
-nothing else from `sweeper` (tests/test_layout.py checks the import graph).
+nothing else from `sweeper` (tests/sweeper/test_layout.py checks the import graph).
 
 Reporting:
     pyplot                  matplotlib's pyplot on the engine's non-interactive backend (figures in tasks)

@@ -32,7 +32,7 @@ def linear_spec(tmp_path):
         lines = lambda p: p.read_text().splitlines() if p.exists() else []  # noqa: E731
         return len(lines(calls_sim)), len(lines(calls_fit))
 
-    spec = {"study": "tests.studies.linear", "name": "linear", "seed": 3,
+    spec = {"study": "tests.fixtures.linear", "name": "linear", "seed": 3,
             "data": {"n": 100, "a": 2.0, "b": -1.0, "noise": 0.1, "calls": str(calls_sim)},
             "fit": {"bootstrap": True, "calls": str(calls_fit)},
             "sweep": {"data.a": [1.0, 2.0]}, "repeats": 3}

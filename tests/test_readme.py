@@ -1,10 +1,10 @@
 """The README's Python examples run, so the docs cannot rot."""
 import re
-from pathlib import Path
 
 import pytest
+from tests import REPO
 
-README = Path(__file__).parent.parent / "README.md"
+README = REPO / "README.md"
 
 
 def python_blocks():
@@ -23,6 +23,6 @@ def test_readme_python_example_runs(i, tmp_path, monkeypatch, ray_session):
 
 
 def test_readme_commands_match_ci():
-    ci = (Path(__file__).parent.parent / ".ci" / "run").read_text()
+    ci = (REPO / ".ci" / "run").read_text()
     assert 'python -m pip install -e ".[test]" && python -m pytest -q' in README.read_text()
     assert 'pip install --quiet -e ".[test]"' in ci and "python -m pytest -q" in ci

@@ -68,7 +68,7 @@ def execute(spec: Spec, plan, store: SweepStore, max_in_flight, progress, starte
     ids = plan.run_ids()
     store.adopt_legacy_results()
     done = store.completed(ids)
-    todo = [r for r in plan.runs if r.run_id not in done]
+    todo = plan.runs_at([i for i, rid in enumerate(ids) if rid not in done])
     if done:
         log.info("resuming %s: %d of %d runs already done", store.root, len(done), len(ids))
     try:

@@ -1,5 +1,5 @@
 """`sweep slurm`: a readable sbatch script that runs a sweep on a SLURM allocation, its submission, and the
-state of the jobs submitted for a study directory (squeue, else sacct)."""
+state of the jobs submitted for a sweep directory (squeue, else sacct)."""
 from __future__ import annotations
 
 import dataclasses
@@ -135,7 +135,7 @@ def _query(cmd: list[str], job_ids: list[str], describe) -> dict[str, str]:
 
 
 def write_job(spec_path, overrides, out, opts: SlurmOptions, max_runs=None) -> SweepStore:
-    """Plan the sweep, write spec/plan/code into its study directory and the sbatch script beside them."""
+    """Plan the sweep, write spec/plan/code into its sweep directory and the sbatch script beside them."""
     from sweeper.spec.plan import expand
     from sweeper.spec.resolved import load_spec
     from sweeper.store.prepare import prepare, sweep_store

@@ -36,7 +36,7 @@ def _provenance(result) -> list:
 
 
 def render(result, report=None, spec_path: str | None = None) -> Path:
-    """Write report.html into the study directory and return its path; links are relative to it."""
+    """Write report.html into the sweep directory and return its path; links are relative to it."""
     paths = result.paths
     metric = report.metric if report else None
     configs = report.configs if report else to_rows(result.configs())

@@ -1,26 +1,46 @@
 """Sweep expansion: the runs of a spec, their data keys, seeds and content-hash ids."""
 from __future__ import annotations
 
-import copy
-import difflib
-import itertools
 import json
 import math
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import pydantic
+import pyarrow.compute as pc
 
-from sweeper.columns import table_from_columns
+from sweeper.columns import encode
 from sweeper.errors import SpecError
-from sweeper.hashing import canonical_json, text_hash
-from sweeper.spec.resolved import Spec, set_dotted
-from sweeper.study import validated
+from sweeper.hashing import text_hash
+from sweeper.spec.points import Params, Points, first_seen, pair_codes
+from sweeper.spec.resolved import Spec
+from sweeper.spec.seeds import spawned
+
+
+@dataclass
+class _Pairs:
+    """The validated params of a plan (`Params`: data and fit identities) and the (data, fit) pairs its
+    points use ([n, 2] indices into them)."""
+
+    params: Params
+    pairs: np.ndarray
+
+    def of(self, k: int) -> tuple[dict, dict]:
+        """(data params, fit params) of pair k."""
+        d, f = self.pairs[k]
+        return self.params.params("data", int(d)), self.params.params("fit", int(f))
+
+    def texts(self) -> pa.Array:
+        """Each pair's {"data", "fit"} as canonical JSON (composed in Arrow, one string per pair)."""
+        data = pa.array([dj for _, dj, _ in self.params.data], pa.string()).take(pa.array(self.pairs[:, 0]))
+        fit = pa.array([fj for _, fj in self.params.fit], pa.string()).take(pa.array(self.pairs[:, 1]))
+        return pc.binary_join_element_wise('{"data":', data, ',"fit":', fit, "}", "")
 
 
 @dataclass(slots=True)
 class Run:
+    """One run, made from the plan's columns when it is handed to the scheduler (runs share their param dicts)."""
+
     run_id: str
     data_key: str
     data: dict
@@ -35,41 +55,86 @@ class Run:
 
 @dataclass
 class Plan:
+    """The runs of a spec as columns, one entry per run in plan order (points x data repeats x fit repeats):
+    ids, data keys, repeats and seeds, and for the params the index of the run's point and of its validated
+    (data, fit) pair. `runs` / `runs_at` make Run objects only when asked."""
+
     spec: Spec
-    runs: list
+    run_id: pa.Array             # string
+    data_key: pa.Array           # string
+    repeat_data: np.ndarray      # int64
+    repeat_fit: np.ndarray
+    seed_data: np.ndarray        # int64 (63-bit seeds)
+    seed_fit: np.ndarray
+    point: np.ndarray            # the run's point (index into the points of product(sweep) x zip)
+    pair: np.ndarray             # the run's validated (data, fit) params (index into `params`)
+    params: _Pairs
+    axes: dict                   # {dotted key (and "session"): (distinct values, value index per point)}
+
+    def __len__(self) -> int:
+        return len(self.run_id)
 
     def run_ids(self) -> list:
-        return [r.run_id for r in self.runs]
+        return self.run_id.to_pylist()
 
     @property
     def data_keys(self) -> list:
-        return list(dict.fromkeys(r.data_key for r in self.runs))
+        """The distinct data keys, in plan order."""
+        return list(dict.fromkeys(self.data_key.to_pylist()))
+
+    def axis_values(self, key: str, rows=None) -> list:
+        """The values of a swept key (or "session") for every run (or the runs at `rows`)."""
+        values, of_point = self.axes[key]
+        points = self.point if rows is None else self.point[np.asarray(rows, dtype=np.int64)]
+        return [values[i] for i in of_point[points]]
+
+    def runs_at(self, rows) -> list:
+        """Run objects of the runs at `rows` (plan positions)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        ids, keys = self.run_id.take(pa.array(rows)).to_pylist(), self.data_key.take(pa.array(rows)).to_pylist()
+        axes = {k: self.axis_values(k, rows) for k in self.axes}
+        session = axes.get("session", [None] * len(rows))
+        out = []
+        for j, i in enumerate(rows.tolist()):
+            data, fit = self.params.of(self.pair[i])
+            out.append(Run(ids[j], keys[j], data, fit, session[j], int(self.repeat_data[i]),
+                           int(self.repeat_fit[i]), int(self.seed_data[i]), int(self.seed_fit[i]),
+                           {k: v[j] for k, v in axes.items()}))
+        return out
+
+    @property
+    def runs(self) -> list:
+        """Every run as a Run object (small plans, tests; the driver takes only the runs still to do)."""
+        return self.runs_at(np.arange(len(self)))
 
     def table(self) -> pa.Table:
-        """plan.parquet: one row per planned run."""
-        axes = list(self.runs[0].axes) if self.runs else []
-        columns = {"run_id": [r.run_id for r in self.runs], "data_key": [r.data_key for r in self.runs],
-                   "session": [r.session for r in self.runs],
-                   **{k: [getattr(r, k) for r in self.runs]
-                      for k in ("repeat_data", "repeat_fit", "seed_data", "seed_fit")},
-                   **{k: [r.axes[k] for r in self.runs] for k in axes if k != "session"},
-                   "params": self._params_json()}
-        return table_from_columns(columns)
+        """plan.parquet: one row per planned run (each column built from the distinct values and an index)."""
+        fields, arrays = [], []
 
-    def _params_json(self) -> list:
-        """Each run's {"data", "fit"} as canonical JSON, written once per point (runs share their trees)."""
-        texts = {}
-        for r in self.runs:
-            if (id(r.data), id(r.fit)) not in texts:
-                texts[id(r.data), id(r.fit)] = canonical_json({"data": r.data, "fit": r.fit})
-        return [texts[id(r.data), id(r.fit)] for r in self.runs]
+        def add(name, field_array):
+            fields.append(field_array[0].with_name(name))
+            arrays.append(field_array[1])
+
+        add("run_id", (pa.field("run_id", pa.string()), self.run_id))
+        add("data_key", (pa.field("data_key", pa.string()), self.data_key))
+        add("session", encode("session", self.axis_values("session") if "session" in self.axes
+                              else [None] * len(self)))
+        for name in ("repeat_data", "repeat_fit", "seed_data", "seed_fit"):
+            add(name, (pa.field(name, pa.int64()), pa.array(getattr(self, name), pa.int64())))
+        for key, (values, of_point) in self.axes.items():
+            if key != "session":
+                field, distinct = encode(key, values)
+                add(key, (field, distinct.take(pa.array(of_point[self.point]))))
+        add("params", (pa.field("params", pa.string()), self.params.texts().take(pa.array(self.pair))))
+        return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
 
 MAX_RUNS = 1_000_000  # a bigger grid is refused unless asked for (--max-runs): it is likely a typo
 
 
 def _seed(seed: int, *words) -> int:
-    """A 63-bit seed from SeedSequence(seed) spawned at a position given by content-hash words."""
+    """A 63-bit seed from SeedSequence(seed) spawned at a position given by content-hash words (the definition
+    that seeds.spawned computes for many keys at once)."""
     key = tuple(int(w, 16) if isinstance(w, str) else int(w) for w in words)
     ss = np.random.SeedSequence(seed, spawn_key=key)
     return int(ss.generate_state(1, np.uint64)[0] >> np.uint64(1))
@@ -92,110 +157,85 @@ def check_size(spec: Spec, max_runs: int | None) -> int:
     return n
 
 
-def _points(spec: Spec):
-    """Every point of product(sweep) x zip (x sessions), as {dotted key: value}, one at a time."""
-    axes = dict(spec.sweep)
-    if spec.sessions:
-        axes = {"session": list(spec.sessions), **axes}
-    keys = list(axes)
-    zipped = list(zip(*spec.zip.values())) if spec.zip else [()]
-    for combo in itertools.product(*(axes[k] for k in keys)):
-        for z in zipped:
-            yield {**dict(zip(keys, combo)), **dict(zip(spec.zip, z))}
-
-
 def _hash(text: str) -> str:
     return text_hash(text, 16)
 
 
-class _Ids:
-    """Run ids, data keys and seeds, from the canonical JSON of each point's data and fit written once: each
-    hash's text is composed from those pieces (equal to canonical_json of the whole dict, keys sorted), and a
-    seed is computed once per (data point, repeat) however many fit arms share it."""
-
-    def __init__(self, spec: Spec):
-        self.spec, self.seeds = spec, {}
-        self.tail = f'"study":{json.dumps(spec.study_name)},"version":{json.dumps(spec.study.version or "0")}}}'
-
-    def seed(self, *words) -> int:
-        if words not in self.seeds:
-            self.seeds[words] = _seed(self.spec.seed, *words)
-        return self.seeds[words]
-
-    def point(self, data_json: str, fit_json: str, session) -> tuple:
-        sj = json.dumps(session)
-        return _hash(f'{{"data":{data_json},"session":{sj}}}'), _hash(fit_json), sj
-
-    def data_key(self, data_json: str, seed_data: int, sj: str) -> str:
-        return _hash(f'{{"data":{data_json},"seed":{seed_data},"session":{sj},{self.tail}')
-
-    def run_id(self, data_json: str, fit_json: str, seeds: tuple, sj: str) -> str:
-        return _hash(f'{{"data":{data_json},"fit":{fit_json},"seeds":[{seeds[0]},{seeds[1]}],"session":{sj},'
-                    f'{self.tail}')
-
-
 def expand(spec: Spec, max_runs: int | None = None) -> Plan:
-    """The runs: points x repeats, with data keys shared as the data mode says. A plan larger than
+    """The runs: points x repeats, with data keys shared as the data mode says, as columns. A plan larger than
     `max_runs` (default MAX_RUNS) is a SpecError before any work."""
     check_size(spec, max_runs)
-    ids, runs, seen, checked = _Ids(spec), [], set(), {}
-    for point in _points(spec):
-        session = point.get("session")
-        tree, (dj, fj) = _tree(spec, point, checked)
-        data_hash, fit_hash, sj = ids.point(dj, fj, session)
-        for rd in range(spec.repeats_data):
-            seed_data = ids.seed(data_hash, rd)
-            data_key = ids.data_key(dj, seed_data, sj)
-            for rf in range(spec.repeats_fit):
-                # paired: every fit arm at this data point and repeat gets the same seed (common random numbers)
-                words = (data_hash, rd, fit_hash, rf, 1) if spec.seeds == "independent" else (data_hash, rd, rf, 2)
-                seed_fit = ids.seed(*words)
-                run_id = ids.run_id(dj, fj, (seed_data, seed_fit), sj)
-                if run_id in seen:
-                    raise SpecError(f"two runs are identical ({point}); a sweep list repeats a value",
-                                    where=spec.path, key="sweep")
-                seen.add(run_id)
-                runs.append(Run(run_id, data_key, tree["data"], tree["fit"], session, rd, rf, seed_data, seed_fit,
-                                point))
-    return Plan(spec, runs)
+    points = Points.of(spec)
+    params = Params(spec, points)
+    pair_of_point, pair_first = first_seen(pair_codes(params.data_of_point, params.fit_of_point))
+    pairs = np.stack([params.data_of_point[pair_first], params.fit_of_point[pair_first]], axis=1)
+    rd_n, rf_n = spec.repeats_data, spec.repeats_fit
+    point = np.repeat(np.arange(points.count, dtype=np.int64), rd_n * rf_n)
+    repeat_data = np.tile(np.repeat(np.arange(rd_n, dtype=np.int64), rf_n), points.count)
+    repeat_fit = np.tile(np.arange(rf_n, dtype=np.int64), points.count * rd_n)
+    pair = pair_of_point[point]
+    ids = _Ids(spec, params)
+    seed_data, data_key = ids.data_seeds(pairs[pair, 0], repeat_data)
+    seed_fit = ids.fit_seeds(pairs[pair], repeat_data, repeat_fit)
+    run_id = ids.run_ids(pairs[pair], seed_data, seed_fit)
+    _check_distinct(run_id, point, points, spec)
+    return Plan(spec, run_id, data_key, repeat_data, repeat_fit, seed_data, seed_fit, point, pair,
+                _Pairs(params, pairs), {k: (list(v), points.index(k)) for k, v in points.axes.items()})
 
 
-def _tree(spec: Spec, point: dict, checked: dict) -> dict:
-    """({"data", "fit"}, their canonical JSON) of a point: the spec's (or session's) params with the point's
-    values set, checked by the study's declared models (defaults filled); `checked` caches equal trees."""
-    session = point.get("session")
-    tree = copy.deepcopy(spec.sessions[session] if session else {"data": spec.data, "fit": spec.fit})
-    for k, v in point.items():
-        if k != "session":
-            try:
-                set_dotted(tree, k, v)
-            except (KeyError, TypeError):
-                raise SpecError(f"{k} does not exist in session {session!r}", where=spec.path, key=k) from None
-    key = canonical_json(tree)
-    if key not in checked:
-        study, section = spec.study, "data"
-        try:
-            data = validated(study.data_params, tree["data"], "data")
-            section = "fit"
-            valid = {"data": data, "fit": validated(study.fit_params, tree["fit"], "fit", {"data": data})}
-        except pydantic.ValidationError as e:
-            raise param_error(e, section, point, spec) from None
-        checked[key] = valid, (canonical_json(valid["data"]), canonical_json(valid["fit"]))
-    return checked[key]
+def _check_distinct(run_id: pa.Array, point: np.ndarray, points: Points, spec: Spec) -> None:
+    if pc.count_distinct(run_id).as_py() == len(run_id):
+        return
+    ids, seen = run_id.to_pylist(), set()
+    for i, rid in enumerate(ids):
+        if rid in seen:
+            values = points.values(int(point[i]), points.axes)
+            raise SpecError(f"two runs are identical ({values}); a sweep list repeats a value", where=spec.path,
+                            key="sweep")
+        seen.add(rid)
 
 
-def param_error(e, section: str, point: dict, spec: Spec) -> SpecError:
-    """A SpecError at the key a pydantic error's loc names, and the file:line that set it (its sweep line if
-    the value is swept); an unknown key gets a did-you-mean."""
-    err = e.errors()[0]
-    key = ".".join([section, *map(str, err["loc"])]) if err["loc"] else section
-    model = spec.study.data_params if section == "data" else spec.study.fit_params
-    msg = err["msg"]
-    if err["type"] == "extra_forbidden":
-        near = difflib.get_close_matches(str(err["loc"][-1]), list(model.model_fields), n=1)
-        msg = f"not a parameter of study {spec.study_name}" + (f"; did you mean {section}.{near[0]}?" if near else "")
-    elif "input" in err and not isinstance(err["input"], dict):
-        msg = f"{msg}, got {err['input']!r}"
-    swept = next((f"{s}.{key}" for s in ("sweep", "zip") if key in point and f"{s}.{key}" in spec.origins), None)
-    where = spec.origins.get(swept) or spec.origins.get(key) or spec.origins.get(section) or spec.path
-    return SpecError(msg, where=where, key=key)
+class _Ids:
+    """Run ids, data keys and seeds, from the canonical JSON of each validated data and fit written once: each
+    hash's text is composed from those pieces (equal to canonical_json of the whole dict, keys sorted), and a
+    seed is computed once per (data, repeat) however many fit arms share it."""
+
+    def __init__(self, spec: Spec, params: Params):
+        self.spec, self.data, self.fit = spec, params.data, params.fit
+        self.tail = f'"study":{json.dumps(spec.study_name)},"version":{json.dumps(spec.study.version or "0")}}}'
+        self.data_hash = np.array([int(_hash(f'{{"data":{dj},"session":{sj}}}'), 16) for _, dj, sj in self.data],
+                                  np.uint64)
+
+    def data_seeds(self, data: np.ndarray, repeat_data: np.ndarray) -> tuple[np.ndarray, pa.Array]:
+        """(seed_data, data_key) of every run, computed once per (data, repeat)."""
+        rd_n = self.spec.repeats_data
+        d_n = len(self.data)
+        seeds = spawned(self.spec.seed, [np.repeat(self.data_hash, rd_n), np.tile(np.arange(rd_n), d_n)])
+        listed = seeds.tolist()
+        keys = pa.array([_hash(f'{{"data":{dj},"seed":{listed[d * rd_n + rd]},"session":{sj},{self.tail}')
+                         for d, (_, dj, sj) in enumerate(self.data) for rd in range(rd_n)], pa.string())
+        at = data * rd_n + repeat_data
+        return seeds[at], keys.take(pa.array(at))
+
+    def fit_seeds(self, pairs: np.ndarray, repeat_data: np.ndarray, repeat_fit: np.ndarray) -> np.ndarray:
+        """seed_fit of every run. Paired (the default): every fit arm at a data point and repeat gets the same
+        seed (common random numbers); independent: each arm its own."""
+        rd_n, rf_n = self.spec.repeats_data, self.spec.repeats_fit
+        if self.spec.seeds != "independent":
+            d_n = len(self.data)
+            table = spawned(self.spec.seed, [np.repeat(self.data_hash, rd_n * rf_n),
+                                             np.tile(np.repeat(np.arange(rd_n), rf_n), d_n),
+                                             np.tile(np.arange(rf_n), d_n * rd_n), np.full(d_n * rd_n * rf_n, 2)])
+            return table[(pairs[:, 0] * rd_n + repeat_data) * rf_n + repeat_fit]
+        fit_hash = np.array([int(_hash(fj), 16) for _, fj in self.fit], np.uint64)
+        codes, first = first_seen(np.stack([pairs[:, 0], repeat_data, pairs[:, 1], repeat_fit], axis=1))
+        table = spawned(self.spec.seed, [self.data_hash[pairs[first, 0]], repeat_data[first],
+                                         fit_hash[pairs[first, 1]], repeat_fit[first], np.ones(len(first))])
+        return table[codes]
+
+    def run_ids(self, pairs: np.ndarray, seed_data: np.ndarray, seed_fit: np.ndarray) -> pa.Array:
+        data, fit, tail = self.data, self.fit, self.tail
+        return pa.array([_hash(f'{{"data":{data[d][1]},"fit":{fit[f][1]},"seeds":[{sd},{sf}],"session":{data[d][2]},'
+                               f'{tail}') for d, f, sd, sf in
+                         zip(pairs[:, 0].tolist(), pairs[:, 1].tolist(), seed_data.tolist(), seed_fit.tolist())],
+                        pa.string())

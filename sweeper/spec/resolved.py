@@ -209,7 +209,7 @@ def from_config(cfg: config.Config, path: str | None = None) -> Spec:
                         key="save_datasets")
     name = values.get("name") or (Path(path).stem if path else study.name)
     if not name or not isinstance(name, str) or "/" in name:
-        raise SpecError("expected a name (letters, digits, _ and -) for the study directory",
+        raise SpecError("expected a name (letters, digits, _ and -) for the sweep directory",
                         where=origins.get("name", path), key="name")
     return Spec(study=study, name=name, seed=seed, data=data, fit=fit, sweep=sweep, zip=zips, data_mode=mode,
                 repeats_data=rd, repeats_fit=rf, resources=_resources(values, origins, path),

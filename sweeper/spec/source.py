@@ -88,6 +88,16 @@ def _origins(node, where: str, prefix: str = "") -> dict:
     return out
 
 
+def _parse(text: str) -> tuple:
+    """(values, node tree) of a YAML document, parsed once: the nodes carry the line of every key."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        return (loader.construct_document(node) if node is not None else None), node
+    finally:
+        loader.dispose()
+
+
 def read_yaml(path: Path) -> Config:
     """One YAML file as a Config (no inheritance)."""
     if path.is_dir():
@@ -99,8 +109,7 @@ def read_yaml(path: Path) -> Config:
     except UnicodeDecodeError as e:
         raise SpecError(f"not a YAML spec: the file is not UTF-8 text (byte {e.start})", where=str(path)) from None
     try:
-        values = yaml.load(text, Loader=_Loader)
-        node = yaml.compose(text, Loader=_Loader)
+        values, node = _parse(text)
     except DuplicateKey as e:
         raise SpecError(e.problem, where=f"{path}:{e.problem_mark.line + 1}") from None
     except yaml.YAMLError as e:

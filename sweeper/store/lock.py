@@ -1,4 +1,4 @@
-"""The study directory's lock: one driver at a time, also across the nodes of a shared filesystem.
+"""The sweep directory's lock: one driver at a time, also across the nodes of a shared filesystem.
 
 The lock file holds {pid, host}; its mtime is the holder's heartbeat, touched every HEARTBEAT_S. A holder on
 this host is alive while its pid is; a holder on another host (which this node cannot ask) is alive while its

@@ -23,7 +23,7 @@ SCHEMA = pa.schema([("run_id", pa.string()), ("status", pa.string()), ("record",
 
 
 class Records:
-    """The shards in one folder. Only the driver holding the study directory's lock appends."""
+    """The shards in one folder. Only the driver holding the sweep directory's lock appends."""
 
     COMPACT_AT = 32  # more shards than this are rewritten as one at the end of a sweep
 

@@ -1,0 +1,230 @@
+"""Dose response: PINN reconstruction quality at high (1e9) vs low (1e4) photons, Poisson NLL vs MAE loss,
+beside the ePIE reference (what the data allow).
+
+Same object, probe and scan trajectories in every arm: photon statistics are the only difference
+between doses. `report` draws the 6-panel comparison, the ePIE reference with the table of arms (95%
+CIs, and the paired NLL - MAE differences), the training curves and dose_summary.csv.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from sweeper import Study
+from sweeper.toolkit import pyplot, write_csv
+from sweeper.toolkit import to_rows
+
+from .plots import central_crop, save_figure
+from .pipeline import METRIC_RANGES, VERSION, DataParams, FitParams, cleanup, fit, setup, simulate
+
+log = logging.getLogger("sweeper.studies.ptychography.dose_response")
+METRICS = ["metrics.mae", "metrics.mse", "metrics.psnr", "metrics.ssim", "metrics.frc_1_7",
+           "metrics.resolution_px", "metrics.phase_mae"]
+
+
+def _rows(result) -> list[dict]:
+    return [r for r in to_rows(result.table) if r["status"] == "ok"]
+
+
+def _arm_label(cfg: dict) -> str:
+    """PSNR and SSIM of an arm: mean with its 95% CI over the arm's runs (cut at the metric's range), and n."""
+    def one(name, unit, digits):
+        return f"{name.upper()} " + _mean_ci(cfg[f"{name}_mean"], cfg[f"{name}_ci_low"], cfg[f"{name}_ci_high"],
+                                             digits, METRIC_RANGES[name], unit=unit)
+    n = cfg["n"]
+    return f"{one('psnr', ' dB', 1)}\n{one('ssim', '', 3)}\n" + (f"n={n}, 95% CI" if n > 1 else "n=1 run, no CI")
+
+
+def first_run(rows, nphotons, loss, model="pinn"):
+    """The first repeat of an arm (loss None: any loss, as for ePIE, which has none)."""
+    arm = [r for r in rows if r["data.nphotons"] == nphotons and loss in (None, r["fit.loss"])
+           and r["fit.model"] == model]
+    return min(arm, key=lambda r: (r["repeat_data"], r["repeat_fit"])) if arm else None
+
+
+def _arm_axes(result) -> list:
+    """The swept axes that tell the arms apart (a pinned one, e.g. `fit.loss=nll`, is not an axis)."""
+    return [a for a in ("data.nphotons", "fit.model", "fit.loss") if a in result.axes]
+
+
+def _arms(result, rows, metrics) -> dict:
+    """{(dose, model, loss): the configuration's row of result.configs (n, mean, CI per metric)}."""
+    fixed = {a: rows[0][a] for a in ("data.nphotons", "fit.model", "fit.loss")}
+    return {tuple(c.get(a, fixed[a]) for a in fixed): c
+            for c in to_rows(result.configs(metrics, by=_arm_axes(result)))}
+
+
+def _label(ax, cfg: dict) -> None:
+    """An arm's PSNR and SSIM (mean, CI, n) in the panel's lower left corner."""
+    ax.text(0.02, 0.02, _arm_label(cfg), transform=ax.transAxes, color="yellow", fontsize=9, va="bottom",
+            bbox={"facecolor": "black", "alpha": 0.5, "lw": 0})
+
+
+def dose_figure(result, rows, figures_dir: Path, patterns: dict) -> Path:
+    plt = pyplot()
+
+    doses = sorted({r["data.nphotons"] for r in rows}, reverse=True)
+    arms = _arms(result, rows, ["psnr", "ssim"])
+    logs = {d: np.log10(patterns[d].astype(np.float64) ** 2 + 1) for d in doses}
+    vmax = max(float(v.max()) for v in logs.values())
+    fig, axs = plt.subplots(len(doses), 3, figsize=(10, 3.4 * len(doses)), squeeze=False)
+    for i, dose in enumerate(doses):
+        ax = axs[i, 0]
+        im = ax.imshow(logs[dose], cmap="magma", vmin=0, vmax=vmax)
+        ax.set_title(f"diffraction, {dose:.0e} photons")
+        fig.colorbar(im, ax=ax, fraction=0.046, label="log10(counts + 1)")
+        for j, loss in enumerate(("mae", "nll"), start=1):
+            ax, run = axs[i, j], first_run(rows, dose, loss)
+            if run is None:
+                ax.set_title(f"{loss.upper()}: no run")
+            else:
+                amp = result.run(run["run_id"]).arrays["amplitude"]
+                ax.imshow(central_crop(amp), cmap="gray", vmin=0.5, vmax=1.5)
+                ax.set_title(f"{loss.upper()} loss, {dose:.0e} (first repeat shown)")
+                _label(ax, arms[(dose, "pinn", loss)])
+        for ax in axs[i]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.suptitle("PINN reconstruction (amplitude, central crop) by dose and loss")
+    return save_figure(fig, Path(figures_dir) / "dose_comparison.png")
+
+
+ARM_NAMES = {("pinn", "nll"): "PINN, NLL loss", ("pinn", "mae"): "PINN, MAE loss", ("pinn", "mixed"): "PINN, mixed",
+             ("baseline", "nll"): "supervised baseline", ("baseline", "mae"): "supervised baseline"}
+TABLE_METRICS = [("psnr", "PSNR dB", 1), ("ssim", "SSIM", 3), ("resolution_px", "FRC-1/7 res. px", 1)]
+
+
+def _mean_ci(mean, low, high, digits, span=(-np.inf, np.inf), sign=False, unit="") -> str:
+    """'mean[unit] [low, high]' (no interval for n < 2), the interval cut at `span`."""
+    if not np.isfinite(mean):
+        return "-"
+    text = (f"{mean:+.{digits}f}" if sign else f"{mean:.{digits}f}") + unit
+    if np.isfinite(low):
+        text += f" [{max(low, span[0]):.{digits}f}, {min(high, span[1]):.{digits}f}]"
+    return text
+
+
+def arm_table(result, rows) -> list[list[str]]:
+    """Rows of text: each arm's n and mean [95% CI] of PSNR, SSIM and resolution at each dose, then the paired
+    NLL - MAE difference of the PINN at each dose."""
+    arms = _arms(result, rows, [m for m, _, _ in TABLE_METRICS])
+    table = []
+    for (dose, model, loss), c in sorted(arms.items(), key=lambda kv: (-kv[0][0], kv[0][1] == "epie", kv[0][2])):
+        name = "ePIE reference" if model == "epie" else ARM_NAMES.get((model, loss), f"{model}, {loss}")
+        table.append([f"{dose:.0e}", name, f"{c['n']}"] + [
+            _mean_ci(c[f"{m}_mean"], c[f"{m}_ci_low"], c[f"{m}_ci_high"], d, METRIC_RANGES[m])
+            for m, _, d in TABLE_METRICS])
+    if "fit.loss" in result.axes and {"nll", "mae"} <= {r["fit.loss"] for r in rows if r["fit.model"] == "pinn"}:
+        table += _loss_differences(result)
+    return table
+
+
+def _loss_differences(result) -> list[list[str]]:
+    """The PINN's NLL - MAE difference at each dose (paired t over repeats: same dataset, same fit seed)."""
+    by = [a for a in ("data.nphotons", "fit.model") if a in result.axes]
+    diffs = {m: [r for r in to_rows(result.compare(m, "fit.loss", "mae", by=by)) if r.get("fit.model", "pinn")
+                 == "pinn" and r["fit.loss"] == "nll"] for m, _, _ in TABLE_METRICS}
+    out = []
+    for i, row in enumerate(diffs["psnr"]):
+        n = f"{row['n']} {'pairs' if row['test'] == 'paired t' else 'runs'}"
+        out.append([f"{row.get('data.nphotons', 0):.0e}", f"NLL - MAE ({row['test']})", n] +
+                   [_mean_ci(diffs[m][i]["diff"], diffs[m][i]["ci_low"], diffs[m][i]["ci_high"], d, sign=True)
+                    for m, _, d in TABLE_METRICS])
+    return out
+
+
+def reference_figure(result, rows, figures_dir: Path) -> Path:
+    """The truth and the ePIE reconstruction at each dose (what the data allow), over the table of every arm
+    with 95% CIs and the paired NLL - MAE differences."""
+    plt = pyplot()
+
+    doses = sorted({r["data.nphotons"] for r in rows}, reverse=True)
+    table = arm_table(result, rows)
+    arms = _arms(result, rows, ["psnr", "ssim"])
+    fig = plt.figure(figsize=(11, 3.6 + 0.24 * (len(table) + 2)))
+    grid = fig.add_gridspec(2, len(doses) + 1, height_ratios=[3.4, 0.24 * (len(table) + 2)])
+    truth = np.abs(result.dataset(rows[0]["data_key"])["object"])
+    ax = fig.add_subplot(grid[0, 0])
+    ax.imshow(central_crop(truth), cmap="gray", vmin=0.5, vmax=1.5)
+    ax.set_title("truth (amplitude)")
+    for j, dose in enumerate(doses, start=1):
+        ax, run = fig.add_subplot(grid[0, j]), first_run(rows, dose, None, "epie")
+        if run is None:
+            ax.set_title(f"ePIE, {dose:.0e}: no run")
+        else:
+            ax.imshow(central_crop(result.run(run["run_id"]).arrays["amplitude"]), cmap="gray", vmin=0.5, vmax=1.5)
+            ax.set_title(f"ePIE, {dose:.0e} photons (first repeat)")
+            _label(ax, arms[(dose, "epie", run["fit.loss"])])
+    for ax in fig.axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    ax = fig.add_subplot(grid[1, :])
+    ax.axis("off")
+    cells = ax.table(cellText=table, colLabels=["photons", "arm", "n"] + [label for _, label, _ in TABLE_METRICS],
+                     loc="upper center", cellLoc="left", colLoc="left")
+    cells.auto_set_font_size(False)
+    cells.set_fontsize(8.5)
+    cells.auto_set_column_width(list(range(3 + len(TABLE_METRICS))))
+    ax.set_title("every arm: mean [95% t interval over its n runs, each repeat its own dataset; cut at the "
+                 "metric's range]; NLL - MAE: mean paired difference [95% t interval]", fontsize=9)
+    fig.suptitle("The physics reference (ePIE with the known probe, no training) and every arm")
+    return save_figure(fig, Path(figures_dir) / "reference_and_arms.png")
+
+
+def training_curves(result, rows, figures_dir: Path) -> Path:
+    plt = pyplot()
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for r in sorted(rows, key=lambda r: (-r["data.nphotons"], r["fit.loss"])):
+        if r["repeat_fit"] or r["repeat_data"]:
+            continue
+        history = result.run(r["run_id"]).history
+        if history is None:
+            continue
+        h = history.to_pydict()
+        if "train_loss" not in h:  # the epie reference trains nothing
+            continue
+        label = f"{r['data.nphotons']:.0e} / {r['fit.loss']}"
+        line, = ax.plot(h["epoch"], h["train_loss"], label=f"{label} train")
+        if any(v is not None for v in h.get("val_loss", [])):
+            ax.plot(h["epoch"], h["val_loss"], "--", color=line.get_color(), label=f"{label} val")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss (each arm in its own units)")
+    ax.set_title("first repeat of each arm", fontsize=9)
+    ax.legend(fontsize=7)
+    return save_figure(fig, Path(figures_dir) / "training_curves.png")
+
+
+def report(result, figures_dir: Path) -> list[Path]:
+    figures_dir = Path(figures_dir)
+    rows = _rows(result)
+    if not rows:
+        return []
+    patterns, amp_mean, amp_rms = {}, {}, {}
+    for dose in sorted({r["data.nphotons"] for r in rows}):
+        r = next(x for x in rows if x["data.nphotons"] == dose)
+        data = result.dataset(r["data_key"])
+        a = data["test_amplitudes"].astype(np.float64)
+        patterns[dose] = a[len(a) // 2]
+        amp_mean[dose], amp_rms[dose] = a.mean(), np.sqrt((a**2).mean())
+    paths = []
+    if len(amp_mean) >= 2:
+        hi, lo = max(amp_mean), min(amp_mean)
+        line = (f"sanity: mean amplitude ratio {hi:.0e}/{lo:.0e} photons = {amp_mean[hi] / amp_mean[lo]:.0f}, "
+                f"RMS amplitude ratio = {amp_rms[hi] / amp_rms[lo]:.0f} (sqrt({hi / lo:.0e}) = {np.sqrt(hi / lo):.0f})")
+        log.info(line)
+        (figures_dir / "sanity.txt").write_text(line + "\n")
+    paths.append(dose_figure(result, rows, figures_dir, patterns))
+    paths.append(training_curves(result, rows, figures_dir))
+    paths.append(reference_figure(result, rows, figures_dir))
+    configs = result.configs(METRICS, by=_arm_axes(result))
+    paths.append(write_csv(to_rows(configs), figures_dir / "dose_summary.csv"))
+    return paths
+
+
+study = Study("dose_response", simulate, fit, data_params=DataParams, fit_params=FitParams, version=VERSION, report=report,
+              setup=setup, teardown=cleanup,
+              description="How does PINN reconstruction quality change between 1e9 and 1e4 photons, under a Poisson NLL loss versus MAE?")

@@ -1,0 +1,40 @@
+"""Figure pieces the ptychography studies share: the object's central crop, a line of means with CI bars
+cut at the metric's range beside each run's dot, and saving a figure."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from sweeper.toolkit import pyplot
+
+from .pipeline import METRIC_RANGES
+
+
+def central_crop(img, frac: float = 0.5):
+    """The middle `frac` of an image in each direction (the figures' view of the object)."""
+    h, w = img.shape
+    dh, dw = int(h * frac / 2), int(w * frac / 2)
+    return img[h // 2 - dh:h // 2 + dh, w // 2 - dw:w // 2 + dw]
+
+
+def ci_line(ax, metric: str, configs: list, runs: list, x_key: str, shift: float = 1.0, **style) -> None:
+    """One arm: its configurations' means over `x_key` with 95% CI bars cut at the metric's range, and its
+    runs as dots; x moved by the factor `shift` so that arms drawn side by side do not hide each other."""
+    name = metric.removeprefix("metrics.")
+    pts = sorted(configs, key=lambda c: c[x_key])
+    x = np.array([c[x_key] for c in pts]) * shift
+    y = np.array([c[f"{name}_mean"] for c in pts])
+    low = np.clip([c[f"{name}_ci_low"] for c in pts], *METRIC_RANGES[name])
+    high = np.clip([c[f"{name}_ci_high"] for c in pts], *METRIC_RANGES[name])
+    bars = ax.errorbar(x, y, yerr=np.nan_to_num(np.array([y - low, high - y])), marker="o", capsize=3, **style)
+    ax.scatter([r[x_key] * shift for r in runs], [r[f"metrics.{name}"] for r in runs], s=10, alpha=0.5,
+               color=bars.lines[0].get_color(), zorder=3)
+
+
+def save_figure(fig, path: Path, dpi: int = 110) -> Path:
+    """Lay out, write and close a figure."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    pyplot().close(fig)
+    return Path(path)

@@ -1,0 +1,38 @@
+"""The models on Keras's JAX backend (the backend of a GPU machine without TensorFlow), on every CI run: the
+model and training tests again in a process whose KERAS_BACKEND is jax, and a quick study through the CLI."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from tests import REPO
+
+pytest.importorskip("jax")
+ENV = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "RAY_AUTH_MODE": "disabled",
+       "PYTHONPATH": str(REPO)}
+
+
+def test_model_and_training_tests_pass_on_jax():
+    """Physics layer == kernels.far_field, losses fall, training improves PSNR, fits reproduce: on JAX."""
+    # the gridsize-2-against-1 quality check trains 30 epochs in all: once, on TensorFlow, is enough for CI time
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/studies/ptychography/test_models.py",
+                          "tests/studies/ptychography/test_training.py", "-k", "not at_least_as_well_as_gridsize_one"], cwd=REPO, env=ENV,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert " passed" in out.stdout and "skipped" not in out.stdout.splitlines()[-1]
+
+
+def test_a_quick_study_through_the_cli_trains_on_jax(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "sweeper.cli", "run", "studies/ptychography/specs/dose_response.yaml",
+                          "data.nphotons=1e9", "fit.loss=nll", "fit.epochs=4", "data.n_train=256", "--out",
+                          str(tmp_path), "--no-progress"], cwd=REPO, env=ENV, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    study = Path(out.stdout.strip().splitlines()[-1])
+    row = pq.read_table(study / "results.parquet").to_pylist()[0]
+    assert row["status"] == "ok" and row["device"] == "jax:cpu"
+    history = pq.read_table(study / "runs" / row["run_id"] / "history.parquet").column("train_loss").to_pylist()
+    assert history[-1] < history[0]
+    assert 12 < row["metrics.psnr"] < 60  # a reconstruction, not noise and not a copy of the truth
