@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 
 import ray
@@ -22,14 +23,22 @@ from sweeper.store.sweep_store import SweepStore
 log = logging.getLogger("sweeper")
 
 
+def ray_address(address=None) -> str:
+    """Which Ray a sweep uses: `address` (`--address`) if given, else RAY_ADDRESS if set, else "local": a Ray of
+    its own, whatever other cluster runs (or once ran) on this machine."""
+    return address or os.environ.get("RAY_ADDRESS") or "local"
+
+
 @contextlib.contextmanager
 def ray_session(address=None):
-    """Use the Ray session already running in this process, else start (and later stop) one."""
+    """Use the Ray session already running in this process, else start (and later stop) one at
+    ray_address(address)."""
     if ray.is_initialized():
         yield
         return
     # worker output goes to each run's run.log and failures into results; the console keeps the progress bar
-    ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    ray.init(address=ray_address(address), include_dashboard=False, logging_level=logging.WARNING,
+             log_to_driver=False)
     try:
         yield
     finally:
@@ -47,9 +56,13 @@ def run(spec, overrides=(), out="outputs", address=None, max_in_flight=None, pro
     store.lock.check_free()
     work = len(store.completed(ids)) < len(ids) if store.has_results() else bool(ids)
     started = time.time()
+    in_process = ray.is_initialized()
+    local = not in_process and ray_address(address) == "local"
+    if work and local:
+        check_resources(spec, cluster_known=True, nodes=[machine_resources()])  # before Ray starts
     with ray_session(address) if work else contextlib.nullcontext():
-        if work:
-            check_resources(spec, cluster_known=address is None)  # before anything is written
+        if work and not local:  # a Ray that runs already: what its nodes have
+            check_resources(spec, cluster_known=in_process and address is None)
         store.lock.acquire()
         try:
             plan_table = prepare(store, spec, plan)
@@ -89,14 +102,26 @@ def write_reports(result: SweepResult, spec: Spec) -> None:
                         where=spec.origins.get("report.metric", spec.path), key="report.metric")
 
 
-def check_resources(spec: Spec, cluster_known: bool) -> None:
-    """A run (or simulate task) asking more CPUs, GPUs or memory than any node has would wait for ever: say
+def machine_resources() -> dict:
+    """What a local Ray started on this machine would have, as Ray counts it (CPUs, GPUs, memory in bytes),
+    found without starting Ray."""
+    from ray._private.accelerators import get_accelerator_manager_for_resource
+
+    gpus = get_accelerator_manager_for_resource("GPU").get_current_node_num_accelerators()
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return {"CPU": float(os.cpu_count() or 1), "GPU": float(gpus), "memory": float(memory)}
+
+
+def check_resources(spec: Spec, cluster_known: bool, nodes: list | None = None) -> None:
+    """A run (or simulate task) asking more CPUs, GPUs or memory than any node (`nodes`: each node's
+    resources; default the live nodes of the Ray this process is connected to) has would wait for ever: say
     so before starting.
 
-    On a cluster Ray was started for here (`cluster_known`), that is an error; on an existing cluster
-    (`--address`), whose autoscaler may still add such a node, a warning.
+    On this machine or a cluster Ray was started for here (`cluster_known`), that is an error; on an
+    existing cluster (`--address`), whose autoscaler may still add such a node, a warning.
     """
-    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    if nodes is None:
+        nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
     names = {"num_cpus": "CPU", "num_gpus": "GPU", "memory": "memory"}
     for prefix, asked, who in (("resources", spec.resources, "each run"),
                                ("resources.simulate", spec.simulate_resources, "each simulate task")):

@@ -100,7 +100,10 @@ def _device() -> str:
 def simulate_dataset(study_ref: StudyRef, data_params: dict, seed: int):
     """(dataset, meta): the study's simulate output and its sha256, seed, duration and node."""
     t0 = time.perf_counter()
-    data = study_ref.load().simulate(data_params, seed)
+    try:
+        data = study_ref.load().simulate(data_params, seed)
+    except SystemExit as e:  # not a dead worker: the study's own way of failing
+        raise RuntimeError(f"simulate called sys.exit({e.code!r})") from None
     if not isinstance(data, dict) or not data:
         raise TypeError(f"simulate must return a non-empty dict of arrays and scalars, got {type(data).__name__}")
     nbytes = sum(getattr(v, "nbytes", 8) for v in data.values())
@@ -136,7 +139,7 @@ def check_fit_output(out) -> str | None:
         return "fit's result has no 'metrics' dict"
     for name, v in metrics.items():
         if isinstance(v, bool) or not isinstance(v, (int, float)) and not hasattr(v, "__float__"):
-            return f"metric {name!r} is not a number: {v!r}"
+            return f"metric {name!r} is a {type(v).__name__}, not a number"  # no value: one line per kind
         if not math.isfinite(float(v)):
             return f"metric {name!r} is not finite: {float(v)}"
     for part in ("arrays", "history", "files"):
@@ -158,6 +161,14 @@ def execute_batch(study_ref: StudyRef, dataset: dict, items: list) -> list:
     return [execute_run(study_ref, dataset, fit, seed, attempt) for fit, seed, attempt in items]
 
 
+def _fit(study, dataset: dict, fit_params: dict, seed: int):
+    """study.fit; sys.exit inside it is the run's failure with its message, not a crashed worker to retry."""
+    try:
+        return study.fit(dataset, fit_params, seed)
+    except SystemExit as e:
+        raise RuntimeError(f"fit called sys.exit({e.code!r})") from None
+
+
 def execute_run(study_ref: StudyRef, dataset: dict, fit_params: dict, seed: int, attempt: int = 1) -> dict:
     """Fit one run; a raising fit or an invalid result is a failed result with the reason, never an exception."""
     t0 = time.perf_counter()
@@ -167,7 +178,7 @@ def execute_run(study_ref: StudyRef, dataset: dict, fit_params: dict, seed: int,
         with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
             study = study_ref.load()
             set_up(study)
-            out = study.fit(dataset, fit_params, seed)
+            out = _fit(study, dataset, fit_params, seed)
         problem = check_fit_output(out)
         if problem:
             result.update(status="failed", error=problem,

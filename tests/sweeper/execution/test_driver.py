@@ -1,7 +1,10 @@
 """Sweeps through Ray: shared/independent/crossed data, failures, resume, retries, the store and the lock."""
 import json
 import os
+import subprocess
+import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,6 +14,7 @@ import pytest
 import sweeper
 from sweeper.store.sweep_store import SweepStore
 from sweeper import LockError
+from tests import REPO
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
@@ -279,3 +283,82 @@ def test_a_failing_simulate_fails_only_its_run_in_a_fused_task():
     assert out[0]["result"]["status"] == "ok" and out[0]["meta"]["seed"] == 1 and out[0]["data"] is None
     assert out[1]["meta"] is None and out[1]["result"]["status"] == "failed"
     assert "no such dataset" in out[1]["result"]["error"] and out[1]["result"]["attempt"] == 2
+
+
+def test_which_ray_a_sweep_uses(monkeypatch):
+    """Without --address (or address=) a sweep starts a Ray of its own; RAY_ADDRESS and --address join one."""
+    from sweeper.execution.driver import ray_address
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert ray_address(None) == "local" and ray_address("auto") == "auto"
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+    assert ray_address(None) == "10.0.0.1:6379" and ray_address("auto") == "auto"
+
+
+def test_a_recorded_dead_cluster_does_not_capture_a_sweep(tmp_path):
+    """A `ray start --head` cluster stopped without `ray stop` leaves /tmp/ray/ray_current_cluster behind; a
+    plain `ray.init()` would try to join it (and give up after 60 s). A sweep starts its own Ray instead."""
+    record = Path("/tmp/ray/ray_current_cluster")
+    before = record.read_text() if record.exists() else None
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text("127.0.0.1:9\n")  # nothing listens there
+    try:
+        spec = tmp_path / "s.yaml"
+        spec.write_text("study: tests.fixtures.linear\nseed: 1\nname: dead\ndata: {n: 20, a: 1.0, b: 0.0, noise: 0.1}\n"
+                        "fit: {}\nsweep: {data.a: [1.0, 2.0]}\n")
+        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+        out = subprocess.run([sys.executable, "-m", "sweeper.cli", "run", str(spec), "--out", str(tmp_path / "out"),
+                              "--no-progress"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    finally:
+        if before is None:
+            record.unlink(missing_ok=True)
+        else:
+            record.write_text(before)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "2 ok, 0 failed, 0 pending" in out.stderr
+
+
+def test_a_gpu_request_on_a_cpu_machine_fails_before_ray_starts(tmp_path, monkeypatch, capsys):
+    """Checked against what this machine has, before Ray starts: one line naming the key, exit 2, nothing
+    written, and Ray never started."""
+    import ray
+
+    from sweeper.cli import main
+    from sweeper.execution.driver import machine_resources
+
+    if machine_resources()["GPU"]:
+        pytest.skip("this machine has a GPU")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda *a, **k: pytest.fail("Ray was started"))
+    spec = tmp_path / "s.yaml"
+    spec.write_text("study: tests.fixtures.linear\nseed: 1\nname: gpu\ndata: {n: 20, a: 1.0, b: 0.0, noise: 0.1}\n"
+                    "fit: {}\nresources: {num_cpus: 1, num_gpus: 1}\n")
+    assert main(["run", str(spec), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "resources.num_gpus" in err and "asks for 1 GPU" in err and f"{spec}:6" in err
+    assert not (tmp_path / "out").exists()
+
+
+def _exiting_fit(dataset, params, seed):
+    import sys as system
+
+    system.exit(f"cannot fit with k={params['k']}")
+
+
+def test_a_study_that_exits_fails_its_runs_with_its_message(tmp_path):
+    """sys.exit in fit (or simulate) is that run's failure with the study's message, not a worker crash that
+    is retried; a list metric fails with one error line, whatever the values."""
+    study = types.SimpleNamespace(simulate=lambda data, seed: {"x": np.zeros(3)}, fit=_exiting_fit,
+                                  __name__="exits")
+    spec = {"study": study, "name": "exits", "seed": 1, "data": {"n": 3}, "fit": {"k": 0}, "retries": 1,
+            "sweep": {"fit.k": [1, 2]}}
+    res = sweeper.run(spec, out=tmp_path / "out", progress=False)
+    t = res.table.to_pandas()
+    assert (t.status == "failed").all() and (t.attempt == 1).all()
+    assert all("fit called sys.exit('cannot fit with k=" in e for e in t.error)
+    lists = types.SimpleNamespace(simulate=lambda data, seed: {"x": np.zeros(3)},
+                                  fit=lambda d, p, s: {"metrics": {"m": [p["k"], 1]}}, __name__="lists")
+    res = sweeper.run({**spec, "study": lists, "name": "lists"}, out=tmp_path / "out", progress=False)
+    assert [e["error"] for e in res.errors()] == ["metric 'm' is a list, not a number"]
+    assert res.errors()[0]["n"] == 2
