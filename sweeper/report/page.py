@@ -56,7 +56,8 @@ def render(result, report=None, spec_path: str | None = None) -> Path:
         best_command=run_command(spec_path or paths.spec, best["overrides"]) if best else None,
         metric_names=names[:SHOWN_METRICS], hidden_metrics=max(len(names) - SHOWN_METRICS, 0),
         any_clustered=any(r.get("ci_unit") == "datasets" for r in configs),
-        summary_csv=paths.relative(paths.sweep_figures / "summary.csv"), errors=errors,
+        summary_csv=paths.relative(paths.sweep_figures / "summary.csv")
+        if (paths.sweep_figures / "summary.csv").is_file() else None, errors=errors,
         figures=[paths.relative(p) for p in files if p.suffix == ".png"],
         tables=[paths.relative(p) for p in files if p.suffix == ".csv"],
         provenance=_provenance(result), spec_text=result.store.read_spec_text(), fmt=fmt, cell=_cell)

@@ -167,3 +167,24 @@ def test_report_of_a_sweep_whose_study_lived_in_a_script(tmp_path, ray_session, 
     assert main(["report", str(res.dir), "--metric", "mean", "--maximize"]) == 0
     out = capsys.readouterr().out
     assert "metrics_by_fit_k.png" in out and "fit.k=2" in out
+
+
+def _many_metrics_fit(dataset, params, seed):
+    return {"metrics": {f"m{i}": float(i + params["k"]) for i in range(9)}}
+
+
+def test_every_link_on_the_page_points_to_a_file(tmp_path, ray_session):
+    """A sweep without report.metric has no figures/sweep/summary.csv: the page must not link to it (the
+    metrics past the first six are then named as being in results.parquet)."""
+    import types
+
+    import numpy as np
+
+    study = types.SimpleNamespace(simulate=lambda data, seed: {"x": np.zeros(2)}, fit=_many_metrics_fit,
+                                  __name__="many")
+    res = sweeper.run({"study": study, "name": "many", "seed": 1, "data": {}, "fit": {"k": 0},
+                       "sweep": {"fit.k": [0, 1]}}, out=tmp_path, progress=False)
+    page = res.paths.report_html.read_text()
+    links = re.findall(r'(?:href|src)="([^"#:]+)"', page)
+    assert links and all((res.dir / h).is_file() for h in links), [h for h in links if not (res.dir / h).is_file()]
+    assert "3 more metrics in results.parquet" in page
