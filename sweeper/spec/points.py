@@ -68,7 +68,9 @@ def part_ids(points: Points, keys: list) -> tuple[np.ndarray, np.ndarray]:
     """(the id of every point's part over `keys`, numbered in order of first appearance; each id's first point)."""
     if not keys:
         return np.zeros(points.count, np.int64), np.zeros(1 if points.count else 0, np.int64)
-    flat = np.ravel_multi_index([points.index(k) for k in keys], [len(points.axes[k]) for k in keys])
+    dims = [k for k in keys if k not in points.zipped]
+    dims += [k for k in keys if k in points.zipped][:1]  # zip keys move together: one index for all
+    flat = np.ravel_multi_index([points.index(k) for k in dims], [len(points.axes[k]) for k in dims])
     return first_seen(flat)
 
 
