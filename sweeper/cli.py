@@ -220,6 +220,7 @@ def direction(a, spec_report: dict) -> tuple[str | None, bool]:
 
 def _cmd_report(a) -> int:
     from sweeper.report.build import build_report
+    from sweeper.results.stats import interval_words
     from sweeper.report.sweep_report import sweep_report
     from sweeper.results.sweep_result import load
 
@@ -238,8 +239,7 @@ def _cmd_report(a) -> int:
     print(rep.table_text(a.top))
     if rep.best:
         b = rep.best
-        print(f"\nbest {b['metric']}: {b['mean']:.4g}, 95% CI [{b['ci_low']:.4g}, {b['ci_high']:.4g}], "
-              f"n={b['n']}; to run it alone:")
+        print(f"\nbest {b['metric']}: {interval_words(b['mean'], b['sd'], b['ci_low'], b['ci_high'], b['n'], b['n_datasets'], b['ci_unit'])}; to run it alone:")
         print("  " + run_command(res.paths.spec, b["overrides"]))
     return 0
 

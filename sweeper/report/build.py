@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from sweeper.report.page import render
 from sweeper.report.sweep_report import SweepReport, metrics_by_axis, sweep_report
+from sweeper.results.stats import interval_words
 
 log = logging.getLogger("sweeper")
 
@@ -34,8 +35,8 @@ def build_report(result, study, metric=None, maximize=False, axes=None, spec_pat
             problem = e
     if sweep and sweep.best:
         b = sweep.best
-        log.info("best by %s: %.4g, 95%% CI [%.4g, %.4g], n=%d: %s", b["metric"], b["mean"], b["ci_low"],
-                 b["ci_high"], b["n"], " ".join(b["overrides"]))
+        log.info("best by %s: %s: %s", b["metric"], interval_words(b["mean"], b["sd"], b["ci_low"], b["ci_high"],
+                 b["n"], b["n_datasets"], b["ci_unit"]), " ".join(b["overrides"]))
     return Built(result.figures, sweep, render(result, sweep, spec_path), problem)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from sweeper.columns import key_of, to_rows
+from sweeper.results.stats import ONE_DATASET
 
 MAX_PANELS = 12
 MAX_LINES = 8
@@ -89,11 +90,17 @@ def caption(rows: list, ci: float, pooled: list, what: str = "error bars") -> st
     ns = [r["n"] for r in rows if r["n"] > 0]
     unit = "dataset means" if any(r.get("ci_unit") == "datasets" for r in rows) else "runs"
     span = f"{min(ns)}-{max(ns)}" if ns and min(ns) < max(ns) else str(ns[0] if ns else 0)
+    if rows and all(r.get("ci_unit") == ONE_DATASET for r in rows if r["n"] > 0):
+        return (f"points: mean of {span} fits on one dataset; no {what}: the spread of fits on one dataset is "
+                "fitting variance and says nothing of data variance" + (f"; averaged over {', '.join(pooled)}"
+                                                                        if pooled else ""))
     text = f"{what}: {ci:.0%} CI of the mean (Student t over {unit}); n = {span} ok runs per point"
     if pooled:
         text += f"; averaged over {', '.join(pooled)}"
     if any(r["n"] == 1 for r in rows):
         text += "; none where n=1"
+    if any(r.get("ci_unit") == ONE_DATASET for r in rows):
+        text += "; none where every fit used one dataset (fitting variance only)"
     return text
 
 

@@ -10,6 +10,7 @@ import jinja2
 from sweeper.columns import run_command, to_rows
 from sweeper.report.figures import fmt
 from sweeper.report.provenance import versions
+from sweeper.results.stats import ONE_DATASET, interval_words
 from sweeper.store.atomic import write_text
 
 SHOWN_METRICS = 6
@@ -19,6 +20,8 @@ def _cell(row, name) -> str:
     mean, low, high = (row.get(f"{name}_{s}") for s in ("mean", "ci_low", "ci_high"))
     if row["n"] == 0 or mean is None or not math.isfinite(mean):
         return "–"
+    if row.get("ci_unit") == ONE_DATASET:
+        return f"{fmt(mean)} (fitting SD {fmt(row.get(f'{name}_sd'))})"
     ci = f" [{fmt(low)}, {fmt(high)}]" if low is not None and math.isfinite(low) else ""
     return fmt(mean) + ci
 
@@ -56,6 +59,9 @@ def render(result, report=None, spec_path: str | None = None) -> Path:
         best_command=run_command(spec_path or paths.spec, best["overrides"]) if best else None,
         metric_names=names[:SHOWN_METRICS], hidden_metrics=max(len(names) - SHOWN_METRICS, 0),
         any_clustered=any(r.get("ci_unit") == "datasets" for r in configs),
+        any_one_dataset=any(r.get("ci_unit") == ONE_DATASET for r in configs),
+        best_text=interval_words(best["mean"], best["sd"], best["ci_low"], best["ci_high"], best["n"],
+                                 best["n_datasets"], best["ci_unit"], best["ci"]) if best else None,
         summary_csv=paths.relative(paths.sweep_figures / "summary.csv")
         if (paths.sweep_figures / "summary.csv").is_file() else None, errors=errors,
         figures=[paths.relative(p) for p in files if p.suffix == ".png"],

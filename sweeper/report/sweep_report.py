@@ -14,6 +14,7 @@ from sweeper.hashing import plain
 from sweeper.report import figures
 from sweeper.report.figures import fmt
 from sweeper.report.tables import text_table, write_csv
+from sweeper.results.stats import ONE_DATASET
 from sweeper.store.atomic import atomic_write
 
 
@@ -55,6 +56,8 @@ class SweepReport:
 
 def _interval(row, name) -> str:
     low, high = row.get(f"{name}_ci_low"), row.get(f"{name}_ci_high")
+    if row.get("ci_unit") == ONE_DATASET:
+        return f"none (fitting SD {row[f'{name}_sd']:.4g}, 1 dataset)"
     return f"[{low:.4g}, {high:.4g}]" if low is not None and math.isfinite(low) else "-"
 
 

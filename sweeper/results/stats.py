@@ -46,6 +46,21 @@ def _status_counts(runs: pa.Table, n_groups: int) -> dict:
     return counts
 
 
+ONE_DATASET = "fits on one dataset"  # ci_unit where every run of a configuration fitted the same dataset
+
+
+def interval_words(mean, sd, low, high, n: int, n_datasets: int, unit: str, ci: float = 0.95) -> str:
+    """A mean and what its spread is about, as every page and line says it: a CI and its unit, or for fits on
+    one dataset the fitting SD and no data-level interval."""
+    if unit == ONE_DATASET:
+        return (f"{mean:.4g}, fitting SD {sd:.4g} over {n} fits on one dataset (no interval: one dataset says "
+                "nothing of data variance)")
+    over = f"{n_datasets} dataset means of {n} runs" if unit == "datasets" else f"{n} runs"
+    if low is None or not math.isfinite(low):
+        return f"{mean:.4g} (n={n}: no interval)"
+    return f"{mean:.4g}, {ci:.0%} CI [{low:.4g}, {high:.4g}] over {over}"
+
+
 def describe(runs: pa.Table, n_groups: int, metrics: list, ci: float) -> dict:
     """Columns (lists over groups) of n, n_failed, n_pending, n_datasets, ci_unit and per metric mean, sd,
     sem, ci_low, ci_high; `runs` has _group, status, data_key and the metric columns."""
@@ -55,7 +70,8 @@ def describe(runs: pa.Table, n_groups: int, metrics: list, ci: float) -> dict:
     ds = _by_group(ok, ["_group"], [("data_key", "count_distinct")], n_groups, ["data_key_count_distinct"])
     cols["n_datasets"] = [d or 0 for d in ds["data_key_count_distinct"]]
     clustered = [d > 1 and n > d for d, n in zip(cols["n_datasets"], cols["n"])]
-    cols["ci_unit"] = ["datasets" if c else "runs" for c in clustered]
+    one_dataset = [d == 1 and n > 1 for d, n in zip(cols["n_datasets"], cols["n"])]
+    cols["ci_unit"] = ["datasets" if c else ONE_DATASET if o else "runs" for c, o in zip(clustered, one_dataset)]
     for m in metrics:
         name = m.removeprefix("metrics.")
         per_run = _by_group(ok, ["_group"], [(m, "mean"), (m, "stddev", SD), (m, "count")], n_groups,
@@ -68,8 +84,9 @@ def describe(runs: pa.Table, n_groups: int, metrics: list, ci: float) -> dict:
         for g in range(n_groups):
             src, p = (per_data, "_m") if clustered[g] else (per_run, m)
             mean, sd, n = src[f"{p}_mean"][g], src[f"{p}_stddev"][g], src[f"{p}_count"][g] or 0
-            rows.append((math.nan if mean is None else mean, math.nan if sd is None else sd,
-                         *t_interval(mean, sd, n, ci)))
+            # fits on one dataset say nothing about other datasets: their spread is the fitting SD, no CI
+            interval = (math.nan,) * 3 if one_dataset[g] else t_interval(mean, sd, n, ci)
+            rows.append((math.nan if mean is None else mean, math.nan if sd is None else sd, *interval))
         for i, stat in enumerate(("mean", "sd", "sem", "ci_low", "ci_high")):
             cols[f"{name}_{stat}"] = [r[i] for r in rows]
     return cols

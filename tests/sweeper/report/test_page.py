@@ -49,7 +49,9 @@ def test_figures_facet_small_and_name_what_they_average(three_axes):
     assert facet == ["data.a"] and pooled == ["fit.fail"]
     rows = sweeper.columns.to_rows(three_axes.configs("a", by=["data.noise", "data.a"]))
     text = figures.caption(rows, 0.95, pooled)
-    assert "95% CI of the mean (Student t" in text and "averaged over fit.fail" in text
+    # shared data: every point is fits of one dataset, so there are no error bars, and the caption says why
+    assert "fits on one dataset" in text and "fitting variance" in text and "averaged over fit.fail" in text
+    assert "CI" not in text
     assert figures.log_scale([0.01, 0.1, 1.0]) and not figures.log_scale([1.0, 2.0])
     assert not figures.log_scale(["scale", 0.05]) and not figures.log_scale([-1.0, 100.0])
     assert figures.log_scale([0, 0.01, 1.0]) and not figures.log_scale([0, 0.1, 1.0])

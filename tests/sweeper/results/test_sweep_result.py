@@ -104,15 +104,27 @@ def test_configs_mean_sd_ci_by_configuration(grid):
     for r in (rows[0], rows[2]):
         vals = t[(t["data.a"] == r["data.a"]) & (t.status == "ok")]["metrics.a"].to_numpy()
         assert r["a_mean"] == pytest.approx(vals.mean()) and r["a_sd"] == pytest.approx(vals.std(ddof=1))
-        assert r["a_sem"] == pytest.approx(vals.std(ddof=1) / math.sqrt(3))
-        low, high = stats.t.interval(0.95, 2, loc=vals.mean(), scale=stats.sem(vals))
-        assert (r["a_ci_low"], r["a_ci_high"]) == pytest.approx((low, high))
-        assert r["ci_unit"] == "runs"
+        # shared data: 3 fits of one dataset; their spread is the fitting SD, and no interval is claimed
+        assert r["ci_unit"] == "fits on one dataset" and r["n_datasets"] == 1
+        assert math.isnan(r["a_sem"]) and math.isnan(r["a_ci_low"]) and math.isnan(r["a_ci_high"])
     assert math.isnan(rows[1]["a_mean"])
     pooled = to_rows(grid.configs("a", by=["data.a"]))
     assert [r["n"] for r in pooled] == [3, 3] and pooled[0]["averaged_over"] == "fit.fail"
     with pytest.raises(ValueError, match="no metric 'metrics.nope'; the results have: metrics.a"):
         grid.configs("nope")
+
+
+def test_independent_configs_have_t_intervals_over_runs(tmp_path, ray_session):
+    """A dataset per run: the runs are the units of a Student-t interval."""
+    res = sweeper.run({"study": "tests.fixtures.linear", "name": "ind", "seed": 2,
+                       "data": {"n": 40, "a": 1.0, "b": 0.0, "noise": 0.5}, "fit": {"bootstrap": True},
+                       "data_mode": "independent", "repeats": 3}, out=tmp_path, progress=False)
+    (row,) = to_rows(res.configs("a"))
+    vals = res.to_pandas()["metrics.a"].to_numpy()
+    assert row["ci_unit"] == "runs" and row["n"] == 3 and row["n_datasets"] == 3
+    assert row["a_sem"] == pytest.approx(vals.std(ddof=1) / math.sqrt(3))
+    low, high = stats.t.interval(0.95, 2, loc=vals.mean(), scale=stats.sem(vals))
+    assert (row["a_ci_low"], row["a_ci_high"]) == pytest.approx((low, high))
 
 
 def test_crossed_configs_use_dataset_means(tmp_path, ray_session):
