@@ -66,7 +66,10 @@ pgrep -x munged >/dev/null || runuser -u munge -- munged --force
 if [ "$restart" -eq 1 ]; then
     pkill -x slurmctld || true
     pkill -x slurmd || true
-    sleep 1
+    for _ in $(seq 1 30); do  # a stopping slurmctld saves its state first: wait until both are gone
+        pgrep -x slurmctld >/dev/null || pgrep -x slurmd >/dev/null || break
+        sleep 1
+    done
 fi
 pgrep -x slurmctld >/dev/null || slurmctld
 pgrep -x slurmd >/dev/null || slurmd
