@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from sweeper.columns import override_text, run_command
-from sweeper.errors import LockError, SpecError
+from sweeper.errors import LockError, SpecError, SweepFailed
 
 MAX_RUNS_HELP = "refuse a plan of more runs than this (default 1,000,000: a bigger grid is likely a typo)"
 
@@ -282,6 +282,9 @@ def main(argv=None) -> int:
     except LockError as e:
         print(f"sweep: {e}", file=sys.stderr)
         return 3
+    except SweepFailed as e:
+        print(f"sweep: error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt as e:
         import signal
 

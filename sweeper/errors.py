@@ -14,6 +14,11 @@ class LockError(RuntimeError):
     """Another sweep is writing into the same sweep directory."""
 
 
+class SweepFailed(RuntimeError):
+    """Every run of a sweep failed with the same infrastructure error (a worker, node or owner died): the
+    sweep itself did not work. The results are saved; the message names the error and its likely cause."""
+
+
 class Stopped(KeyboardInterrupt):
     """The driver was asked to stop by a signal (SIGTERM from scancel, SIGUSR1 before a time limit): it saves
     what finished and exits like an interrupt, with status 128 + the signal's number."""

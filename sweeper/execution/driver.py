@@ -9,7 +9,7 @@ import time
 
 import ray
 
-from sweeper.errors import SpecError
+from sweeper.errors import SpecError, SweepFailed
 from sweeper.execution.scheduler import Scheduler
 from sweeper.execution.slurm import note_job
 from sweeper.report.build import build_report
@@ -70,6 +70,7 @@ def run(spec, overrides=(), out="outputs", address=None, max_in_flight=None, pro
             result = execute(spec, plan, store, max_in_flight, progress, started, plan_table)
             if report:
                 write_reports(result, spec)
+            check_infrastructure(result)
         finally:
             store.lock.release()
     return result
@@ -91,6 +92,29 @@ def execute(spec: Spec, plan, store: SweepStore, max_in_flight, progress, starte
         table = store.gather(ids)
         store.write_json(store.paths.provenance, provenance(spec.path, started))
     return SweepResult(store, table, study=spec.study, plan=plan_table, spec=spec.to_dict())
+
+
+INFRASTRUCTURE = {  # Ray's errors that say the machinery failed, not the study, and their likely causes
+    "OwnerDiedError": "the driver process that owned the data died, or the sweep joined a Ray cluster started "
+                      "from another environment (run without --address and with RAY_ADDRESS unset: a local Ray)",
+    "WorkerCrashedError": "the worker processes died (out of memory, a crash in native code, or a study that "
+                          "kills its process); each run's run.log holds what it printed",
+    "NodeDiedError": "the node the runs were on died or left the cluster",
+    "LocalRayletDiedError": "this machine's Ray died (out of memory, or stopped by `ray stop`)",
+    "ObjectLostError": "the data of the runs was lost with the node that held it",
+    "ActorDiedError": "the warm actors died (out of memory, or a crash in native code)",
+}
+
+
+def check_infrastructure(result: SweepResult) -> None:
+    """A SweepFailed when every run failed with one of Ray's infrastructure errors (the results are kept)."""
+    counts, errors = result.counts(), result.errors()
+    if counts["ok"] or not counts["failed"] or len(errors) != 1:
+        return
+    name = errors[0]["error"].split(":")[0].strip()
+    if name in INFRASTRUCTURE:
+        raise SweepFailed(f"all {counts['failed']} runs failed with {name}: {INFRASTRUCTURE[name]} (the results "
+                          f"are saved in {result.dir})")
 
 
 def write_reports(result: SweepResult, spec: Spec) -> None:

@@ -130,18 +130,50 @@ def _arm(records: list, metric: str, match: list) -> dict:
 
 
 def difference(base: list, arm: list, metric: str, match: list, ci: float) -> dict:
-    """The arm minus the baseline: paired t where every matched pair shares its dataset and fit seed, else Welch."""
+    """The arm minus the baseline, over the right unit. Matched pairs that share dataset and fit seed: a paired
+    t over the differences (their dataset means where datasets carry several pairs). Otherwise arms on the
+    same datasets: a paired t over the datasets' mean differences; arms on different datasets: Welch over
+    dataset means (over runs where each dataset has one run). Everything on one dataset: the difference and
+    the fitting SD, with no interval and no p (fits of one dataset say nothing of other datasets)."""
     b, a = _arm(base, metric, match), _arm(arm, metric, match)
     common = [k for k in a if k in b]
-    paired = bool(common) and all(a[k]["data_key"] == b[k]["data_key"] and a[k]["seed_fit"] == b[k]["seed_fit"]
-                                  for k in common)
-    if paired:
-        res = mean_ci([a[k][metric] - b[k][metric] for k in common], ci, [a[k]["data_key"] for k in common])
-        res["test"] = "paired t"
+    if common and all(a[k]["data_key"] == b[k]["data_key"] and a[k]["seed_fit"] == b[k]["seed_fit"]
+                      for k in common):
+        diffs, keys = [a[k][metric] - b[k][metric] for k in common], [a[k]["data_key"] for k in common]
+        res = one_dataset(diffs) if len(set(keys)) == 1 else {**mean_ci(diffs, ci, keys), "test": "paired t"}
     else:
-        res = welch([r[metric] for r in a.values()], [r[metric] for r in b.values()], ci)
-        res["test"] = "Welch t"
-    return {**res, "n_value": len(a), "n_baseline": len(b)}
+        res = _unpaired(list(a.values()), list(b.values()), metric, ci)
+    return {"fit_sd": math.nan, **res, "n_value": len(a), "n_baseline": len(b)}
+
+
+def _dataset_means(records: list, metric: str) -> dict:
+    groups: dict = {}
+    for r in records:
+        groups.setdefault(r["data_key"], []).append(r[metric])
+    return {k: float(np.mean(v)) for k, v in groups.items()}
+
+
+def _unpaired(arm: list, base: list, metric: str, ci: float) -> dict:
+    a, b = _dataset_means(arm, metric), _dataset_means(base, metric)
+    if set(a) == set(b) and len(a) == 1:
+        spread = np.std([r[metric] for r in arm], ddof=1) if len(arm) > 1 else math.nan
+        return {**one_dataset([a[k] - b[k] for k in a]), "fit_sd": float(spread)}
+    if set(a) == set(b):
+        res = mean_ci([a[k] - b[k] for k in a], ci)
+        return {**res, "ci_unit": "datasets", "test": "paired t over datasets"}
+    several = len(a) < len(arm) or len(b) < len(base)
+    res = welch(list(a.values()), list(b.values()), ci) if several else \
+        welch([r[metric] for r in arm], [r[metric] for r in base], ci)
+    return {**res, "ci_unit": "datasets" if several else "runs",
+            "test": "Welch t over dataset means" if several else "Welch t"}
+
+
+def one_dataset(diffs: list) -> dict:
+    """A difference measured on one dataset: its mean and the fitting SD; no interval, no p."""
+    d = np.asarray(diffs, float)
+    return {"n": len(d), "ci_unit": ONE_DATASET, "diff": float(d.mean()) if len(d) else math.nan,
+            "ci_low": math.nan, "ci_high": math.nan, "p_value": math.nan,
+            "fit_sd": float(d.std(ddof=1)) if len(d) > 1 else math.nan, "test": "none (one dataset)"}
 
 
 def compare_rows(records: list, metric: str, axis: str, baseline, keep: list, match: list, ci: float) -> list:

@@ -200,7 +200,10 @@ class SweepResult:
         """For every other value of `axis`: the mean difference of `metric` to `baseline` with its CI.
 
         Runs are matched by (the other axes, repeat). Where every matched pair shares its dataset and fit
-        seed (paired seeds, `seeds: paired`), the test is a paired t on the differences; otherwise Welch's t.
+        seed (paired seeds, `seeds: paired`), the test is a paired t on the differences (on their dataset
+        means where datasets carry several pairs); otherwise a paired t over the datasets both arms share, or
+        Welch's t over dataset means (over runs where each dataset has one). `ci_unit` and `test` say which.
+        Arms fitted on one dataset get the difference and `fit_sd`, no interval and no p value.
         `by`: the other axes kept apart (default: all of them, one row each); the rest are pooled, matched
         within them, and named in `averaged_over`."""
         metric = self.metric_names(metric)[0]

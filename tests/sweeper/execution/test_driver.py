@@ -362,3 +362,21 @@ def test_a_study_that_exits_fails_its_runs_with_its_message(tmp_path):
     res = sweeper.run({**spec, "study": lists, "name": "lists"}, out=tmp_path / "out", progress=False)
     assert [e["error"] for e in res.errors()] == ["metric 'm' is a list, not a number"]
     assert res.errors()[0]["n"] == 2
+
+
+def _crashing_fit(dataset, params, seed):
+    os._exit(1)  # the worker dies on every attempt
+
+
+def test_a_sweep_whose_every_run_is_lost_raises_and_keeps_the_results(tmp_path):
+    """All runs failing with one of Ray's infrastructure errors means the sweep did not work: sweeper.run
+    raises, naming the error and its likely cause; the results (every run failed) are kept."""
+    study = types.SimpleNamespace(simulate=lambda data, seed: {"x": np.zeros(2)}, fit=_crashing_fit,
+                                  __name__="crashes")
+    spec = {"study": study, "name": "crashes", "seed": 1, "data": {}, "fit": {"k": 0}, "retries": 0,
+            "sweep": {"fit.k": [1, 2]}}
+    with pytest.raises(sweeper.SweepFailed, match=r"all 2 runs failed with WorkerCrashedError: the worker "
+                                                  r"processes died .*the results are saved in"):
+        sweeper.run(spec, out=tmp_path / "out", progress=False)
+    (sweep_dir,) = (tmp_path / "out" / "crashes").iterdir()
+    assert sweeper.load(sweep_dir).counts() == {"ok": 0, "failed": 2, "pending": 0}
