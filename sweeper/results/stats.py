@@ -168,6 +168,16 @@ def _unpaired(arm: list, base: list, metric: str, ci: float) -> dict:
             "test": "Welch t over dataset means" if several else "Welch t"}
 
 
+def holm(p_values: list) -> list:
+    """Holm's step-down adjusted p values (family-wise error over the finite ones; NaN stays NaN)."""
+    finite = sorted((p, i) for i, p in enumerate(p_values) if p is not None and math.isfinite(p))
+    out, running = [math.nan] * len(p_values), 0.0
+    for rank, (p, i) in enumerate(finite):
+        running = max(running, min(1.0, (len(finite) - rank) * p))
+        out[i] = running
+    return out
+
+
 def one_dataset(diffs: list) -> dict:
     """A difference measured on one dataset: its mean and the fitting SD; no interval, no p."""
     d = np.asarray(diffs, float)

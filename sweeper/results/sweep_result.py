@@ -196,7 +196,8 @@ class SweepResult:
         """`key=value` strings that pin every swept axis to the values in `config` (sessions cannot be pinned)."""
         return [override(a, config[a]) for a in self.axes if a != "session"]
 
-    def compare(self, metric: str, axis: str, baseline, by: list | None = None, ci: float = 0.95) -> pa.Table:
+    def compare(self, metric: str, axis: str, baseline, by: list | None = None, ci: float = 0.95,
+                adjust: str | None = None) -> pa.Table:
         """For every other value of `axis`: the mean difference of `metric` to `baseline` with its CI.
 
         Runs are matched by (the other axes, repeat). Where every matched pair shares its dataset and fit
@@ -204,6 +205,8 @@ class SweepResult:
         means where datasets carry several pairs); otherwise a paired t over the datasets both arms share, or
         Welch's t over dataset means (over runs where each dataset has one). `ci_unit` and `test` say which.
         Arms fitted on one dataset get the difference and `fit_sd`, no interval and no p value.
+        `adjust="holm"` adds `p_holm`: Holm's step-down adjustment over every p value of the table (several
+        arms or axis values tested at once).
         `by`: the other axes kept apart (default: all of them, one row each); the rest are pooled, matched
         within them, and named in `averaged_over`."""
         metric = self.metric_names(metric)[0]
@@ -221,6 +224,11 @@ class SweepResult:
         pooled = [a for a in others if a not in keep]
         for r in rows:
             r["averaged_over"] = ", ".join(pooled)
+        if adjust not in (None, "holm"):
+            raise ValueError(f"adjust is None or 'holm', got {adjust!r}")
+        if adjust == "holm":
+            for r, q in zip(rows, stats.holm([r["p_value"] for r in rows])):
+                r["p_holm"] = q
         return table_from_columns({k: [r[k] for r in rows] for k in (rows[0] if rows else {})})
 
     def _ok_records(self, axes: list) -> list[dict]:

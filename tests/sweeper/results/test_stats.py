@@ -51,3 +51,13 @@ def test_arms_on_one_dataset_give_the_difference_and_the_fitting_spread_only():
     paired = [{**r, "seed_fit": r["seed_fit"][1:]} for r in base], [{**r, "seed_fit": r["seed_fit"][1:]} for r in arm]
     row = difference(*paired, "m", ["repeat_data", "repeat_fit"], CI)  # shared seeds: paired, still one dataset
     assert row["ci_unit"] == ONE_DATASET and math.isnan(row["p_value"]) and row["n"] == 20
+
+
+def test_holm_matches_its_definition():
+    """Holm: the i-th smallest of m p values times (m - i), made monotone and capped at 1; NaN untouched."""
+    from sweeper.results.stats import holm
+
+    got = holm([0.01, 0.04, float("nan"), 0.03, 0.5])
+    assert got[0] == pytest.approx(0.04) and got[3] == pytest.approx(0.09) and got[1] == pytest.approx(0.09)
+    assert got[4] == pytest.approx(0.5) and math.isnan(got[2])
+    assert holm([0.3, 0.4]) == [0.6, 0.6]

@@ -60,6 +60,8 @@ def test_compare_uses_datasets_as_units_and_claims_nothing_from_one_dataset(tmp_
     assert {r["ci_unit"] for r in pooled.values()} == {"datasets"}  # 6 pairs on each of 50 datasets
     assert pooled["treated"]["ci_low"] <= 1.0 <= pooled["treated"]["ci_high"]
     assert pooled["null"]["ci_low"] <= 0.0 <= pooled["null"]["ci_high"] and pooled["treated"]["ci_low"] > 0
+    adjusted = to_rows(res.compare("y", "fit.arm", "control", by=[], adjust="holm"))  # two arms tested at once
+    assert all(r["p_value"] <= r["p_holm"] <= min(1.0, 2 * r["p_value"]) for r in adjusted)
     unpaired = _effect_sweep(tmp_path, 50, "independent")
     other = {r["fit.arm"]: r for r in to_rows(unpaired.compare("y", "fit.arm", "control", by=[]))}
     assert {r["test"] for r in other.values()} == {"paired t over datasets"} and other["treated"]["n"] == 50
