@@ -40,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     order = rp.add_mutually_exclusive_group()
     order.add_argument("--maximize", action="store_true", default=None, help="higher is better")
     order.add_argument("--minimize", dest="maximize", action="store_false", help="lower is better (default)")
+    order.add_argument("--direction", choices=["none"], default=None,
+                       help="none: no better direction (a recovered parameter): rank nothing, show the table")
     rp.add_argument("--axes", nargs=2, default=None, metavar=("X", "Y"), help="the heatmap's two sweep axes")
     rp.add_argument("--top", type=int, default=20, help="rows of the ranked table to print")
     _slurm_parser(sub)
@@ -206,9 +208,12 @@ def _print_slurm_jobs(store) -> None:
         print(f"  its output: {store.paths.slurm_logs(listed[-1]['job_id'])[0]}")
 
 
-def direction(a, spec_report: dict) -> tuple[str | None, bool]:
-    """(metric, maximize): the flags win; the spec's direction holds only for the spec's own metric."""
+def direction(a, spec_report: dict) -> tuple[str | None, bool | None]:
+    """(metric, maximize): the flags win; the spec's direction holds only for the spec's own metric;
+    maximize None: no better direction (--direction none)."""
     metric = a.metric or spec_report.get("metric")
+    if getattr(a, "direction", None) == "none":
+        return metric, None
     if a.maximize is not None:
         return metric, a.maximize
     same = lambda m: m and m.removeprefix("metrics.")  # noqa: E731

@@ -202,14 +202,15 @@ def heatmap(result, metric: str, x: str, y: str, path: Path, maximize: bool, ci:
                 ax.add_patch(plt.Rectangle((i - 0.5, j - 0.5), 1, 1, fill=False, hatch="xx", color="red", lw=0))
             ax.text(i, j, _cell_text(r, name), ha="center", va="center", fontsize=8,
                     bbox=dict(facecolor="white", alpha=0.6, lw=0))
-        im = ax.imshow(img, cmap="viridis" if maximize else "viridis_r", vmin=vmin, vmax=vmax, aspect="auto",
+        im = ax.imshow(img, cmap="viridis_r" if maximize is False else "viridis", vmin=vmin, vmax=vmax, aspect="auto",
                        origin="lower")
         ax.set_xticks(range(len(xs)), [fmt(v) for v in xs])
         ax.set_yticks(range(len(ys)), [fmt(v) for v in ys])
         ax.set(xlabel=x, ylabel=y, title=title)
     for ax in list(axs.flat)[len(groups):]:
         ax.axis("off")
-    fig.colorbar(im, ax=axs, label=f"{name} mean, {'higher' if maximize else 'lower'} is better")
+    better = "" if maximize is None else f", {'higher' if maximize else 'lower'} is better"
+    fig.colorbar(im, ax=axs, label=f"{name} mean{better}")
     fig.suptitle(f"{name}: mean over repeats" + (f", averaged over {', '.join(pooled)}" if pooled else ""),
                  fontsize=10)
     fig.text(0.5, -0.03, caption(rows, ci, pooled, "±"), ha="center", va="top", fontsize=8)

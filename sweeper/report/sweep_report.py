@@ -37,15 +37,16 @@ class SweepReport:
     configs: list
     axes: list
     metric: str | None
-    maximize: bool
+    maximize: bool | None  # None: no better direction, nothing ranked
     best: dict | None
     paths: list
 
     def table_text(self, limit: int = 20) -> str:
         """The ranked configurations as an aligned text table (the first `limit`)."""
         name = self.metric.removeprefix("metrics.") if self.metric else None
-        head = [*(["rank"] if name else []), *self.axes, "n", "failed", *([f"{name} mean", "95% CI"] if name else [])]
-        rows = [[*([fmt(r["rank"]) if r["rank"] else "-"] if name else []), *(fmt(r[a]) for a in self.axes),
+        ranked = bool(name) and self.maximize is not None
+        head = [*(["rank"] if ranked else []), *self.axes, "n", "failed", *([f"{name} mean", "95% CI"] if name else [])]
+        rows = [[*([fmt(r["rank"]) if r.get("rank") else "-"] if ranked else []), *(fmt(r[a]) for a in self.axes),
                  str(r["n"]), str(r["n_failed"]), *([fmt(r[f"{name}_mean"]), _interval(r, name)] if name else [])]
                 for r in self.configs[:limit]]
         text = text_table(head, rows)
@@ -109,7 +110,7 @@ def sweep_report(result, metric: str | None = None, maximize: bool = False, axes
     result.check_axes(axes or [])
     configs = to_rows(result.configs(ci=ci))
     best = None
-    if metric:
+    if metric and maximize is not None:  # None: no better direction, nothing ranked
         configs = rank(configs, metric, maximize)
         best = result.best(metric, "max" if maximize else "min", ci)
     paths = [write_csv(configs, out / "summary.csv"), write_csv(run_rows(result), out / "runs.csv")]
@@ -118,7 +119,7 @@ def sweep_report(result, metric: str | None = None, maximize: bool = False, axes
     text = json.dumps(plain(summary, nonfinite=lambda v: None), indent=1, default=str, allow_nan=False)
     atomic_write(out / "summary.json", lambda p: Path(p).write_text(text))
     paths.append(out / "summary.json")
-    if metric and best:
+    if metric and (best or maximize is None and result.counts()["ok"]):
         paths += _figures(result, metric, maximize, axes, out, ci)
     return SweepReport(configs, result.axes, metric, maximize, best, paths)
 

@@ -86,6 +86,17 @@ def test_failed_and_pending_configurations_appear_with_their_status(tmp_path, ra
     assert "no metric 'metrics.nope'" in capsys.readouterr().err
 
 
+def test_a_metric_without_a_better_direction_is_shown_not_ranked(grid_dir, capsys):
+    """A recovered parameter has no better direction: `--direction none` ranks nothing and names no best,
+    and still writes the table and the metric's figures."""
+    assert main(["report", str(grid_dir), "--metric", "metrics.a", "--direction", "none"]) == 0
+    out = capsys.readouterr().out
+    assert "best " not in out and "rank" not in out and "a mean" in out
+    sweep_dir = grid_dir / "figures" / "sweep"
+    assert (sweep_dir / "summary.csv").is_file() and list(sweep_dir.glob("a_vs_*.png"))
+    assert "rank" not in (sweep_dir / "summary.csv").read_text().splitlines()[0].split(",")
+
+
 def test_best_overrides_reproduce_the_best_runs(grid_dir, tmp_path):
     best = sweeper.load(grid_dir).best("a", "max")
     again = sweeper.run(str(grid_dir / "spec.yaml"), best["overrides"], out=tmp_path / "again", progress=False)
