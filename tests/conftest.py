@@ -7,8 +7,8 @@ HERE = Path(__file__).parent
 
 
 def pytest_collection_modifyitems(config, items):
-    """SLURM jobs start and stop a Ray of their own on this machine (`ray stop` ends every Ray here): run them
-    before any test starts one."""
+    """SLURM jobs start and stop a Ray of their own on this machine (only their own: RAY_TMPDIR); their tests
+    check that no Ray is left after a job, so they run before any test starts one."""
     items.sort(key=lambda item: item.get_closest_marker("slurm") is None)
 
 

@@ -1,7 +1,8 @@
 """`sweep slurm` against a real single-node SLURM (tests/sweeper/execution/slurm/setup_local_slurm.sh): a submitted sweep runs
 to the end; a cancelled one, resubmitted, runs every run exactly once; the time-limit warning makes the driver
 save what finished and exit. Skipped where `sbatch` is not on PATH. These run first in the session (conftest),
-before any test starts a Ray of its own: the job's Ray and its `ray stop` share this machine."""
+before any test starts a Ray of its own: a job stops only its own Ray (its RAY_TMPDIR), but the tests
+that no Ray is left after a job need a machine without one."""
 import os
 import shutil
 import subprocess
@@ -131,3 +132,32 @@ def test_the_time_limit_warning_saves_finished_runs_and_exits(tmp_path):
     table = pq.read_table(study / "results.parquet").to_pandas()
     saved = set(recorded(study.parent))
     assert 5 <= len(table) < 30 and (table.status == "ok").all() and set(table.run_id) == saved
+
+
+def test_a_job_ends_its_own_ray_and_no_other(tmp_path):
+    """Another Ray on the node (here a `ray start --head` of this test) outlives a SLURM job's clean-up: the
+    job's Ray lives under its own RAY_TMPDIR, and the job stops only the processes that name it."""
+    import socket
+    import tempfile
+
+    foreign = tempfile.mkdtemp(prefix="rf", dir="/tmp")  # short: Ray's socket paths must stay < 108 chars
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    subprocess.run(["ray", "start", "--head", f"--port={port}", f"--temp-dir={foreign}", "--num-cpus=1",
+                    "--include-dashboard=false", "--disable-usage-stats"], env=ENV, capture_output=True,
+                   check=True, timeout=120)
+    alive = lambda: subprocess.run(["pgrep", "-f", f"{foreign}/"], capture_output=True).returncode == 0  # noqa: E731
+    try:
+        assert alive()
+        script, job_id = submit(tmp_path, runs=4, sleep=0.1)
+        assert wait_done(job_id) == "COMPLETED", (script.parent / f"{job_id}.err").read_text()[-3000:]
+        assert 'pkill -f -- "$RAY_TMPDIR/"' in script.read_text() and "ray stop --force" not in script.read_text()
+        assert alive()  # the other Ray survived the job
+        assert subprocess.run(["pgrep", "-f", f"/tmp/ray-{job_id}/"], capture_output=True).returncode == 1
+    finally:
+        subprocess.run(["pkill", "-f", f"{foreign}/"])
+        subprocess.run(["pkill", "-f", f"ray.util.client.server --address=[^ ]*:{port} "])
+        time.sleep(2)
+        shutil.rmtree(foreign, ignore_errors=True)
+    no_ray_left()
