@@ -28,11 +28,11 @@ def sweep(*args) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
-def submit(tmp_path, runs, sleep):
+def submit(tmp_path, runs, sleep, *options):
     spec = tmp_path / "slow.yaml"
     spec.write_text(SLOW.replace("SLEEP", str(sleep)).replace("CALLS", str(tmp_path / "fit.calls"))
                     % ", ".join(map(str, range(runs))))
-    out = sweep("slurm", spec, "--out", tmp_path / "out", "--time", "10:00", "--submit")
+    out = sweep("slurm", spec, "--out", tmp_path / "out", "--time", "10:00", "--submit", *options)
     assert out.returncode == 0, out.stderr
     script, job_id = out.stdout.split()
     return Path(script), job_id
@@ -136,7 +136,8 @@ def test_the_time_limit_warning_saves_finished_runs_and_exits(tmp_path):
 
 def test_a_job_ends_its_own_ray_and_no_other(tmp_path):
     """Another Ray on the node (here a `ray start --head` of this test) outlives a SLURM job's clean-up: the
-    job's Ray lives under its own RAY_TMPDIR, and the job stops only the processes that name it."""
+    job's Ray lives under its own RAY_TMPDIR, and the job stops only the processes that name it (and their
+    children). `--classic`: `ray symmetric-run` refuses to start on a node where any Ray runs."""
     import socket
     import tempfile
 
@@ -150,14 +151,17 @@ def test_a_job_ends_its_own_ray_and_no_other(tmp_path):
     alive = lambda: subprocess.run(["pgrep", "-f", f"{foreign}/"], capture_output=True).returncode == 0  # noqa: E731
     try:
         assert alive()
-        script, job_id = submit(tmp_path, runs=4, sleep=0.1)
+        script, job_id = submit(tmp_path, 4, 0.1, "--classic")
         assert wait_done(job_id) == "COMPLETED", (script.parent / f"{job_id}.err").read_text()[-3000:]
-        assert 'pkill -f -- "$RAY_TMPDIR/"' in script.read_text() and "ray stop --force" not in script.read_text()
+        assert "trap stop_own_ray EXIT" in script.read_text() and "ray stop --force >" not in script.read_text()
         assert alive()  # the other Ray survived the job
         assert subprocess.run(["pgrep", "-f", f"/tmp/ray-{job_id}/"], capture_output=True).returncode == 1
     finally:
-        subprocess.run(["pkill", "-f", f"{foreign}/"])
-        subprocess.run(["pkill", "-f", f"ray.util.client.server --address=[^ ]*:{port} "])
+        pids = subprocess.run(["pgrep", "-f", f"{foreign}/|ray.util.client.server --address=[^ ]*:{port} "],
+                              capture_output=True, text=True).stdout.split()
+        for pid in pids:  # the foreign Ray's processes and their children, as the job's own clean-up does
+            subprocess.run(["pkill", "-9", "-P", pid])
+        subprocess.run(["kill", "-9", *pids], capture_output=True)
         time.sleep(2)
         shutil.rmtree(foreign, ignore_errors=True)
     no_ray_left()
