@@ -118,7 +118,7 @@ def test_killed_driver_resumes_with_only_the_missing_runs(tmp_path):
 
 
 def test_sigint_stops_cleanly_and_a_second_sweep_is_refused(tmp_path):
-    cmd, proc = start(tmp_path)
+    cmd, proc = start(tmp_path, n=90)  # 18 s of runs: the second driver and the SIGINT come well before the end
     try:
         wait_for(tmp_path, proc, 3)
         second = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=60)
@@ -133,7 +133,7 @@ def test_sigint_stops_cleanly_and_a_second_sweep_is_refused(tmp_path):
     root = next((tmp_path / "out" / "slow").iterdir())
     assert not (root / ".lock").exists()
     table = pq.read_table(root / "results.parquet").to_pandas()
-    assert 3 <= len(table) < 30 and (table.status == "ok").all()
+    assert 3 <= len(table) < 90 and (table.status == "ok").all()
     assert sorted(table.run_id) == sorted(results(tmp_path)) and Counter(table.run_id).most_common(1)[0][1] == 1
 
 
