@@ -133,10 +133,15 @@ def _stop_on_signals() -> None:
 
 
 def _cmd_run(a) -> int:
+    from sweeper.spec.resolved import load_spec
+    from sweeper.store.prepare import sweep_store
+
+    spec = load_spec(a.spec, a.overrides)
+    sweep_store(spec, a.out).lock.check_free()  # a second driver is refused before Ray is even imported
     from sweeper.execution.driver import run
 
     _stop_on_signals()
-    res = run(a.spec, a.overrides, out=a.out, address=a.address, max_in_flight=a.max_in_flight,
+    res = run(spec, out=a.out, address=a.address, max_in_flight=a.max_in_flight,
               progress=not a.no_progress, max_runs=a.max_runs)
     print(outcome(res), file=sys.stderr)
     print(res.dir)

@@ -380,3 +380,23 @@ def test_a_sweep_whose_every_run_is_lost_raises_and_keeps_the_results(tmp_path):
         sweeper.run(spec, out=tmp_path / "out", progress=False)
     (sweep_dir,) = (tmp_path / "out" / "crashes").iterdir()
     assert sweeper.load(sweep_dir).counts() == {"ok": 0, "failed": 2, "pending": 0}
+
+
+def test_a_refused_second_driver_does_not_even_import_ray(tmp_path):
+    """The lock is checked right after the spec loads: a second `sweep run` of a running sweep exits 3 before
+    Ray is imported (let alone started)."""
+    from sweeper.store.prepare import sweep_store
+
+    spec = tmp_path / "s.yaml"
+    spec.write_text("study: tests.fixtures.linear\nseed: 1\nname: lk\ndata: {n: 20, a: 1.0, b: 0.0, noise: 0.1}\n"
+                    "fit: {}\nsweep: {data.a: [1.0, 2.0]}\n")
+    store = sweep_store(sweeper.load_spec(str(spec)), tmp_path / "out")
+    store.lock.acquire()
+    try:
+        code = (f"import sys; from sweeper.cli import main; rc = main(['run', {str(spec)!r}, '--out', "
+                f"{str(tmp_path / 'out')!r}]); print(rc, 'ray' in sys.modules)")
+        out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    finally:
+        store.lock.release()
+    assert out.stdout.split() == ["3", "False"], out.stderr[-1000:]
+    assert "another sweep" in out.stderr
