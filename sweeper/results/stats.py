@@ -98,8 +98,7 @@ def mean_ci(values, ci: float, clusters=None) -> dict:
     values = np.asarray(values, float)
     unit = "pairs"
     if clusters is not None and len(set(clusters)) > 1 and len(set(clusters)) < len(values):
-        labels, idx = np.unique(np.asarray(clusters), return_inverse=True)
-        values = np.bincount(idx, weights=values) / np.bincount(idx)
+        values = cluster_means(values, clusters)[1]
         unit = "datasets"
     n = len(values)
     mean = float(values.mean()) if n else math.nan
@@ -146,11 +145,15 @@ def difference(base: list, arm: list, metric: str, match: list, ci: float) -> di
     return {"fit_sd": math.nan, **res, "n_value": len(a), "n_baseline": len(b)}
 
 
+def cluster_means(values, clusters) -> tuple[np.ndarray, np.ndarray]:
+    """(the distinct clusters, sorted; the mean of `values` in each)."""
+    labels, idx = np.unique(np.asarray(clusters), return_inverse=True)
+    return labels, np.bincount(idx, weights=np.asarray(values, float)) / np.bincount(idx)
+
+
 def _dataset_means(records: list, metric: str) -> dict:
-    groups: dict = {}
-    for r in records:
-        groups.setdefault(r["data_key"], []).append(r[metric])
-    return {k: float(np.mean(v)) for k, v in groups.items()}
+    labels, means = cluster_means([r[metric] for r in records], [r["data_key"] for r in records])
+    return dict(zip(labels.tolist(), means.tolist()))
 
 
 def _unpaired(arm: list, base: list, metric: str, ci: float) -> dict:

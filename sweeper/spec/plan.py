@@ -132,14 +132,6 @@ class Plan:
 MAX_RUNS = 1_000_000  # a bigger grid is refused unless asked for (--max-runs): it is likely a typo
 
 
-def _seed(seed: int, *words) -> int:
-    """A 63-bit seed from SeedSequence(seed) spawned at a position given by content-hash words (the definition
-    that seeds.spawned computes for many keys at once)."""
-    key = tuple(int(w, 16) if isinstance(w, str) else int(w) for w in words)
-    ss = np.random.SeedSequence(seed, spawn_key=key)
-    return int(ss.generate_state(1, np.uint64)[0] >> np.uint64(1))
-
-
 def plan_size(spec: Spec) -> int:
     """How many runs the spec expands to, without expanding it."""
     points = math.prod(len(v) for v in spec.sweep.values()) * (len(next(iter(spec.zip.values()))) if spec.zip

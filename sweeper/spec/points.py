@@ -49,7 +49,7 @@ class Points:
 
     def values(self, p: int, keys) -> dict:
         """{key: value} of point p over `keys`."""
-        return {k: self.axes[k][(p // self.stride[k]) % len(self.axes[k])] for k in keys}
+        return {k: self.axes[k][self.index(k, p)] for k in keys}
 
 
 def first_seen(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -103,13 +103,6 @@ def get_dotted(d: dict, dotted: str):
     return node
 
 
-def set_dotted(d: dict, dotted: str, value) -> None:
-    *head, last = dotted.split(".")
-    for p in head:
-        d = d[p]
-    d[last] = value
-
-
 def _int(values, key, origins, path, low=0):
     v = values[key]
     if isinstance(v, bool) or not isinstance(v, int) or v < low:

@@ -3,6 +3,7 @@ the run ids, data keys and seeds of the plain per-run definition; a plan too lar
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -10,10 +11,18 @@ from hypothesis import strategies as st
 import sweeper
 from sweeper.cli import main
 from sweeper.hashing import short_hash
-from sweeper.spec.plan import _seed, plan_size
+from sweeper.spec.plan import plan_size
 
 SCALARS = st.one_of(st.integers(-10**6, 10**6), st.floats(allow_infinity=True, allow_nan=True, width=64),
                     st.booleans(), st.none(), st.text(max_size=6))
+
+
+def _seed(seed: int, *words) -> int:
+    """The definition of a run seed: SeedSequence(seed) spawned at a position given by content-hash words, its
+    first 63 bits (what seeds.spawned computes for many keys at once)."""
+    key = tuple(int(w, 16) if isinstance(w, str) else int(w) for w in words)
+    ss = np.random.SeedSequence(seed, spawn_key=key)
+    return int(ss.generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 
 def reference(spec):
