@@ -36,9 +36,10 @@ def steps_per_second(dataset, fit_params, steps, batch):
     return steps / (time.perf_counter() - t)
 
 
-def fit_steps_per_second(dataset, fit_params, steps, batch):
+def fit_steps_per_second(dataset, fit_params, steps, batch, first_epoch=None):
     """Steps/s of model.fit itself (the second of two epochs of `steps` steps): what steps_per_execution
-    changes, which train_on_batch (one call a step) cannot show."""
+    changes, which train_on_batch (one call a step) cannot show. `first_epoch` (a list) gets the first
+    epoch's seconds, compilation included."""
     import keras
 
     from studies.ptychography import pipeline as P
@@ -53,6 +54,8 @@ def fit_steps_per_second(dataset, fit_params, steps, batch):
     cb = keras.callbacks.LambdaCallback(on_epoch_begin=lambda e, logs: times.append(time.perf_counter()),
                                         on_epoch_end=lambda e, logs: times.append(time.perf_counter()))
     model.fit(x, target[idx], batch_size=batch, epochs=2, shuffle=False, verbose=0, callbacks=[cb])
+    if first_epoch is not None:
+        first_epoch.append(times[1] - times[0])
     return steps / (times[-1] - times[-2])
 
 
@@ -62,7 +65,11 @@ def main(argv=None):
     ap.add_argument("--N", type=int, default=64)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--width", type=int, default=32)
-    ap.add_argument("--steps-per-execution", type=int, default=8, help="the K of the model.fit rows (1 against K)")
+    ap.add_argument("--steps-per-execution", type=int, nargs="+", default=[8],
+                    help="the K of the model.fit rows (1 against each K)")
+    ap.add_argument("--fit-batches", type=int, nargs="+", default=None,
+                    help="batch sizes of the model.fit rows (default: --batch); a larger batch at the same "
+                         "steps/s is room that packing runs into one program would use")
     args = ap.parse_args(argv)
     import keras
 
@@ -79,13 +86,25 @@ def main(argv=None):
         base = base or rate
         print(f"| pinn | {g} | {rate:.2f} | {rate * args.batch * g * g:.0f} | {rate / base:.2f} |")
         datasets[g] = data
-    k = args.steps_per_execution
-    print(f"\nmodel.fit, steps_per_execution 1 against {k} (side by side, the same steps):\n")
-    print(f"| gridsize | steps/s at 1 | steps/s at {k} | ratio |\n|---:|---:|---:|---:|")
+    print_fit_rows(datasets, args)
+
+
+def print_fit_rows(datasets, args):
+    """model.fit steps/s at steps_per_execution 1 and each K, per gridsize and batch, side by side."""
+    ks = [1] + [k for k in args.steps_per_execution if k != 1]
+    print("\nmodel.fit, the same steps at each steps_per_execution (first epoch: compilation included):\n")
+    print("| gridsize | batch | steps_per_execution | steps/s | patterns/s | ratio to 1 | first epoch s |\n"
+          "|---:|---:|---:|---:|---:|---:|---:|", flush=True)
     for g, data in datasets.items():
-        r = {n: fit_steps_per_second(data, {"width": args.width, "steps_per_execution": n}, args.steps, args.batch)
-             for n in (1, k)}
-        print(f"| {g} | {r[1]:.2f} | {r[k]:.2f} | {r[k] / r[1]:.2f} |")
+        for batch in args.fit_batches or [args.batch]:
+            base = None
+            for k in ks:
+                first = []
+                rate = fit_steps_per_second(data, {"width": args.width, "steps_per_execution": k}, args.steps,
+                                            batch, first)
+                base = base or rate
+                print(f"| {g} | {batch} | {k} | {rate:.2f} | {rate * batch * g * g:.0f} | {rate / base:.2f} | "
+                      f"{first[0]:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -62,10 +62,12 @@ def _on_device(fn, cp):
 
 def kernel_rows(cpu_only: bool, batch: int, repeats: int) -> list:
     """Patterns/s of diffraction.simulate on NumPy and (unless cpu_only) CuPy, same positions and photons, each
-    beside its bound on the same device: a batched fft2 of the exit waves and abs()**2, nothing else."""
+    beside its bound on the same device: a batched fft2 of the exit waves and abs()**2, nothing else. On the GPU
+    also the array-by-array composition the fused kernels replaced, and the two-FFT bound (an inverse FFT for
+    the sub-pixel probe shifts, a forward one for the far field) that no exact sub-pixel simulate goes under."""
     from benchmarks.bench_kernels import best_rates
     from kernels import diffraction, objects, probe, scan
-    from kernels.backend import fft2
+    from kernels.backend import fft2, ifft2
 
     rows = []
     for N in (64, 128):
@@ -80,12 +82,19 @@ def kernel_rows(cpu_only: bool, batch: int, repeats: int) -> list:
 
             g_waves = cp.asarray(waves)
             bound["gpu"] = _on_device(lambda: cp.abs(fft2(g_waves, cp)) ** 2, cp)
+            two = best_rates({"gpu": _on_device(lambda: cp.abs(fft2(ifft2(g_waves, cp), cp)) ** 2, cp)}, batch, repeats)
         limit = best_rates(bound, batch, repeats)
         rows.append(_rates_row(f"bound: batched fft2 + abs()**2, N={N}, batch {batch} (patterns/s)", limit))
+        if not cpu_only:
+            rows.append(_rates_row(f"two-FFT bound: ifft2 + fft2 + abs()**2, N={N} (patterns/s)", two,
+                                   {"gpu": f"{two['gpu'] / limit['gpu']:.1%} of bound"}))
         for nph in (1e9, 1e4):
             fns = {"cpu": lambda: diffraction.simulate(obj, pr, pos, nph, np.random.default_rng(2))}
             if not cpu_only:
                 g = (cp.asarray(obj), cp.asarray(pr), cp.asarray(pos))
+                before = best_rates({"gpu": _on_device(lambda: _unfused_simulate(*g, nph, cp), cp)}, batch, repeats)
+                rows.append(_rates_row(f"before (array by array), N={N}, {nph:.0e} photons (patterns/s)", before,
+                                       {"gpu": f"{before['gpu'] / limit['gpu']:.1%} of bound"}))
                 fns["gpu"] = _on_device(lambda: diffraction.simulate(*g, nph, np.random.default_rng(2)).amplitudes, cp)
             r = best_rates(fns, batch, repeats)
             share = {k: f"{r[k] / limit[k]:.1%} of bound" for k in r}
@@ -93,10 +102,22 @@ def kernel_rows(cpu_only: bool, batch: int, repeats: int) -> list:
     return rows
 
 
+def _unfused_simulate(obj, pr, pos, nphotons, cp):
+    """The CuPy simulate before the fused kernels (issue 23's 7.9% / 10.8% of the bound), for side by side."""
+    from kernels import diffraction
+
+    waves = diffraction.exit_waves(obj, pr, pos)
+    scale = nphotons / float(cp.mean(cp.sum(cp.abs(waves) ** 2, axis=(-2, -1))))
+    lam = cp.abs(diffraction.far_field(waves, 1)) ** 2 * cp.float32(scale)
+    counts = cp.random.default_rng(2).poisson(lam.astype(cp.float64))
+    return cp.sqrt(counts).astype(cp.float32)
+
+
 def _rates_row(what: str, r: dict, share: dict | None = None) -> tuple:
     def cell(k):
-        return f"{r[k]:,.0f}" + (f" ({share[k]})" if share else "") if k in r else "-"
-    return ("kernels", what, cell("cpu"), cell("gpu"), f"{r['gpu'] / r['cpu']:.1f}x" if "gpu" in r else "-")
+        return f"{r[k]:,.0f}" + (f" ({share[k]})" if share and k in share else "") if k in r else "-"
+    both = "gpu" in r and "cpu" in r
+    return ("kernels", what, cell("cpu"), cell("gpu"), f"{r['gpu'] / r['cpu']:.1f}x" if both else "-")
 
 
 def training_rows(cpu_only: bool, steps: int) -> list:

@@ -7,6 +7,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import fused
 from .backend import array_module, fft2, is_numpy
 from .shift import fourier_shift, shifted_copies, split_positions
 
@@ -79,10 +80,20 @@ def expected_intensity(obj, probe, positions, nphotons: float, scale: float | No
     Pass `scale` to reuse another set's scale (a test set measured like its training set).
     """
     xp = array_module(obj, probe)
+    if not is_numpy(xp):
+        return _expected_counts_fused(obj, probe, positions, nphotons, scale)
     waves = exit_waves(obj, probe, positions)
     if scale is None:
         scale = _intensity_scale(waves, nphotons, xp)
     return xp.abs(far_field(waves, 1)) ** 2 * xp.float32(scale), scale
+
+
+def _expected_counts_fused(obj, probe, positions, nphotons: float, scale: float | None):
+    """The CuPy path of `expected_intensity`: the same arithmetic in fused passes (float64 counts)."""
+    waves = fused.exit_waves(obj, probe, positions)
+    if scale is None:
+        scale = _intensity_scale(waves, nphotons, array_module(waves))
+    return fused.expected_counts(waves, scale), scale
 
 
 def _check_photons(nphotons):
@@ -101,10 +112,9 @@ def simulate(obj, probe, positions, nphotons: float, rng: np.random.Generator,
     _check_photons(nphotons)
     xp = array_module(obj, probe)
     if not is_numpy(xp):
-        intensity, scale = expected_intensity(obj, probe, positions, nphotons, scale)
+        intensity, scale = _expected_counts_fused(obj, probe, positions, nphotons, scale)
         gpu_rng = xp.random.default_rng(int(rng.integers(2**63)))
-        counts = gpu_rng.poisson(intensity.astype(xp.float64))
-        return Diffraction(xp.sqrt(counts).astype(xp.float32), scale, positions)
+        return Diffraction(fused.sqrt_counts(gpu_rng.poisson(intensity)), scale, positions)
 
     N = probe.shape[-1]
     positions = np.asarray(positions, dtype=np.float64)

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# One GPU visit (issues 22, 23) on the GPU test machine, as one prepared command (benchmarks/GPU_CHECK.md):
+#   source .gpu-bundle/activate.sh && bash benchmarks/gpu_visit.sh $OUT STEP... [-- sweep overrides]
+# Steps: training (model.fit steps/s per steps_per_execution and batch), kernels (simulate against its
+# bounds), tests (pytest -m gpu), smoke (the full spec through Ray at one epoch), sweep (the published-size
+# dose response through `sweep run`; the sweep directory comes back as OUT/outputs.tgz, models left out).
+# Each step writes OUT/<step>.txt as it goes and has its own time limit (SECONDS_<STEP> overrides it), so
+# one that fails or runs long leaves the others.
+set -uo pipefail
+out=${1:?usage: gpu_visit.sh OUTDIR STEP... [-- sweep overrides]}; shift
+steps=(); while [ $# -gt 0 ] && [ "$1" != "--" ]; do steps+=("$1"); shift; done; [ $# -gt 0 ] && shift
+spec=studies/ptychography/specs/dose_response_full.yaml
+
+step() {
+  local name=$1 limit=$2; shift 2
+  echo "== $(date +%T) $name (limit ${limit} s)" | tee -a "$out/visit.log"
+  timeout "$limit" "$@" > "$out/$name.txt" 2>&1
+  echo "== $(date +%T) $name: exit $?" | tee -a "$out/visit.log"
+  tail -n 30 "$out/$name.txt"
+}
+
+for s in "${steps[@]}"; do case $s in
+  training) step training "${SECONDS_TRAINING:-150}" python3 benchmarks/bench_training.py --steps 60 \
+              --steps-per-execution 20 --fit-batches 16 64 ;;
+  kernels) step kernels "${SECONDS_KERNELS:-100}" python3 benchmarks/gpu_check.py --skip tests training study \
+              --repeats 2 --out "$out/gpu_check.md" ;;
+  tests) step tests "${SECONDS_TESTS:-90}" python3 -m pytest -q -m gpu -p no:cacheprovider \
+              tests/kernels/test_gpu.py tests/kernels/test_simulate_gpu.py ;;
+  smoke) step smoke "${SECONDS_SMOKE:-120}" python3 -m sweeper.cli run "$spec" repeats=1 fit.epochs=1 \
+              data.n_train=64 'sweep.data.nphotons=[1e9]' --out smoke --no-progress ;;
+  sweep) step sweep "${SECONDS_SWEEP:-300}" python3 -m sweeper.cli run "$spec" "$@" --out outputs --no-progress
+         tar czf "$out/outputs.tgz" --exclude='*.keras' outputs ;;
+  *) echo "unknown step $s" >&2; exit 2 ;;
+esac; done
