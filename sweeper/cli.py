@@ -183,6 +183,11 @@ def _cmd_plan(a) -> int:
         print(f"\nfirst 5 and last 5 of {n} runs (--all for every row):")
         print(text_table(head, rows(list(range(5))) + [["..."] * len(head)] + rows(list(range(n - 5, n)))))
     print(f"{n} runs, {len(plan.data_keys)} datasets ({plan.spec.data_mode} data)")
+    p = plan.spec.precision
+    if p:
+        print(f"precision: these are the most runs it may use; it runs {p['min_repeats']} repeats of each "
+              f"configuration first, then more only where the {p['ci']:.0%} interval of {p['metric']} is wider "
+              f"than +-{p['half_width']:g} (up to {p['max_repeats']})")
     return 0
 
 

@@ -3,18 +3,23 @@ handed what the one before it made."""
 from __future__ import annotations
 
 import contextlib
+import itertools
+import json
 import logging
 import os
 import time
 
+import numpy as np
 import ray
 
+from sweeper.columns import to_rows
 from sweeper.errors import SpecError, SweepFailed
 from sweeper.execution.scheduler import Scheduler
 from sweeper.execution.slurm import note_job
 from sweeper.report.build import build_report
 from sweeper.report.provenance import provenance
 from sweeper.results.sweep_result import SweepResult
+from sweeper.spec import precision
 from sweeper.spec.plan import expand
 from sweeper.spec.resolved import Spec, load_spec
 from sweeper.store.prepare import prepare, sweep_store
@@ -46,9 +51,12 @@ def ray_session(address=None):
 
 
 def run(spec, overrides=(), out="outputs", address=None, max_in_flight=None, progress=True,
-        report=True, max_runs=None) -> SweepResult:
+        report=True, max_runs=None, precision: dict | None = None) -> SweepResult:
     """Run (or resume) a sweep and return its SweepResult. Bad specs (and plans over `max_runs`, default
-    plan.MAX_RUNS) fail before any Ray work."""
+    plan.MAX_RUNS) fail before any Ray work. `precision`: the spec's precision section ({metric, half_width,
+    max_repeats, min_repeats}), repeats added until each configuration's interval is that tight."""
+    if precision is not None:
+        overrides = [*overrides, f"precision={json.dumps(precision)}"]
     spec = load_spec(spec, overrides)
     plan = expand(spec, max_runs)
     store = sweep_store(spec, out)
@@ -65,9 +73,11 @@ def run(spec, overrides=(), out="outputs", address=None, max_in_flight=None, pro
             check_resources(spec, cluster_known=in_process and address is None)
         store.lock.acquire()
         try:
-            plan_table = prepare(store, spec, plan)
             note_job(store)
-            result = execute(spec, plan, store, max_in_flight, progress, started, plan_table)
+            if spec.precision:
+                result = execute_to_precision(spec, plan, store, max_in_flight, progress, started)
+            else:
+                result = execute(spec, plan, store, max_in_flight, progress, started, prepare(store, spec, plan))
             if report:
                 write_reports(result, spec)
             check_infrastructure(result)
@@ -76,14 +86,15 @@ def run(spec, overrides=(), out="outputs", address=None, max_in_flight=None, pro
     return result
 
 
-def execute(spec: Spec, plan, store: SweepStore, max_in_flight, progress, started, plan_table) -> SweepResult:
+def execute(spec: Spec, plan, store: SweepStore, max_in_flight, progress, started, plan_table,
+            first_round=True) -> SweepResult:
     """The runs still to do through the scheduler, then the gather; the result is built from what the driver
     holds (spec, plan), not read back."""
     ids = plan.run_ids()
     store.adopt_legacy_results()
     done = store.completed(ids)
     todo = plan.runs_at([i for i, rid in enumerate(ids) if rid not in done])
-    if done:
+    if done and first_round:
         log.info("resuming %s: %d of %d runs already done", store.root, len(done), len(ids))
     try:
         if todo:
@@ -92,6 +103,43 @@ def execute(spec: Spec, plan, store: SweepStore, max_in_flight, progress, starte
         table = store.gather(ids)
         store.write_json(store.paths.provenance, provenance(spec.path, started))
     return SweepResult(store, table, study=spec.study, plan=plan_table, spec=spec.to_dict())
+
+
+def execute_to_precision(spec: Spec, plan, store: SweepStore, max_in_flight, progress, started) -> SweepResult:
+    """Rounds of `execute`: spec.precision's min_repeats of every configuration, then more only where the
+    interval of its metric is still wider than asked (sweeper.spec.precision). Each round's plan is the rows
+    below their configuration's count, so a re-run replays the same rounds from the results it finds."""
+    p = spec.precision
+    _, config = np.unique(plan.point, return_inverse=True)  # plan order is point order
+    counts = np.full(int(config.max()) + 1 if len(config) else 0, p["min_repeats"], dtype=np.int64)
+    repeat = plan.repeat()
+    for round_ in itertools.count(1):
+        this = plan.take(np.nonzero(repeat < counts[config])[0])
+        result = execute(spec, this, store, max_in_flight, progress, started, prepare(store, spec, this), round_ == 1)
+        rows = _precision_rows(result, p, spec)
+        grown = precision.next_counts(counts, rows, p)
+        if (grown == counts).all():
+            break
+        log.info("precision round %d: %d of %d configurations have %s intervals wider than +-%g; adding %d runs",
+                 round_, int((grown > counts).sum()), len(counts), p["metric"], p["half_width"],
+                 int(np.sum((repeat >= counts[config]) & (repeat < grown[config]))))
+        counts = grown
+    summary = precision.summary_rows(counts, rows, result.axes, p)
+    store.write_json(store.paths.precision, {**p, "rounds": round_, "configurations": summary})
+    met = sum(r["met"] for r in summary)
+    log.info("precision: %d of %d configurations reached +-%g on %s in %d round(s)", met, len(summary),
+             p["half_width"], p["metric"], round_)
+    return result
+
+
+def _precision_rows(result: SweepResult, p: dict, spec: Spec) -> list:
+    if p["metric"] not in result.metrics and result.counts()["ok"]:
+        raise SpecError(f"precision.metric {p['metric']} is not a metric of the study (it gives "
+                        f"{', '.join(result.metrics) or 'none'})", where=spec.origins.get("precision.metric", spec.path),
+                        key="precision.metric")
+    if p["metric"] not in result.metrics:  # nothing ran ok: no interval to narrow
+        return [{"n": 0, "n_datasets": 0, "ci_unit": "runs"}] * len(result.configurations())
+    return to_rows(result.configs(p["metric"], ci=p["ci"]))
 
 
 INFRASTRUCTURE = {  # Ray's errors that say the machinery failed, not the study, and their likely causes

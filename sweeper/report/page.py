@@ -66,7 +66,8 @@ def render(result, report=None, spec_path: str | None = None) -> Path:
         if (paths.sweep_figures / "summary.csv").is_file() else None, errors=errors,
         figures=[paths.relative(p) for p in files if p.suffix == ".png"],
         tables=[paths.relative(p) for p in files if p.suffix == ".csv"],
-        provenance=_provenance(result), spec_text=result.store.read_spec_text(), fmt=fmt, cell=_cell)
+        provenance=_provenance(result), spec_text=result.store.read_spec_text(), fmt=fmt, cell=_cell,
+        precision=result.store.read_json(paths.precision) if paths.precision.is_file() else None)
     write_text(paths.report_html, page)
     return paths.report_html
 

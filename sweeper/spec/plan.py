@@ -88,6 +88,18 @@ class Plan:
         points = self.point if rows is None else self.point[np.asarray(rows, dtype=np.int64)]
         return [values[i] for i in of_point[points]]
 
+    def take(self, rows) -> "Plan":
+        """The plan of the runs at `rows` (plan positions, in plan order), sharing params and axes."""
+        rows = np.asarray(rows, dtype=np.int64)
+        at = pa.array(rows)
+        return Plan(self.spec, self.run_id.take(at), self.data_key.take(at), self.repeat_data[rows],
+                    self.repeat_fit[rows], self.seed_data[rows], self.seed_fit[rows], self.point[rows], self.pair[rows],
+                    self.params, self.axes)
+
+    def repeat(self) -> np.ndarray:
+        """Each run's repeat in the data mode's unit: its dataset (independent, crossed) or its fit (shared)."""
+        return self.repeat_fit if self.spec.data_mode == "shared" else self.repeat_data
+
     def runs_at(self, rows) -> list:
         """Run objects of the runs at `rows` (plan positions)."""
         rows = np.asarray(rows, dtype=np.int64)

@@ -10,13 +10,14 @@ from pathlib import Path
 from sweeper.columns import first_duplicate, key_of
 from sweeper.errors import SpecError
 from sweeper.hashing import short_hash
+from sweeper.spec import precision
 from sweeper.spec import source as config
 from sweeper.spec.code_hash import study_code
 from sweeper.study import Study, defaults, resolve
 
 TOP_KEYS = {"study", "name", "description", "seed", "data", "fit", "sweep", "zip", "data_mode", "repeats",
             "resources", "executor", "actors", "retries", "save_datasets", "max_in_flight",
-            "report", "seeds"}
+            "report", "seeds", "precision"}
 DATA_MODES = ("shared", "independent", "crossed")
 SEEDS = ("paired", "independent")
 EXECUTORS = ("task", "actor")
@@ -49,6 +50,7 @@ class Spec:
     report: dict = field(default_factory=dict)   # {metric, maximize, axes}: the generic sweep report
     seeds: str = "paired"   # paired: fit arms share fit seeds; independent: a seed per arm too
     code: dict = field(default_factory=dict)   # {"sha256", "parts"}: the study's code (sweeper.code)
+    precision: dict = field(default_factory=dict)  # spec.precision: repeats added until intervals are tight
 
     @property
     def study_name(self) -> str:
@@ -80,6 +82,8 @@ class Spec:
             d["report"] = self.report
         if self.seeds != "paired":
             d["seeds"] = self.seeds
+        if self.precision:
+            d["precision"] = self.precision
         return d
 
     def sweep_id(self) -> str:
@@ -88,7 +92,8 @@ class Spec:
 
     def plan_inputs(self) -> dict:
         """What decides the plan (not resources, executor or the code): equal for a spec whose code changed."""
-        keys = ("study", "name", "seed", "data", "fit", "sweep", "zip", "data_mode", "repeats", "sessions", "seeds")
+        keys = ("study", "name", "seed", "data", "fit", "sweep", "zip", "data_mode", "repeats", "sessions", "seeds",
+                "precision")
         d = self.to_dict()
         d["study"] = self.study.name
         return {k: d.get(k) for k in keys}
@@ -192,6 +197,9 @@ def from_config(cfg: config.Config, path: str | None = None) -> Spec:
     if both:
         raise SpecError("a key is either swept or zipped, not both", where=origins.get("zip", path), key=both[0])
     mode, rd, rf = _repeats(values, origins, path)
+    precise = precision.parse(values, origins, path)
+    if precise:  # the plan holds every repeat precision may use; the driver runs them round by round
+        rd, rf = (rd, precise["max_repeats"]) if mode == "shared" else (precise["max_repeats"], rf)
     executor = _choice(values, origins, path, "executor", EXECUTORS)
     actors = _int(values, "actors", origins, path, 1) if values.get("actors") is not None else None
     retries = _int(values, "retries", origins, path) if "retries" in values else 1
@@ -210,7 +218,7 @@ def from_config(cfg: config.Config, path: str | None = None) -> Spec:
                 actors=actors, retries=retries, save_datasets=save, max_in_flight=mif, sessions=sessions,
                 origins=origins, path=path, description=str(values.get("description") or study.description or ""),
                 report=_report(values, origins, path), seeds=_choice(values, origins, path, "seeds", SEEDS),
-                code=study_code(study))
+                code=study_code(study), precision=precise)
 
 
 def _check_keys(values, origins, path) -> None:

@@ -24,6 +24,7 @@ class SweepPaths:
         self.provenance = self.root / "provenance.json"
         self.report_html = self.root / "report.html"
         self.code = self.root / "code.json"
+        self.precision = self.root / "precision.json"    # spec.precision: repeats used, half-widths reached
         self.lock = self.root / ".lock"
         self.slurm_dir = self.root / "slurm"              # sbatch script, jobs.json, <job id>.out/.err
         self.sbatch = self.slurm_dir / "sweep.sbatch"

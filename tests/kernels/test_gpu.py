@@ -28,6 +28,16 @@ def test_extract_far_field_stitch_match(setup):
                                stitch.stitch(c, pos, obj.shape), atol=1e-4)
 
 
+def test_fused_exit_waves_match_the_numpy_composition(setup):
+    from kernels import fused
+
+    obj, p, pos = setup
+    g = fused.exit_waves(cp.asarray(obj), cp.asarray(p), cp.asarray(pos))
+    np.testing.assert_allclose(cp.asnumpy(g), diffraction.exit_waves(obj, p, pos), atol=1e-5)
+    with pytest.raises(ValueError, match="outside"):
+        fused.exit_waves(cp.asarray(obj), cp.asarray(p), cp.asarray([[5.0, 5.0]]))
+
+
 def test_expected_intensity_and_simulate_match(setup):
     obj, p, pos = setup
     lg, sg = diffraction.expected_intensity(cp.asarray(obj), cp.asarray(p), cp.asarray(pos), 1e6)
