@@ -6,7 +6,7 @@
     sweeper.load(result.dir)          # the same SweepResult, later, from the sweep directory
 """
 from sweeper.errors import LockError, SpecError, SweepFailed
-from sweeper.study import Params, Study
+from sweeper.study import Finding, Params, Study
 
 # the engine (Ray, pyarrow) loads on first use: a study module imports Params and Study where Ray is absent
 _LAZY = {"run": "execution.driver", "expand": "spec.plan", "RunResult": "results.sweep_result",
@@ -20,5 +20,5 @@ def __getattr__(name):
         return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'sweeper' has no attribute {name!r}")
 
-__all__ = ["run", "load", "Study", "Params", "SweepResult", "RunResult", "SpecError", "LockError", "SweepFailed",
+__all__ = ["run", "load", "Study", "Params", "Finding", "SweepResult", "RunResult", "SpecError", "LockError", "SweepFailed",
            "load_spec", "expand"]

@@ -6,7 +6,7 @@ import functools
 import importlib
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 
@@ -22,12 +22,24 @@ class Params(pydantic.BaseModel):
 
 
 @dataclass(frozen=True)
+class Finding:
+    """A comparison a study reports in words at the top of report.html: each value of `axis` against
+    `baseline` in `metric`, at every combination of the other axes (only the rows that match `where`)."""
+
+    metric: str
+    axis: str
+    baseline: object
+    where: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Study:
     """What a person wants to learn. `simulate(data: dict, seed) -> dict of arrays` makes data from known
     parameters; `fit(dataset, fit: dict, seed) -> {"metrics": ...}` trains or fits on it. Both receive plain
     dicts, validated by `data_params` / `fit_params` (pydantic models, defaults filled). Optional:
     `report(result, figures_dir)`, `setup()` once per worker process before its first run, `teardown()` after
-    each run of a warm actor, `version` (bump to re-run everything), `description` (the question).
+    each run of a warm actor, `version` (bump to re-run everything), `description` (the question),
+    `findings` (the `Finding`s report.html states in words).
     `ref` is how a worker or the CLI finds it again ("pkg.module" or "pkg.module:ATTR"); None for a study
     defined in a script or notebook."""
 
@@ -42,11 +54,14 @@ class Study:
     teardown: Callable | None = None
     description: str | None = None
     ref: str | None = None
+    findings: tuple = ()
 
     def __post_init__(self):
         for part in ("simulate", "fit"):
             if not callable(getattr(self, part)):
                 raise TypeError(f"Study {self.name!r}: {part} must be callable")
+        if not all(isinstance(f, Finding) for f in self.findings):
+            raise TypeError(f"Study {self.name!r}: findings must be sweeper.Finding(metric, axis, baseline, where)")
         for part in ("data_params", "fit_params"):
             model = getattr(self, part)
             if model is not None and not (isinstance(model, type) and issubclass(model, pydantic.BaseModel)):
@@ -98,7 +113,7 @@ def adapt(obj, ref: str | None, where=None) -> Study:
     return Study(name=name, simulate=obj.simulate, fit=obj.fit, data_params=get("data_params", "DataParams"),
                  fit_params=get("fit_params", "FitParams"), version=None if version is None else str(version),
                  report=get("report"), setup=get("setup"), teardown=get("teardown", "cleanup"),
-                 description=get("description"), ref=ref)
+                 description=get("description"), ref=ref, findings=tuple(get("findings") or ()))
 
 
 def resolve(ref, where=None) -> Study:

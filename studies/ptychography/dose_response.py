@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sweeper import Study
+from sweeper import Finding, Study
 from sweeper.toolkit import pyplot, write_csv
 from sweeper.toolkit import to_rows
 
@@ -227,4 +227,6 @@ def report(result, figures_dir: Path) -> list[Path]:
 
 study = Study("dose_response", simulate, fit, data_params=DataParams, fit_params=FitParams, version=VERSION, report=report,
               setup=setup, teardown=cleanup,
-              description="How does PINN reconstruction quality change between 1e9 and 1e4 photons, under a Poisson NLL loss versus MAE?")
+              description="How does PINN reconstruction quality change between 1e9 and 1e4 photons, under a Poisson NLL loss versus MAE?",
+              findings=tuple(Finding(m, "fit.loss", "mae", where={"fit.model": "pinn"})
+                             for m in ("metrics.ssim", "metrics.psnr", "metrics.resolution_px")))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sweeper import Study
+from sweeper import Finding, Study
 from sweeper.toolkit import plain
 from sweeper.toolkit import pyplot, write_csv
 from sweeper.toolkit import to_rows
@@ -134,4 +134,5 @@ def report(result, figures_dir: Path) -> list[Path]:
 study = Study("dose_series", simulate, fit, data_params=DataParams, fit_params=FitParams, version=VERSION,
               report=report, setup=setup, teardown=cleanup,
               description="How does reconstruction quality fall from 1e9 to 1e3 photons for the PINN under NLL and "
-                          "MAE, beside ePIE, and how much dose does NLL save over MAE?")
+                          "MAE, beside ePIE, and how much dose does NLL save over MAE?",
+              findings=(Finding("metrics.ssim", "fit.loss", "mae", where={"fit.model": "pinn"}),))

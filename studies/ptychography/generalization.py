@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 
-from sweeper import Study
+from sweeper import Finding, Study
 from sweeper.toolkit import pyplot, write_csv
 from sweeper.toolkit import to_rows
 
@@ -53,4 +53,5 @@ def report(result, figures_dir: Path) -> list[Path]:
 
 study = Study("generalization", simulate, fit, data_params=DataParams, fit_params=FitParams, version=VERSION, report=report,
               setup=setup, teardown=cleanup,
-              description="How does reconstruction quality grow with the number of training patterns, PINN versus a supervised baseline?")
+              description="How does reconstruction quality grow with the number of training patterns, PINN versus a supervised baseline?",
+              findings=(Finding("metrics.ssim", "fit.model", "baseline"), Finding("metrics.psnr", "fit.model", "baseline")))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sweeper import Study
+from sweeper import Finding, Study
 from sweeper.toolkit import pyplot, write_csv
 from sweeper.toolkit import to_rows
 
@@ -122,4 +122,5 @@ def report(result, figures_dir: Path) -> list[Path]:
 
 study = Study("gridsize", simulate, fit, data_params=DataParams, fit_params=FitParams, version=VERSION, report=report,
               setup=setup, teardown=cleanup,
-              description="Does the overlap constraint of gridsize 2 reconstruct as well as single patterns?")
+              description="Does the overlap constraint of gridsize 2 reconstruct as well as single patterns?",
+              findings=(Finding("metrics.ssim", "data.gridsize", 1), Finding("metrics.psnr", "data.gridsize", 1)))

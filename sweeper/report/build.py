@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from sweeper.report.findings import findings
 from sweeper.report.page import render
 from sweeper.report.sweep_report import SweepReport, metrics_by_axis, sweep_report
 from sweeper.results.stats import interval_words
@@ -37,7 +38,19 @@ def build_report(result, study, metric=None, maximize=False, axes=None, spec_pat
         b = sweep.best
         log.info("best by %s: %s: %s", b["metric"], interval_words(b["mean"], b["sd"], b["ci_low"], b["ci_high"],
                  b["n"], b["n_datasets"], b["ci_unit"]), " ".join(b["overrides"]))
-    return Built(result.figures, sweep, render(result, sweep, spec_path), problem)
+    words = stated_findings(result, study, metric if sweep else None, maximize)
+    for line in words:
+        log.info("finding: %s", line)
+    return Built(result.figures, sweep, render(result, sweep, spec_path, words), problem)
+
+
+def stated_findings(result, study, metric, maximize) -> list:
+    """The findings in words; a failure is logged and never loses the report."""
+    try:
+        return findings(result, study, metric, maximize)
+    except Exception:
+        log.exception("the findings could not be computed; the rest of the report follows")
+        return []
 
 
 def study_figures(study, result) -> list:

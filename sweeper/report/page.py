@@ -38,7 +38,7 @@ def _provenance(result) -> list:
     return [(k, v) for k, v in rows if v]
 
 
-def render(result, report=None, spec_path: str | None = None) -> Path:
+def render(result, report=None, spec_path: str | None = None, findings=()) -> Path:
     """Write report.html into the sweep directory and return its path; links are relative to it."""
     paths = result.paths
     metric = report.metric if report else None
@@ -67,7 +67,8 @@ def render(result, report=None, spec_path: str | None = None) -> Path:
         figures=[paths.relative(p) for p in files if p.suffix == ".png"],
         tables=[paths.relative(p) for p in files if p.suffix == ".csv"],
         provenance=_provenance(result), spec_text=result.store.read_spec_text(), fmt=fmt, cell=_cell,
-        precision=result.store.read_json(paths.precision) if paths.precision.is_file() else None)
+        precision=result.store.read_json(paths.precision) if paths.precision.is_file() else None,
+        findings=list(findings))
     write_text(paths.report_html, page)
     return paths.report_html
 

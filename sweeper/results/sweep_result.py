@@ -231,6 +231,18 @@ class SweepResult:
                 r["p_holm"] = q
         return table_from_columns({k: [r[k] for r in rows] for k in (rows[0] if rows else {})})
 
+    def contrast(self, metric: str, config: dict, baseline: dict, ci: float = 0.95) -> dict:
+        """`config` minus `baseline` (two configurations, as {axis: value}) in `metric`, over the right unit as
+        `compare` chooses it: paired where their runs share dataset and fit seed by repeat, else over the
+        datasets they share, else Welch; on one dataset, the difference and the fitting SD only."""
+        metric = self.metric_names(metric)[0]
+        records = self._ok_records(self.axes)
+
+        def members(cfg):
+            return [r for r in records if all(key_of(r[a]) == key_of(v) for a, v in cfg.items())]
+
+        return stats.difference(members(baseline), members(config), metric, ["repeat_data", "repeat_fit"], ci)
+
     def _ok_records(self, axes: list) -> list[dict]:
         """The ok runs as dicts: typed axis values, repeats, data key, fit seed and metrics."""
         values = {a: decode(self.plan, a) for a in axes}

@@ -35,8 +35,18 @@ def _drop_report(tree: ast.Module, report: str, roots: set) -> None:
     tree.body = [n for n in tree.body if n not in defs.values() or n.name in keep]
 
 
+REPORT_ONLY = {"findings", "description"}  # Study(...) keywords that change what is said, not what is computed
+
+
+def _drop_report_keywords(tree: ast.Module) -> None:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == "Study":
+            node.keywords = [k for k in node.keywords if k.arg not in REPORT_ONLY]
+
+
 def _strip(tree: ast.Module, report: str | None = None, roots: set = frozenset()) -> ast.AST:
-    """The tree without docstrings (and without its report code)."""
+    """The tree without docstrings, the Study's findings and description (and without its report code)."""
+    _drop_report_keywords(tree)
     if report:
         _drop_report(tree, report, roots)
     for node in ast.walk(tree):

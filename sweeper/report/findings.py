@@ -1,0 +1,81 @@
+"""Findings in words: the sentences report.html opens with, each computed by the results API and stating its
+n, interval and test. A study's declared comparisons (`Study.findings`) come first; without them, the best
+configuration by the report's metric against the runner-up. The p values of the page are Holm-adjusted over
+every test it states (several arms or doses are tested at once), and the page says so."""
+from __future__ import annotations
+
+import math
+
+from sweeper.columns import key_of, to_rows
+from sweeper.report.figures import fmt
+from sweeper.results.stats import ONE_DATASET, holm, interval_words
+
+UNITS = {"pairs": "pairs", "datasets": "datasets", "runs": "runs"}
+
+
+def findings(result, study, metric=None, maximize=False, ci: float = 0.95) -> list[str]:
+    """The sentences: the study's declared comparisons, else best against runner-up by `metric`."""
+    rows = _declared(result, study, ci) if study is not None and study.findings else []
+    if not rows and metric:
+        rows = _best_against_runner_up(result, metric, maximize, ci)
+    adjusted = holm([r["p_value"] for _, r in rows])
+    tests = sum(math.isfinite(q) for q in adjusted)
+    return [_sentence(context, r, q, tests, ci) for (context, r), q in zip(rows, adjusted)]
+
+
+def _declared(result, study, ci) -> list:
+    """(context words, compare row) for every row of every declared finding that applies to this sweep."""
+    out = []
+    for f in study.findings:
+        if f.axis not in result.axes or f.metric not in result.metrics:
+            continue  # the axis was pinned (e.g. fit.loss=nll) or the metric is not there
+        for r in to_rows(result.compare(f.metric, f.axis, f.baseline, ci=ci)):
+            if any(k in r and key_of(r[k]) != key_of(v) for k, v in f.where.items()) or not math.isfinite(r["diff"]):
+                continue
+            context = ", ".join(f"{a} = {fmt(r[a])}" for a in result.axes if a != f.axis and a not in f.where)
+            what = f"{_name(f.metric)}, {f.axis} {fmt(r[f.axis])} − {fmt(f.baseline)}"
+            out.append((f"At {context}: {what}" if context else what[0].upper() + what[1:], r))
+    return out
+
+
+def _best_against_runner_up(result, metric, maximize, ci) -> list:
+    name = _name(metric)
+    configs = [c for c in to_rows(result.configs(metric, ci)) if c["n"] and math.isfinite(c[f"{name}_mean"])]
+    if len(configs) < 2:
+        return []
+    configs.sort(key=lambda c: c[f"{name}_mean"], reverse=maximize)
+    best, second = ({a: c[a] for a in result.axes} for c in configs[:2])
+    differ = [a for a in result.axes if key_of(best[a]) != key_of(second[a])]
+    words = [interval_words(c[f"{name}_mean"], c[f"{name}_sd"], c[f"{name}_ci_low"], c[f"{name}_ci_high"], c["n"],
+                            c["n_datasets"], c["ci_unit"], ci) for c in configs[:2]]
+    row = {**result.contrast(metric, best, second, ci), "metric": metric}
+    label = ", ".join(f"{a} = {fmt(best[a])}" for a in result.axes)
+    other = ", ".join(f"{a} = {fmt(second[a])}" for a in differ)
+    context = (f"{'Highest' if maximize else 'Lowest'} mean {name}: {label} ({words[0]}); the runner-up: {other} "
+               f"({words[1]}); best − runner-up")
+    return [(context, row)]
+
+
+def _num(x: float, spec: str) -> str:
+    return format(x, spec).replace("-", "−")
+
+
+def _name(metric: str) -> str:
+    return metric.removeprefix("metrics.")
+
+
+def _sentence(context: str, r: dict, q: float, tests: int, ci: float) -> str:
+    """One finding: the difference, its interval and unit, the test and its p (raw and Holm-adjusted)."""
+    diff = _num(r["diff"], "+.3g")
+    if r["ci_unit"] == ONE_DATASET:
+        return (f"{context} = {diff} (fitting SD {fmt(r.get('fit_sd'))} over {r['n']} fits on one dataset; no "
+                "interval and no p: one dataset says nothing of other datasets).")
+    if not math.isfinite(r["ci_low"]):
+        return f"{context} = {diff} (n = {r['n']}: no interval)."
+    if r["ci_low"] == r["ci_high"]:
+        return f"{context} = {diff} on each of the {r['n']} {UNITS.get(r['ci_unit'], r['ci_unit'])} (no spread, no test)."
+    unit = UNITS.get(r["ci_unit"], r["ci_unit"])
+    p = f"p = {r['p_value']:.2g}" if math.isfinite(r["p_value"]) else "no p (no spread)"
+    held = f", Holm-adjusted over {tests} tests p = {q:.2g}" if tests > 1 and math.isfinite(q) else ""
+    return (f"{context} = {diff} [{_num(r['ci_low'], '.2g')}, {_num(r['ci_high'], '.2g')}] ({ci:.0%} CI; {r['test']} over "
+            f"{r['n']} {unit}; {p}{held}).")

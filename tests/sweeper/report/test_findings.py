@@ -1,0 +1,62 @@
+"""Findings in words: each sentence carries the results API's difference, interval, test and n, the page's p
+values are Holm-adjusted over every test it states, and one dataset gets no interval."""
+import html
+import math
+import re
+
+import pytest
+
+import sweeper
+from sweeper import Finding, Study
+from sweeper.report.findings import findings
+from sweeper.results.stats import holm
+from tests.fixtures import linear
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+
+
+def study(*found):
+    return Study("linear_findings", linear.simulate, linear.fit, description="Does bootstrapping move the slope?",
+                 findings=found)
+
+
+def spec(data_mode="independent", repeats=4):
+    return {"study": study(Finding("metrics.a", "fit.bootstrap", False), Finding("metrics.b", "fit.bootstrap", False,
+                                                                                 where={"data.a": 2.0})),
+            "seed": 11, "data": {"n": 40, "a": 1.0, "b": 0.0, "noise": 0.3}, "fit": {"bootstrap": False},
+            "sweep": {"data.a": [1.0, 2.0], "fit.bootstrap": [False, True]}, "data_mode": data_mode,
+            "repeats": repeats}
+
+
+def test_declared_findings_state_the_compare_rows_with_holm_over_the_page(tmp_path):
+    res = sweeper.run(spec(), out=tmp_path, progress=False)
+    lines = findings(res, spec()["study"])
+    assert len(lines) == 3  # slope at a = 1 and a = 2, intercept at a = 2 only (`where`)
+    rows = res.compare("metrics.a", "fit.bootstrap", False).to_pylist()
+    rows += [r for r in res.compare("metrics.b", "fit.bootstrap", False).to_pylist() if r["data.a"] == 2.0]
+    adjusted = holm([r["p_value"] for r in rows])
+    for line, row, q in zip(lines, rows, adjusted):
+        assert f"{row['diff']:+.3g}".replace("-", "−") in line and f"over {row['n']} pairs" in line
+        assert f"{row['ci_low']:.2g}".replace("-", "−") in line and row["test"] in line
+        assert f"p = {row['p_value']:.2g}, Holm-adjusted over 3 tests p = {q:.2g}" in line
+    assert lines[0].startswith("At data.a = 1: a, fit.bootstrap True − False = ")
+    page = html.unescape((res.dir / "report.html").read_text())
+    assert "<h2>Findings</h2>" in page and all(line in page for line in lines) and "Holm-adjusted" in page
+
+
+def test_one_dataset_gets_the_difference_and_no_interval(tmp_path):
+    res = sweeper.run(spec("shared", 3), out=tmp_path, progress=False, report=False)
+    lines = findings(res, spec()["study"])
+    assert lines and all("fits on one dataset; no interval and no p" in line for line in lines)
+    assert not any(re.search(r"p = \d", line) for line in lines)
+
+
+def test_without_declared_findings_the_best_is_set_against_the_runner_up(tmp_path):
+    s = {**spec(), "study": study(), "report": {"metric": "metrics.a", "maximize": True}}
+    res = sweeper.run(s, out=tmp_path, progress=False)
+    (line,) = findings(res, s["study"], "metrics.a", True)
+    configs = sorted(res.configs("metrics.a").to_pylist(), key=lambda c: -c["a_mean"])
+    best = {a: configs[0][a] for a in res.axes}
+    d = res.contrast("metrics.a", best, {a: configs[1][a] for a in res.axes})
+    assert line.startswith("Highest mean a: data.a = 2") and f"{d['diff']:+.3g}".replace("-", "−") in line
+    assert math.isfinite(d["ci_low"]) and "Findings" in (res.dir / "report.html").read_text()
