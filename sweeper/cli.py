@@ -230,7 +230,8 @@ def direction(a, spec_report: dict) -> tuple[str | None, bool | None]:
     if metric and a.metric and same(a.metric) != same(spec_report.get("metric")):
         raise SpecError(f"say --maximize or --minimize for {a.metric} (the spec's report direction is for "
                         f"{spec_report.get('metric') or 'no metric'})", key="--metric")
-    return metric, bool(spec_report.get("maximize", False))
+    maximize = spec_report.get("maximize", False)
+    return metric, None if maximize is None else bool(maximize)
 
 
 def _cmd_report(a) -> int:

@@ -23,13 +23,16 @@ class Params(pydantic.BaseModel):
 
 @dataclass(frozen=True)
 class Finding:
-    """A comparison a study reports in words at the top of report.html: each value of `axis` against
-    `baseline` in `metric`, at every combination of the other axes (only the rows that match `where`)."""
+    """What a study reports in words at the top of report.html: each value of `axis` against `baseline` in
+    `metric` at every combination of the other axes; or, without an axis, each configuration's mean of
+    `metric` with its interval (e.g. a recovery error, recovered - true), over the axes in `by` (the others
+    pooled; default all). Only the rows that match `where`."""
 
     metric: str
-    axis: str
-    baseline: object
+    axis: str | None = None
+    baseline: object = None
     where: dict = field(default_factory=dict)
+    by: tuple | None = None
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from scipy import optimize, special
 
 from pydantic import Field, field_validator
 
-from sweeper import Params, Study
+from sweeper import Finding, Params, Study
 from sweeper.toolkit import pyplot, variance_components, write_csv
 from sweeper.toolkit import key_of, to_rows
 
@@ -355,4 +355,7 @@ def _variance_figure(rows: list, axes: list, path: Path) -> Path:
 
 study = Study("parameter_recovery", simulate, fit, data_params=DataParams, fit_params=FitParams, version=VERSION,
               report=report, description="Does maximum likelihood recover the parameters of a signal-detection "
-              "model of perception and confidence, and is the spread data variance or fitting variance?")
+              "model of perception and confidence, and is the spread data variance or fitting variance?",
+              findings=(*(Finding(f"metrics.{p}_error", by=("data.nsamples", "fit.method"))
+                          for p in ("bias_sens", "noise_sens", "noise_meta")),
+                        Finding("metrics.noise_meta_error", "fit.method", "L-BFGS-B")))

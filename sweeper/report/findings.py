@@ -16,7 +16,7 @@ UNITS = {"pairs": "pairs", "datasets": "datasets", "runs": "runs"}
 def findings(result, study, metric=None, maximize=False, ci: float = 0.95) -> list[str]:
     """The sentences: the study's declared comparisons, else best against runner-up by `metric`."""
     rows = _declared(result, study, ci) if study is not None and study.findings else []
-    if not rows and metric:
+    if not rows and metric and maximize is not None:  # no better direction: no best to state
         rows = _best_against_runner_up(result, metric, maximize, ci)
     adjusted = holm([r["p_value"] for _, r in rows])
     tests = sum(math.isfinite(q) for q in adjusted)
@@ -27,14 +27,33 @@ def _declared(result, study, ci) -> list:
     """(context words, compare row) for every row of every declared finding that applies to this sweep."""
     out = []
     for f in study.findings:
-        if f.axis not in result.axes or f.metric not in result.metrics:
+        if f.metric not in result.metrics or (f.axis is not None and f.axis not in result.axes):
             continue  # the axis was pinned (e.g. fit.loss=nll) or the metric is not there
+        if f.axis is None:
+            out += _means(result, f, ci)
+            continue
         for r in to_rows(result.compare(f.metric, f.axis, f.baseline, ci=ci)):
             if any(k in r and key_of(r[k]) != key_of(v) for k, v in f.where.items()) or not math.isfinite(r["diff"]):
                 continue
             context = ", ".join(f"{a} = {fmt(r[a])}" for a in result.axes if a != f.axis and a not in f.where)
             what = f"{_name(f.metric)}, {f.axis} {fmt(r[f.axis])} − {fmt(f.baseline)}"
-            out.append((f"At {context}: {what}" if context else what[0].upper() + what[1:], r))
+            out.append((f"At {context}: {what}" if context else what, r))
+    return out
+
+
+def _means(result, f, ci) -> list:
+    """(context, row) per configuration of `f.by`: the mean of the metric with its interval (no test)."""
+    by = [a for a in (result.axes if f.by is None else f.by) if a in result.axes]
+    name, pooled = _name(f.metric), [a for a in result.axes if a not in by]
+    out = []
+    for c in to_rows(result.configs(f.metric, ci, by=by)):
+        if not c["n"] or any(k in c and key_of(c[k]) != key_of(v) for k, v in f.where.items()):
+            continue
+        context = ", ".join(f"{a} = {fmt(c[a])}" for a in by if a not in f.where)
+        words = interval_words(c[f"{name}_mean"], c[f"{name}_sd"], c[f"{name}_ci_low"], c[f"{name}_ci_high"], c["n"],
+                               c["n_datasets"], c["ci_unit"], ci)
+        over = f", averaged over {', '.join(pooled)}" if pooled else ""
+        out.append((f"At {context}: " if context else "", {"words": f"{name} = {words}{over}", "p_value": math.nan}))
     return out
 
 
@@ -65,7 +84,10 @@ def _name(metric: str) -> str:
 
 
 def _sentence(context: str, r: dict, q: float, tests: int, ci: float) -> str:
-    """One finding: the difference, its interval and unit, the test and its p (raw and Holm-adjusted)."""
+    """One finding: the difference, its interval and unit, the test and its p (raw and Holm-adjusted); or a
+    configuration's mean in words."""
+    if "words" in r:
+        return f"{context}{r['words']}."
     diff = _num(r["diff"], "+.3g")
     if r["ci_unit"] == ONE_DATASET:
         return (f"{context} = {diff} (fitting SD {fmt(r.get('fit_sd'))} over {r['n']} fits on one dataset; no "

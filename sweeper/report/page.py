@@ -55,7 +55,8 @@ def render(result, report=None, spec_path: str | None = None, findings=()) -> Pa
         name=spec.get("name", paths.root.parent.name), sweep_id=paths.root.name, study=spec.get("study"),
         directory=str(paths.root), description=spec.get("description"), counts=result.counts(),
         n_planned=result.plan.num_rows, n_configs=len(configs), data_mode=spec.get("data_mode", "shared"),
-        seeds=spec.get("seeds", "paired"), best=best, metric=metric, axes=result.axes, configs=configs, ci=0.95,
+        seeds=spec.get("seeds", "paired"), best=best, axes=result.axes, configs=configs, ci=0.95,
+        metric=metric if report is not None and report.maximize is not None else None,  # None: nothing ranked
         best_command=run_command(spec_path or paths.spec, best["overrides"]) if best else None,
         metric_names=names[:SHOWN_METRICS], hidden_metrics=max(len(names) - SHOWN_METRICS, 0),
         any_clustered=any(r.get("ci_unit") == "datasets" for r in configs),

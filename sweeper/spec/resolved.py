@@ -162,15 +162,23 @@ def _has(tree, dotted):
 
 
 def _report(values, origins, path) -> dict:
-    """report: {metric: metrics.x, maximize: bool, axes: [a, b]} -- what the generic sweep report ranks and plots."""
-    rep = values.get("report") or {}
+    """report: {metric: metrics.x, maximize: bool, axes: [a, b]} -- what the generic sweep report ranks and plots.
+    `direction: max | min | none` says the same as maximize; none: the metric has no better direction (a
+    recovered parameter), so nothing is ranked (stored as maximize: null)."""
+    rep = dict(values.get("report") or {})
     where = origins.get("report", path)
-    if not isinstance(rep, dict) or set(rep) - {"metric", "maximize", "axes"}:
-        raise SpecError("expected a mapping with metric, maximize and axes", where=where, key="report")
+    if set(rep) - {"metric", "maximize", "axes", "direction"}:
+        raise SpecError("expected a mapping with metric, maximize (or direction) and axes", where=where, key="report")
     if "metric" in rep and not isinstance(rep["metric"], str):
         raise SpecError(f"expected a metric name such as metrics.psnr, got {rep['metric']!r}",
                         where=origins.get("report.metric", where), key="report.metric")
-    if not isinstance(rep.get("maximize", False), bool):
+    if "direction" in rep:
+        directions = {"max": True, "min": False, "none": None}
+        if rep["direction"] not in directions or "maximize" in rep:
+            raise SpecError(f"expected max, min or none (and no maximize beside it), got {rep['direction']!r}",
+                            where=origins.get("report.direction", where), key="report.direction")
+        rep["maximize"] = directions[rep.pop("direction")]
+    if rep.get("maximize") is not None and not isinstance(rep["maximize"], bool):
         raise SpecError(f"expected true or false, got {rep['maximize']!r}",
                         where=origins.get("report.maximize", where), key="report.maximize")
     axes = rep.get("axes", [])

@@ -60,3 +60,16 @@ def test_without_declared_findings_the_best_is_set_against_the_runner_up(tmp_pat
     d = res.contrast("metrics.a", best, {a: configs[1][a] for a in res.axes})
     assert line.startswith("Highest mean a: data.a = 2") and f"{d['diff']:+.3g}".replace("-", "−") in line
     assert math.isfinite(d["ci_low"]) and "Findings" in (res.dir / "report.html").read_text()
+
+
+def test_a_finding_without_an_axis_states_each_mean_with_its_interval(tmp_path):
+    s = {**spec(), "study": study(Finding("metrics.a", by=("data.a",)))}
+    res = sweeper.run(s, out=tmp_path, progress=False, report=False)
+    lines = findings(res, s["study"])
+    rows = res.configs("metrics.a", by=["data.a"]).to_pylist()
+    assert len(lines) == 2
+    for line, r in zip(lines, rows):
+        assert line.startswith(f"At data.a = {r['data.a']:g}: a = {r['a_mean']:.4g}, 95% CI [{r['a_ci_low']:.4g}, ")
+        # the two bootstrap arms share each dataset, so the pooled interval is over dataset means
+        assert line.endswith(f"over {r['n_datasets']} dataset means of {r['n']} runs, averaged over fit.bootstrap.")
+        assert r["n_datasets"] == 4 and r["n"] == 8

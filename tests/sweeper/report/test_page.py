@@ -190,3 +190,13 @@ def test_every_link_on_the_page_points_to_a_file(tmp_path, ray_session):
     links = re.findall(r'(?:href|src)="([^"#:]+)"', page)
     assert links and all((res.dir / h).is_file() for h in links), [h for h in links if not (res.dir / h).is_file()]
     assert "3 more metrics in results.parquet" in page
+
+
+def test_a_spec_whose_metric_has_no_better_direction_ranks_nothing(tmp_path, ray_session, capsys):
+    spec = write(tmp_path, LINEAR + "sweep: {data.a: [1.0, 2.0]}\nreport: {metric: metrics.a, direction: none}\n")
+    res = sweeper.run(spec, out=tmp_path / "out", progress=False)
+    assert res.spec["report"] == {"metric": "metrics.a", "maximize": None}
+    page = (res.dir / "report.html").read_text()
+    assert "Best configuration" not in page and "Findings" not in page and "Ranked by" not in page
+    assert main(["report", str(res.dir)]) == 0
+    assert "best metrics.a" not in capsys.readouterr().out
