@@ -16,7 +16,7 @@ from sweeper import Finding, Study
 from sweeper.toolkit import pyplot, write_csv
 from sweeper.toolkit import to_rows
 
-from .plots import central_crop, save_figure
+from .plots import central_crop, log_axis, save_figure
 from .pipeline import METRIC_RANGES, VERSION, DataParams, FitParams, cleanup, fit, setup, simulate
 
 log = logging.getLogger("sweeper.studies.ptychography.dose_response")
@@ -173,28 +173,31 @@ def reference_figure(result, rows, figures_dir: Path) -> Path:
     return save_figure(fig, Path(figures_dir) / "reference_and_arms.png")
 
 
-def training_curves(result, rows, figures_dir: Path) -> Path:
-    plt = pyplot()
+LOSS_UNITS = {"nll": "Poisson NLL per pixel / mean count", "mae": "|sqrt(pred) - sqrt(counts)| / sqrt(mean count)",
+              "mixed": "NLL + MAE terms, as above"}
 
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    for r in sorted(rows, key=lambda r: (-r["data.nphotons"], r["fit.loss"])):
-        if r["repeat_fit"] or r["repeat_data"]:
-            continue
-        history = result.run(r["run_id"]).history
-        if history is None:
-            continue
-        h = history.to_pydict()
-        if "train_loss" not in h:  # the epie reference trains nothing
-            continue
-        label = f"{r['data.nphotons']:.0e} / {r['fit.loss']}"
-        line, = ax.plot(h["epoch"], h["train_loss"], label=f"{label} train")
-        if any(v is not None for v in h.get("val_loss", [])):
-            ax.plot(h["epoch"], h["val_loss"], "--", color=line.get_color(), label=f"{label} val")
-    ax.set_yscale("log")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss (each arm in its own units)")
-    ax.set_title("first repeat of each arm", fontsize=9)
-    ax.legend(fontsize=7)
+
+def training_curves(result, rows, figures_dir: Path) -> Path:
+    """Training and validation loss of each arm's first repeat, one panel per loss: the losses are in different
+    units, so they share no axis."""
+    plt = pyplot()
+    first = [r for r in rows if not (r["repeat_fit"] or r["repeat_data"]) and r["fit.model"] != "epie"]
+    losses = sorted({r["fit.loss"] for r in first}) or ["nll"]
+    fig, axes = plt.subplots(1, len(losses), figsize=(4.5 * len(losses), 3.8), squeeze=False)
+    for ax, loss in zip(axes[0], losses):
+        for r in sorted((r for r in first if r["fit.loss"] == loss), key=lambda r: -r["data.nphotons"]):
+            history = result.run(r["run_id"]).history
+            h = history.to_pydict() if history is not None else {}
+            if "train_loss" not in h:
+                continue
+            line, = ax.plot(h["epoch"], h["train_loss"], label=f"{r['data.nphotons']:.0e} photons, train")
+            if any(v is not None for v in h.get("val_loss", [])):
+                ax.plot(h["epoch"], h["val_loss"], "--", color=line.get_color(), label="validation")
+        log_axis(ax, "y")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(f"{loss.upper()} loss ({LOSS_UNITS.get(loss, 'its own units')})", fontsize=8)
+        ax.set_title(f"{loss.upper()} arms, first repeat", fontsize=9)
+        ax.legend(fontsize=7)
     return save_figure(fig, Path(figures_dir) / "training_curves.png")
 
 

@@ -14,7 +14,7 @@ from sweeper import Finding, Study
 from sweeper.toolkit import pyplot, write_csv
 from sweeper.toolkit import to_rows
 
-from .plots import ci_line, save_figure
+from .plots import ci_line, log_axis, save_figure
 from .pipeline import VERSION, DataParams, FitParams, cleanup, fit, setup, simulate
 
 PANELS = [("metrics.mae", "MAE (amplitude)"), ("metrics.psnr", "PSNR (dB)"),
@@ -36,9 +36,9 @@ def report(result, figures_dir: Path) -> list[Path]:
             n = sorted({r["n"] for r in mine})
             ci_line(ax, metric, mine, [r for r in runs if r["fit.model"] == model], "data.n_train",
                     label=f"{model} (n={n[0]}" + (f"-{n[-1]})" if len(n) > 1 else ")"))
-        ax.set_xscale("log", base=2)
+        log_axis(ax, "x", base=2)
         if metric == "metrics.resolution_px":
-            ax.set_yscale("log")
+            log_axis(ax, "y")
         ax.set_xlabel("training patterns")
         ax.set_title(label)
         ax.grid(alpha=0.3)

@@ -32,6 +32,20 @@ def ci_line(ax, metric: str, configs: list, runs: list, x_key: str, shift: float
                color=bars.lines[0].get_color(), zorder=3)
 
 
+def log_axis(ax, which: str = "y", base: float = 10) -> None:
+    """A log axis labelled in plain numbers that never crowd: the decades, and between them only 2x and 5x
+    (matplotlib's default labels every minor tick of a short axis in 10^x notation, which overlap)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    (ax.set_xscale if which == "x" else ax.set_yscale)("log", base=base)
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    axis.set_major_formatter(plain)
+    if base == 10:
+        axis.set_minor_locator(LogLocator(base=10, subs=(2.0, 5.0)))
+        axis.set_minor_formatter(plain)
+
+
 def save_figure(fig, path: Path, dpi: int = 110) -> Path:
     """Lay out, write and close a figure."""
     fig.tight_layout()
