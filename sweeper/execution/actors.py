@@ -24,11 +24,11 @@ class TrainerActor:
         set_up(self.study)
 
     def fit(self, dataset: dict, items: list) -> list:
-        """Results of runs [(fit params, seed, attempt), ...], the study's teardown after each."""
+        """Results of runs [(run id, fit params, seed, attempt), ...], the study's teardown after each."""
         results = []
-        for fit_params, seed, attempt in items:
+        for run_id, fit_params, seed, attempt in items:
             try:
-                results.append(execute_run(self.study_ref, dataset, fit_params, seed, attempt))
+                results.append(execute_run(self.study_ref, dataset, fit_params, seed, attempt, run_id))
             finally:
                 self.runs += 1
                 if self.study.teardown is not None:

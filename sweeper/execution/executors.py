@@ -56,5 +56,5 @@ class TaskExecutor(Executor):
 
     def submit_fused(self, runs: list, keep_data: bool):
         """Runs [(run, attempt), ...] whose datasets have no other user: simulate and fit each in one task."""
-        items = [(run.data, run.seed_data, run.fit, run.seed_fit, attempt) for run, attempt in runs]
+        items = [(run.run_id, run.data, run.seed_data, run.fit, run.seed_fit, attempt) for run, attempt in runs]
         return self._fused.remote(self.study_ref, items, keep_data)

@@ -10,6 +10,7 @@ import ray
 from ray.exceptions import RayTaskError
 from tqdm.auto import tqdm
 
+from sweeper.execution import crashes
 from sweeper.execution.executors import Executor, TaskExecutor
 from sweeper.execution.queues import FUSED, Batcher, DatasetPool, RunQueue, Saver
 from sweeper.execution.worker import StudyRef, simulate_dataset
@@ -184,11 +185,20 @@ class Scheduler:
         return out["result"], out["meta"]["duration_s"]
 
     def _lost(self, run, data_ref, attempt: int, e) -> dict | None:
-        """A run whose task was lost: queued again (None) while it has attempts left, else a failed result."""
+        """A run whose task was lost: queued again (None) while it has attempts left, else a failed result with
+        the dead worker's last output (if this node's logs have it) in its run.log."""
+        died = (ray.exceptions.WorkerCrashedError, ray.exceptions.ActorDiedError)
+        said = crashes.last_output(run.run_id) if isinstance(e, died) else None
         if self.queue.lost(run, data_ref, attempt):
-            log.warning("run %s lost (%s); retrying, attempt %d", run.run_id, type(e).__name__, attempt + 1)
+            log.warning("run %s lost (%s); retrying, attempt %d%s", run.run_id, type(e).__name__, attempt + 1,
+                        f"; its worker's last output:\n{said}" if said else "")
             return None
-        return {"status": "failed", "error": f"{type(e).__name__}: {e}", "attempt": attempt, "metrics": {}}
+        error = f"{type(e).__name__}: {e}"
+        if said:  # the first line is the same for every such run: the summary gives it once
+            lines = said.splitlines()
+            error = (f"{type(e).__name__}: the worker died while fitting the run; the end of its output is in its "
+                     f"run.log\nrun {run.run_id}, the last line it printed: {lines[-2] if len(lines) > 1 else '(none)'}")
+        return {"status": "failed", "error": error, "attempt": attempt, "metrics": {}, "log": said or ""}
 
     def _finish(self, run, result: dict) -> None:
         if run.data_key in self.datasets.meta:

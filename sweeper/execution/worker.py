@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import importlib
 import io
 import math
@@ -11,6 +12,7 @@ import time
 import traceback
 from dataclasses import dataclass
 
+from sweeper.execution import crashes
 from sweeper.hashing import arrays_sha256
 
 RESERVED_FILES = {"config.yaml", "result.json", "arrays.npz", "history.parquet", "run.log"}
@@ -62,7 +64,10 @@ _SET_UP: set = set()
 
 
 def set_up(study) -> None:
-    """The study's setup(), once per worker process (a task worker or a warm actor)."""
+    """The study's setup(), once per worker process (a task worker or a warm actor). A crash in native code
+    prints the Python stack to the worker's stderr (faulthandler), where a dead run's log is found."""
+    if not faulthandler.is_enabled():
+        faulthandler.enable()
     key = (study.name, study.ref)
     if study.setup is not None and key not in _SET_UP:
         study.setup()
@@ -104,8 +109,9 @@ def simulate_dataset(study_ref: StudyRef, data_params: dict, seed: int):
         data = study_ref.load().simulate(data_params, seed)
     except SystemExit as e:  # not a dead worker: the study's own way of failing
         raise RuntimeError(f"simulate called sys.exit({e.code!r})") from None
-    if not isinstance(data, dict) or not data:
-        raise TypeError(f"simulate must return a non-empty dict of arrays and scalars, got {type(data).__name__}")
+    problem = check_dataset(data)
+    if problem:
+        raise TypeError(problem)
     nbytes = sum(getattr(v, "nbytes", 8) for v in data.values())
     meta = {"sha256": arrays_sha256(data), "nbytes": int(nbytes), "seed": seed, "params": data_params,
             "duration_s": time.perf_counter() - t0, "node": _where(), "device": _device()}
@@ -117,7 +123,7 @@ def simulate_and_fit(study_ref: StudyRef, items: list, keep_data: bool) -> list:
     cheap runs. items: [(data params, data seed, fit params, fit seed, attempt), ...]; each gives
     {"meta", "data" (kept only to be saved), "result"}; a failing simulate is that run's failed result."""
     out = []
-    for data_params, seed_data, fit_params, seed_fit, attempt in items:
+    for run_id, data_params, seed_data, fit_params, seed_fit, attempt in items:
         try:
             data, meta = simulate_dataset(study_ref, data_params, seed_data)
         except Exception:
@@ -126,8 +132,25 @@ def simulate_and_fit(study_ref: StudyRef, items: list, keep_data: bool) -> list:
                 "node": _where()}})
             continue
         out.append({"meta": meta, "data": data if keep_data else None,
-                    "result": execute_run(study_ref, data, fit_params, seed_fit, attempt)})
+                    "result": execute_run(study_ref, data, fit_params, seed_fit, attempt, run_id)})
     return out
+
+
+def check_dataset(data) -> str | None:
+    """Why simulate's return value is not a dataset (a non-empty dict of host arrays and numbers), or None."""
+    if not isinstance(data, dict) or not data:
+        return f"simulate must return a non-empty dict of arrays and scalars, got {type(data).__name__}"
+    import numpy as np
+
+    for name, v in data.items():
+        try:
+            kind = np.asarray(v).dtype
+        except Exception:  # e.g. a CuPy array, which does not convert implicitly
+            kind = None
+        if kind is None or kind == object:
+            return (f"simulate's {name!r} is a {type(v).__name__}, not an array or number (datasets are saved as "
+                    "NPZ and shared as NumPy arrays)")
+    return None
 
 
 def check_fit_output(out) -> str | None:
@@ -140,8 +163,8 @@ def check_fit_output(out) -> str | None:
     for name, v in metrics.items():
         if isinstance(v, bool) or not isinstance(v, (int, float)) and not hasattr(v, "__float__"):
             return f"metric {name!r} is a {type(v).__name__}, not a number"  # no value: one line per kind
-        if not math.isfinite(float(v)):
-            return f"metric {name!r} is not finite: {float(v)}"
+        if math.isinf(float(v)):  # NaN is a fit's "no value" (counted apart in the statistics); inf is a bug
+            return f"metric {name!r} is infinite: {float(v)} (NaN says 'no value')"
     for part in ("arrays", "history", "files"):
         if out.get(part) is not None and not isinstance(out[part], dict):
             return f"fit's {part!r} must be a dict"
@@ -152,13 +175,13 @@ def check_fit_output(out) -> str | None:
 
 
 def fit_items(runs: list) -> list:
-    """What a worker needs of runs [(run, attempt), ...] to fit them: [(fit params, fit seed, attempt), ...]."""
-    return [(run.fit, run.seed_fit, attempt) for run, attempt in runs]
+    """What a worker needs of runs [(run, attempt), ...] to fit them: [(run id, fit params, fit seed, attempt)]."""
+    return [(run.run_id, run.fit, run.seed_fit, attempt) for run, attempt in runs]
 
 
 def execute_batch(study_ref: StudyRef, dataset: dict, items: list) -> list:
-    """Fit several runs [(fit params, seed, attempt), ...] of one dataset in turn: one result each."""
-    return [execute_run(study_ref, dataset, fit, seed, attempt) for fit, seed, attempt in items]
+    """Fit several runs [(run id, fit params, seed, attempt), ...] of one dataset in turn: one result each."""
+    return [execute_run(study_ref, dataset, fit, seed, attempt, run_id) for run_id, fit, seed, attempt in items]
 
 
 def _fit(study, dataset: dict, fit_params: dict, seed: int):
@@ -169,11 +192,25 @@ def _fit(study, dataset: dict, fit_params: dict, seed: int):
         raise RuntimeError(f"fit called sys.exit({e.code!r})") from None
 
 
-def execute_run(study_ref: StudyRef, dataset: dict, fit_params: dict, seed: int, attempt: int = 1) -> dict:
+class _Tee(io.StringIO):
+    """The run's output, kept for its run.log and also passed to the worker's real stderr (which Ray keeps in
+    its worker log), so that what a run printed survives a crash of its worker (sweeper.execution.crashes)."""
+
+    def write(self, text: str) -> int:
+        try:
+            sys.__stderr__.write(text)
+        except (AttributeError, OSError, ValueError):
+            pass
+        return super().write(text)
+
+
+def execute_run(study_ref: StudyRef, dataset: dict, fit_params: dict, seed: int, attempt: int = 1,
+                run_id: str | None = None) -> dict:
     """Fit one run; a raising fit or an invalid result is a failed result with the reason, never an exception."""
     t0 = time.perf_counter()
-    buf = io.StringIO()
+    buf = _Tee()
     result = {"attempt": attempt, "node": _where(), "device": _device()}
+    crashes.mark_start(run_id)
     try:
         with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
             study = study_ref.load()

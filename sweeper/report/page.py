@@ -18,12 +18,13 @@ SHOWN_METRICS = 6
 
 def _cell(row, name) -> str:
     mean, low, high = (row.get(f"{name}_{s}") for s in ("mean", "ci_low", "ci_high"))
+    nan = f" ({row[f'{name}_nan']} NaN left out)" if row.get(f"{name}_nan") else ""
     if row["n"] == 0 or mean is None or not math.isfinite(mean):
-        return "–"
+        return "–" + nan
     if row.get("ci_unit") == ONE_DATASET:
-        return f"{fmt(mean)} (fitting SD {fmt(row.get(f'{name}_sd'))})"
+        return f"{fmt(mean)} (fitting SD {fmt(row.get(f'{name}_sd'))})" + nan
     ci = f" [{fmt(low)}, {fmt(high)}]" if low is not None and math.isfinite(low) else ""
-    return fmt(mean) + ci
+    return fmt(mean) + ci + nan
 
 
 def _provenance(result) -> list:

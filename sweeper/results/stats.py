@@ -74,6 +74,9 @@ def describe(runs: pa.Table, n_groups: int, metrics: list, ci: float) -> dict:
     cols["ci_unit"] = ["datasets" if c else ONE_DATASET if o else "runs" for c, o in zip(clustered, one_dataset)]
     for m in metrics:
         name = m.removeprefix("metrics.")
+        ok, nans = _nan_as_null(ok, m, n_groups)
+        if any(nans):  # a fit may say "no value" with NaN: left out of the mean and interval, and counted
+            cols[f"{name}_nan"] = nans
         per_run = _by_group(ok, ["_group"], [(m, "mean"), (m, "stddev", SD), (m, "count")], n_groups,
                             [f"{m}_mean", f"{m}_stddev", f"{m}_count"])
         means = ok.group_by(["_group", "data_key"]).aggregate([(m, "mean")]) if ok.num_rows else ok
@@ -90,6 +93,19 @@ def describe(runs: pa.Table, n_groups: int, metrics: list, ci: float) -> dict:
         for i, stat in enumerate(("mean", "sd", "sem", "ci_low", "ci_high")):
             cols[f"{name}_{stat}"] = [r[i] for r in rows]
     return cols
+
+
+def _nan_as_null(ok: pa.Table, metric: str, n_groups: int) -> tuple[pa.Table, list]:
+    """The table with the metric's NaNs as nulls (which Arrow's aggregations skip), and NaNs per group."""
+    col = ok.column(metric)
+    if not pa.types.is_floating(col.type) or not ok.num_rows:
+        return ok, [0] * n_groups
+    nan = pc.fill_null(pc.is_nan(col), False)
+    counts = [0] * n_groups
+    for g, is_nan in zip(ok.column("_group").to_pylist(), nan.to_pylist()):
+        counts[g] += is_nan
+    cleaned = pc.if_else(nan, pa.scalar(None, col.type), col)
+    return ok.set_column(ok.column_names.index(metric), metric, cleaned), counts
 
 
 def mean_ci(values, ci: float, clusters=None) -> dict:
@@ -125,7 +141,9 @@ def welch(a, b, ci: float) -> dict:
 
 
 def _arm(records: list, metric: str, match: list) -> dict:
-    return {key_of([r[m] for m in match]): r for r in records if r.get(metric) is not None}
+    """The records with a value of `metric` (not None, not NaN), by their match key."""
+    return {key_of([r[m] for m in match]): r for r in records
+            if r.get(metric) is not None and not (isinstance(r[metric], float) and math.isnan(r[metric]))}
 
 
 def difference(base: list, arm: list, metric: str, match: list, ci: float) -> dict:

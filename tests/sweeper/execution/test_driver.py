@@ -210,16 +210,52 @@ def test_worker_death_is_retried(tmp_path):
     assert t.status.tolist() == ["ok"] and t.attempt.tolist() == [2] and t["metrics.n"].tolist() == [5.0]
 
 
-def test_invalid_fit_results_fail_with_the_reason(tmp_path):
-    study = types.SimpleNamespace(
-        simulate=lambda data, seed: {"x": np.zeros(3)},
-        fit=lambda d, p, s: {"metrics": {"m": float("nan")}} if p["kind"] == "nan" else [1, 2],
-        __name__="bad_results")
-    spec = {"study": study, "name": "bad", "seed": 1, "data": {"n": 3}, "fit": {"kind": "nan"},
-            "sweep": {"fit.kind": ["nan", "list"]}}
-    t = sweeper.run(spec, out=tmp_path / "out", progress=False).table.to_pandas().set_index("fit.kind")
-    assert (t.status == "failed").all()
-    assert "not finite" in t.loc["nan", "error"] and "must return a dict" in t.loc["list", "error"]
+def _always_die_fit(dataset, params, seed):
+    print("loading the model: 1.2 GB")
+    print(f"the last words of seed {seed}", flush=True)
+    os._exit(1)
+
+
+def test_a_crashed_worker_names_its_run_and_keeps_its_last_output(tmp_path):
+    study = types.SimpleNamespace(simulate=lambda data, seed: {"x": np.zeros(data["n"])}, fit=_always_die_fit,
+                                  __name__="always_dies")
+    spec = {"study": study, "name": "dies", "seed": 1, "data": {"n": 5}, "retries": 1}
+    with pytest.raises(sweeper.SweepFailed, match="all 1 runs failed with WorkerCrashedError"):
+        sweeper.run(spec, out=tmp_path / "out", progress=False, report=False)
+    res = sweeper.load(next((tmp_path / "out" / "dies").iterdir()))
+    (row,) = res.table.to_pylist()
+    assert row["status"] == "failed" and row["attempt"] == 2
+    assert row["error"].startswith("WorkerCrashedError: the worker died while fitting the run")
+    assert f"run {row['run_id']}, the last line it printed: the last words of seed {row['seed_fit']}" in row["error"]
+    log = res.run(row["run_id"]).log
+    assert "loading the model: 1.2 GB" in log and "worker-" in log
+
+
+def _kinds(d, p, s):
+    kinds = {"inf": {"metrics": {"m": float("inf")}}, "list": [1, 2], "listmetric": {"metrics": {"m": [1.0, 2.0]}},
+             "text": {"metrics": {"m": "0.5"}},
+             "nan": {"metrics": {"m": float("nan") if s % 2 else 1.0, "k": 2.0}}}
+    return kinds[p["kind"]]
+
+
+def test_invalid_fit_results_fail_with_the_reason_and_nan_is_counted(tmp_path):
+    study = types.SimpleNamespace(simulate=lambda data, seed: {"x": np.zeros(3)}, fit=_kinds, __name__="bad_results")
+    spec = {"study": study, "name": "bad", "seed": 1, "data": {"n": 3}, "fit": {"kind": "nan"}, "repeats": 12,
+            "sweep": {"fit.kind": ["nan", "inf", "list", "listmetric", "text"]}}
+    res = sweeper.run(spec, out=tmp_path / "out", progress=False)
+    t = res.table.to_pandas()
+    failed = t[t["fit.kind"] != "nan"].groupby("fit.kind").error.first()
+    assert (t[t["fit.kind"] != "nan"].status == "failed").all()
+    assert "'m' is infinite" in failed["inf"] and "must return a dict" in failed["list"]
+    assert "'m' is a list, not a number" in failed["listmetric"] and "'m' is a str" in failed["text"]
+    assert len(res.errors()) == 4  # one line per kind of error, not per run
+    nan_runs = t[t["fit.kind"] == "nan"]
+    assert (nan_runs.status == "ok").all() and nan_runs["metrics.m"].isna().any()
+    row = next(r for r in res.configs(["metrics.m", "metrics.k"]).to_pylist() if r["fit.kind"] == "nan")
+    n_nan = int(nan_runs["metrics.m"].isna().sum())
+    assert row["m_nan"] == n_nan and row["m_mean"] == 1.0 and row["n"] == 12 and row["k_mean"] == 2.0
+    assert row["m_sd"] == 0.0  # over the 12 - n_nan runs with a value
+    assert f"({n_nan} NaN left out)" in (res.dir / "report.html").read_text()
 
 
 def task_sizes(monkeypatch, method: str) -> list:
@@ -278,11 +314,30 @@ def test_a_failing_simulate_fails_only_its_run_in_a_fused_task():
 
     study = SimpleNamespace(simulate=simulate, fit=lambda d, p, s: {"metrics": {"v": 1.0}}, setup=None,
                             name="s", ref=None)
-    out = simulate_and_fit(StudyRef(obj=study), [({"bad": False}, 1, {}, 2, 1), ({"bad": True}, 3, {}, 4, 2)],
+    out = simulate_and_fit(StudyRef(obj=study), [("r1", {"bad": False}, 1, {}, 2, 1), ("r2", {"bad": True}, 3, {}, 4, 2)],
                            keep_data=False)
     assert out[0]["result"]["status"] == "ok" and out[0]["meta"]["seed"] == 1 and out[0]["data"] is None
     assert out[1]["meta"] is None and out[1]["result"]["status"] == "failed"
     assert "no such dataset" in out[1]["result"]["error"] and out[1]["result"]["attempt"] == 2
+
+
+def test_a_live_foreign_ray_neither_captures_a_sweep_nor_is_harmed_by_it(tmp_path):
+    """Another Ray running on the machine (`ray start --head` from elsewhere): `sweep run` without --address
+    starts its own, every run succeeds, and the other Ray is still alive; so does the README's first example."""
+    from tests.sweeper.execution.foreign_ray import ENV, foreign_ray
+    from tests.test_readme import python_blocks
+
+    env = {k: v for k, v in ENV.items() if k != "RAY_ADDRESS"}
+    with foreign_ray() as alive:
+        out = subprocess.run([sys.executable, "-m", "sweeper.cli", "run", str(REPO / "tests/fixtures/linear.yaml"),
+                              "--out", str(tmp_path / "out"), "--no-progress"], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert "6 ok, 0 failed" in out.stdout + out.stderr and alive()
+        example = subprocess.run([sys.executable, "-c", python_blocks()[0]], cwd=tmp_path, env=env,
+                                 capture_output=True, text=True, timeout=300)
+        assert example.returncode == 0, example.stderr[-3000:]
+        assert alive()
 
 
 def test_which_ray_a_sweep_uses(monkeypatch):
@@ -400,3 +455,13 @@ def test_a_refused_second_driver_does_not_even_import_ray(tmp_path):
         store.lock.release()
     assert out.stdout.split() == ["3", "False"], out.stderr[-1000:]
     assert "another sweep" in out.stderr
+
+
+def test_a_dataset_is_a_dict_of_arrays_and_numbers():
+    from sweeper.execution.worker import check_dataset
+
+    assert check_dataset({"x": np.zeros(3), "n": 5, "scale": np.float64(2.0), "tag": "lines", "y": [1.0, 2.0]}) is None
+    assert "got str" in check_dataset("a string")
+    assert "got dict" in check_dataset({})
+    assert "'meta' is a dict, not an array or number" in check_dataset({"x": np.zeros(3), "meta": {"a": 1}})
+    assert "'z' is a NoneType" in check_dataset({"z": None})

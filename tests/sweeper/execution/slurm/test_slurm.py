@@ -16,6 +16,7 @@ import pytest
 
 from tests.fixtures.slow import SPEC as SLOW, recorded
 from tests import REPO
+from tests.sweeper.execution.foreign_ray import foreign_ray
 
 pytestmark = [pytest.mark.slurm,
               pytest.mark.skipif(shutil.which("sbatch") is None, reason="no SLURM here (sbatch not on PATH)")]
@@ -138,30 +139,11 @@ def test_a_job_ends_its_own_ray_and_no_other(tmp_path):
     """Another Ray on the node (here a `ray start --head` of this test) outlives a SLURM job's clean-up: the
     job's Ray lives under its own RAY_TMPDIR, and the job stops only the processes that name it (and their
     children). `--classic`: `ray symmetric-run` refuses to start on a node where any Ray runs."""
-    import socket
-    import tempfile
-
-    foreign = tempfile.mkdtemp(prefix="rf", dir="/tmp")  # short: Ray's socket paths must stay < 108 chars
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    subprocess.run(["ray", "start", "--head", f"--port={port}", f"--temp-dir={foreign}", "--num-cpus=1",
-                    "--include-dashboard=false", "--disable-usage-stats"], env=ENV, capture_output=True,
-                   check=True, timeout=120)
-    alive = lambda: subprocess.run(["pgrep", "-f", f"{foreign}/"], capture_output=True).returncode == 0  # noqa: E731
-    try:
+    with foreign_ray() as alive:
         assert alive()
         script, job_id = submit(tmp_path, 4, 0.1, "--classic")
         assert wait_done(job_id) == "COMPLETED", (script.parent / f"{job_id}.err").read_text()[-3000:]
         assert "trap stop_own_ray EXIT" in script.read_text() and "ray stop --force >" not in script.read_text()
         assert alive()  # the other Ray survived the job
         assert subprocess.run(["pgrep", "-f", f"/tmp/ray-{job_id}/"], capture_output=True).returncode == 1
-    finally:
-        pids = subprocess.run(["pgrep", "-f", f"{foreign}/|ray.util.client.server --address=[^ ]*:{port} "],
-                              capture_output=True, text=True).stdout.split()
-        for pid in pids:  # the foreign Ray's processes and their children, as the job's own clean-up does
-            subprocess.run(["pkill", "-9", "-P", pid])
-        subprocess.run(["kill", "-9", *pids], capture_output=True)
-        time.sleep(2)
-        shutil.rmtree(foreign, ignore_errors=True)
     no_ray_left()

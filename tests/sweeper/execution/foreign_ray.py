@@ -1,0 +1,36 @@
+"""Another Ray on this machine, as a user's `ray start --head` from another environment would leave running:
+started under its own temp dir and stopped by killing only its own processes (never `ray stop`, which would
+end every Ray on the machine)."""
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+from tests import REPO
+
+ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(REPO)}
+
+
+@contextlib.contextmanager
+def foreign_ray():
+    """Yields a callable that says whether the other Ray is still alive."""
+    root = tempfile.mkdtemp(prefix="rf", dir="/tmp")  # short: Ray's socket paths must stay < 108 chars
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    subprocess.run(["ray", "start", "--head", f"--port={port}", f"--temp-dir={root}", "--num-cpus=1",
+                    "--include-dashboard=false", "--disable-usage-stats"], env=ENV, capture_output=True,
+                   check=True, timeout=120)
+    try:
+        yield lambda: subprocess.run(["pgrep", "-f", f"{root}/"], capture_output=True).returncode == 0
+    finally:
+        pids = subprocess.run(["pgrep", "-f", f"{root}/|ray.util.client.server --address=[^ ]*:{port} "],
+                              capture_output=True, text=True).stdout.split()
+        for pid in pids:  # its processes and their children, as a SLURM job's own clean-up does
+            subprocess.run(["pkill", "-9", "-P", pid])
+        subprocess.run(["kill", "-9", *pids], capture_output=True)
+        time.sleep(2)
+        shutil.rmtree(root, ignore_errors=True)
