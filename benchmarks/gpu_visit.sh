@@ -2,8 +2,9 @@
 # One GPU visit (issues 22, 23) on the GPU test machine, as one prepared command (benchmarks/GPU_CHECK.md):
 #   source .gpu-bundle/activate.sh && bash benchmarks/gpu_visit.sh $OUT STEP... [-- sweep overrides]
 # Steps: training (model.fit steps/s per steps_per_execution and batch), kernels (simulate against its
-# bounds), tests (pytest -m gpu), smoke (the full spec through Ray at one epoch), sweep (the published-size
-# dose response through `sweep run`; the sweep directory comes back as OUT/outputs.tgz, models left out).
+# bounds), tests (pytest -m gpu), packing (K runs as one program against K solo runs, published size),
+# smoke (the full spec through Ray at one epoch), sweep (the published-size dose response through `sweep
+# run`, e.g. `-- repeats=3 pack=6`; the sweep directory comes back as OUT/outputs.tgz, models left out).
 # Each step writes OUT/<step>.txt as it goes and has its own time limit (SECONDS_<STEP> overrides it), so
 # one that fails or runs long leaves the others.
 set -uo pipefail
@@ -26,6 +27,8 @@ for s in "${steps[@]}"; do case $s in
               --repeats 2 --out "$out/gpu_check.md" ;;
   tests) step tests "${SECONDS_TESTS:-90}" python3 -m pytest -q -m gpu -p no:cacheprovider \
               tests/kernels/test_gpu.py tests/kernels/test_simulate_gpu.py ;;
+  packing) step packing "${SECONDS_PACKING:-240}" python3 benchmarks/bench_packing.py --N 64 --gridsize 2 \
+              --n-train 2000 --epochs 2 --width 32 --batch 16 --packs 1 2 4 6 ;;
   smoke) step smoke "${SECONDS_SMOKE:-120}" python3 -m sweeper.cli run "$spec" repeats=1 fit.epochs=1 \
               data.n_train=64 'sweep.data.nphotons=[1e9]' --out smoke --no-progress ;;
   sweep) step sweep "${SECONDS_SWEEP:-300}" python3 -m sweeper.cli run "$spec" "$@" --out outputs --no-progress

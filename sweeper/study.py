@@ -42,7 +42,9 @@ class Study:
     dicts, validated by `data_params` / `fit_params` (pydantic models, defaults filled). Optional:
     `report(result, figures_dir)`, `setup()` once per worker process before its first run, `teardown()` after
     each run of a warm actor, `version` (bump to re-run everything), `description` (the question),
-    `findings` (the `Finding`s report.html states in words).
+    `findings` (the `Finding`s report.html states in words), and for `pack: K` both `fit_packed(datasets,
+    fits, seeds) -> [result, ...]` (several runs trained as one program) and `pack_key(data, fit)` (runs with
+    equal keys may pack; None: never).
     `ref` is how a worker or the CLI finds it again ("pkg.module" or "pkg.module:ATTR"); None for a study
     defined in a script or notebook."""
 
@@ -58,6 +60,8 @@ class Study:
     description: str | None = None
     ref: str | None = None
     findings: tuple = ()
+    fit_packed: Callable | None = None
+    pack_key: Callable | None = None
 
     def __post_init__(self):
         for part in ("simulate", "fit"):
@@ -116,7 +120,8 @@ def adapt(obj, ref: str | None, where=None) -> Study:
     return Study(name=name, simulate=obj.simulate, fit=obj.fit, data_params=get("data_params", "DataParams"),
                  fit_params=get("fit_params", "FitParams"), version=None if version is None else str(version),
                  report=get("report"), setup=get("setup"), teardown=get("teardown", "cleanup"),
-                 description=get("description"), ref=ref, findings=tuple(get("findings") or ()))
+                 description=get("description"), ref=ref, findings=tuple(get("findings") or ()),
+                 fit_packed=get("fit_packed"), pack_key=get("pack_key"))
 
 
 def resolve(ref, where=None) -> Study:

@@ -17,7 +17,8 @@ from sweeper.toolkit import pyplot, write_csv
 from sweeper.toolkit import to_rows
 
 from .plots import central_crop, log_axis, save_figure
-from .pipeline import METRIC_RANGES, VERSION, DataParams, FitParams, cleanup, fit, setup, simulate
+from .pipeline import METRIC_RANGES, VERSION, DataParams, FitParams, cleanup, fit, setup, simulate, fit_packed
+from .packed import pack_key
 
 log = logging.getLogger("sweeper.studies.ptychography.dose_response")
 METRICS = ["metrics.mae", "metrics.mse", "metrics.psnr", "metrics.ssim", "metrics.frc_1_7",
@@ -228,8 +229,10 @@ def report(result, figures_dir: Path) -> list[Path]:
     return paths
 
 
-study = Study("dose_response", simulate, fit, data_params=DataParams, fit_params=FitParams, version=VERSION, report=report,
-              setup=setup, teardown=cleanup,
-              description="How does PINN reconstruction quality change between 1e9 and 1e4 photons, under a Poisson NLL loss versus MAE?",
+study = Study("dose_response", simulate, fit, data_params=DataParams, fit_params=FitParams, version=VERSION,
+              fit_packed=fit_packed, pack_key=pack_key,
+              report=report, setup=setup, teardown=cleanup,
+              description="How does PINN reconstruction quality change between 1e9 and 1e4 photons, under a Poisson "
+                          "NLL loss versus MAE?",
               findings=tuple(Finding(m, "fit.loss", "mae", where={"fit.model": "pinn"})
                              for m in ("metrics.ssim", "metrics.psnr", "metrics.resolution_px")))

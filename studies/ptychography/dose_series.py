@@ -20,7 +20,8 @@ from sweeper.toolkit import to_rows
 from .dose_efficiency import dose_efficiency
 from .dose_response import first_run
 from .plots import central_crop, ci_line, save_figure
-from .pipeline import VERSION, DataParams, FitParams, cleanup, fit, setup, simulate
+from .pipeline import VERSION, DataParams, FitParams, cleanup, fit, setup, simulate, fit_packed
+from .packed import pack_key
 
 PANELS = [("psnr", "PSNR (dB)"), ("ssim", "SSIM"), ("resolution_px", "FRC-1/7 resolution (px, lower is better)")]
 ARM_KEYS = ["fit.model", "fit.loss"]
@@ -132,6 +133,7 @@ def report(result, figures_dir: Path) -> list[Path]:
 
 
 study = Study("dose_series", simulate, fit, data_params=DataParams, fit_params=FitParams, version=VERSION,
+              fit_packed=fit_packed, pack_key=pack_key,
               report=report, setup=setup, teardown=cleanup,
               description="How does reconstruction quality fall from 1e9 to 1e3 photons for the PINN under NLL and "
                           "MAE, beside ePIE, and how much dose does NLL save over MAE?",

@@ -15,7 +15,8 @@ from sweeper.toolkit import pyplot, write_csv
 from sweeper.toolkit import to_rows
 
 from .plots import ci_line, log_axis, save_figure
-from .pipeline import VERSION, DataParams, FitParams, cleanup, fit, setup, simulate
+from .pipeline import VERSION, DataParams, FitParams, cleanup, fit, setup, simulate, fit_packed
+from .packed import pack_key
 
 PANELS = [("metrics.mae", "MAE (amplitude)"), ("metrics.psnr", "PSNR (dB)"),
           ("metrics.ssim", "SSIM"), ("metrics.resolution_px", "FRC-1/7 resolution (px)")]
@@ -51,7 +52,10 @@ def report(result, figures_dir: Path) -> list[Path]:
             write_csv(rows, figures_dir / "aggregated_metrics.csv")]
 
 
-study = Study("generalization", simulate, fit, data_params=DataParams, fit_params=FitParams, version=VERSION, report=report,
-              setup=setup, teardown=cleanup,
-              description="How does reconstruction quality grow with the number of training patterns, PINN versus a supervised baseline?",
-              findings=(Finding("metrics.ssim", "fit.model", "baseline"), Finding("metrics.psnr", "fit.model", "baseline")))
+study = Study("generalization", simulate, fit, data_params=DataParams, fit_params=FitParams, version=VERSION,
+              fit_packed=fit_packed, pack_key=pack_key,
+              report=report, setup=setup, teardown=cleanup,
+              description="How does reconstruction quality grow with the number of training patterns, PINN versus a "
+                          "supervised baseline?",
+              findings=(Finding("metrics.ssim", "fit.model", "baseline"),
+                        Finding("metrics.psnr", "fit.model", "baseline")))

@@ -17,7 +17,8 @@ from sweeper.toolkit import pyplot, write_csv
 from sweeper.toolkit import to_rows
 
 from .plots import central_crop, save_figure
-from .pipeline import METRIC_RANGES, VERSION, DataParams, FitParams, cleanup, fit, setup, simulate
+from .pipeline import METRIC_RANGES, VERSION, DataParams, FitParams, cleanup, fit, setup, simulate, fit_packed
+from .packed import pack_key
 
 METRICS = ("psnr", "ssim", "resolution_px")
 LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM", "resolution_px": "FRC-1/7 resolution (px, lower is finer)"}
@@ -120,7 +121,8 @@ def report(result, figures_dir: Path) -> list[Path]:
             gallery(result, rows, figures_dir / "gridsize_reconstructions.png")]
 
 
-study = Study("gridsize", simulate, fit, data_params=DataParams, fit_params=FitParams, version=VERSION, report=report,
-              setup=setup, teardown=cleanup,
+study = Study("gridsize", simulate, fit, data_params=DataParams, fit_params=FitParams, version=VERSION,
+              fit_packed=fit_packed, pack_key=pack_key,
+              report=report, setup=setup, teardown=cleanup,
               description="Does the overlap constraint of gridsize 2 reconstruct as well as single patterns?",
               findings=(Finding("metrics.ssim", "data.gridsize", 1), Finding("metrics.psnr", "data.gridsize", 1)))

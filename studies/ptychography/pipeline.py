@@ -21,6 +21,8 @@ from kernels.backend import to_numpy
 from sweeper import Params, Study
 from sweeper.toolkit import assigned_gpus
 
+from . import packed
+
 def _installed(name: str) -> bool:
     try:
         return importlib.util.find_spec(name) is not None
@@ -347,21 +349,62 @@ def callbacks(f: dict, validated: bool) -> list:
 
 
 def fit_network(dataset: dict, f: dict, seed: int) -> dict:
-    """Train the PINN or the supervised baseline on the training scan; reconstruct the test scan."""
+    """Train the PINN or the supervised baseline on the training scan; reconstruct the test scan. On Keras's
+    JAX backend the PINN trains in `packed.train` (one run: the same loop packed runs share)."""
     import keras
 
     keras.utils.set_random_seed(int(seed % 2**31))
     model, net = build(dataset, f)
+    if _packs(f):
+        history = packed.train([model], [dataset], [f], [seed])[0] if f["epochs"] > 0 else _no_history()
+    else:
+        history = _keras_fit(model, dataset, f, seed)
+    return finish_network(model, net, dataset, f, history)
+
+
+def fit_packed(datasets: list, fits: list, seeds: list) -> list[dict]:
+    """Several runs that `packed.pack_key` calls compatible, trained as one program (JAX), each scored as
+    its solo run would be; on another backend, one after the other."""
+    import keras
+
+    fits = [FitParams.model_validate(p).model_dump() for p in fits]
+    if not all(_packs(f) for f in fits) or len(fits) == 1 or fits[0]["epochs"] == 0:
+        return [fit(d, p, s) for d, p, s in zip(datasets, fits, seeds)]
+    packed.check_compatible(datasets)
+    built = []
+    for d, f, s in zip(datasets, fits, seeds):
+        keras.utils.set_random_seed(int(s % 2**31))
+        built.append(build(d, f))
+    histories = packed.train([m for m, _ in built], datasets, fits, seeds)
+    return [{**finish_network(m, net, d, f, h), "device": _device_label(packed=len(fits))}
+            for (m, net), d, f, h in zip(built, datasets, fits, histories)]
+
+
+def _packs(f: dict) -> bool:
+    import keras
+
+    return f["model"] == "pinn" and keras.backend.backend() == "jax"
+
+
+def _no_history() -> dict:
+    return {"train_loss": [], "val_loss": []}
+
+
+def _keras_fit(model, dataset: dict, f: dict, seed: int) -> dict:
+    """model.fit with the schedule's callbacks (the TensorFlow path, and the supervised baseline)."""
     inputs, target = training_arrays(dataset, f)
-    n = len(target)
-    train_idx, val_idx = _split(n, f["validation_fraction"], seed)
-    history = {"train_loss": [], "val_loss": []}
-    if f["epochs"] > 0:
-        h = model.fit(_take(inputs, train_idx), target[train_idx], batch_size=int(f["batch_size"]),
-                      epochs=int(f["epochs"]), shuffle=True, verbose=0, callbacks=callbacks(f, len(val_idx) > 0),
-                      validation_data=(_take(inputs, val_idx), target[val_idx]) if len(val_idx) else None)
-        history = {"train_loss": [float(v) for v in h.history["loss"]],
-                   "val_loss": [float(v) for v in h.history.get("val_loss", [])]}
+    train_idx, val_idx = _split(len(target), f["validation_fraction"], seed)
+    if f["epochs"] <= 0:
+        return _no_history()
+    h = model.fit(_take(inputs, train_idx), target[train_idx], batch_size=int(f["batch_size"]),
+                  epochs=int(f["epochs"]), shuffle=True, verbose=0, callbacks=callbacks(f, len(val_idx) > 0),
+                  validation_data=(_take(inputs, val_idx), target[val_idx]) if len(val_idx) else None)
+    return {"train_loss": [float(v) for v in h.history["loss"]],
+            "val_loss": [float(v) for v in h.history.get("val_loss", [])]}
+
+
+def finish_network(model, net, dataset: dict, f: dict, history: dict) -> dict:
+    """A trained network's result: the test reconstruction scored, its preview, the saved model, history."""
     recon = reconstruct(net, dataset, "test")
     result = score(dataset["object"], recon)
     files = {"reconstruction.png": preview_png(dataset["object"], recon,
@@ -378,7 +421,14 @@ def fit_network(dataset: dict, f: dict, seed: int) -> dict:
         result.update(final_val_loss=history["val_loss"][-1])
     return {"metrics": result, "history": history, "files": files,
             "arrays": {"amplitude": np.abs(recon).astype(np.float32), "phase": np.angle(recon).astype(np.float32)},
-            "device": device_label(keras.backend.backend(), _keras_device(), assigned_gpus())}
+            "device": _device_label()}
+
+
+def _device_label(packed: int = 1) -> str:
+    import keras
+
+    label = device_label(keras.backend.backend(), _keras_device(), assigned_gpus())
+    return f"{label} (packed {packed})" if packed > 1 else label
 
 
 def device_label(backend: str, device: str, ray_gpus: list) -> str:
@@ -406,5 +456,6 @@ def _keras_device() -> str:
 
 
 study = Study("ptychography", simulate, fit, data_params=DataParams, fit_params=FitParams, version=VERSION,
+              fit_packed=fit_packed, pack_key=packed.pack_key,
               setup=setup, teardown=cleanup,
               description="How well does a network reconstruct a ptychographic object from its diffraction?")

@@ -12,7 +12,7 @@ import os
 import ray
 
 from sweeper.execution.executors import Executor
-from sweeper.execution.worker import StudyRef, execute_run, fit_items, set_up
+from sweeper.execution.worker import StudyRef, execute_packed, execute_run, fit_items, set_up
 from sweeper.spec.resolved import Spec
 
 
@@ -34,6 +34,15 @@ class TrainerActor:
                 if self.study.teardown is not None:
                     self.study.teardown()
         return results
+
+    def fit_packed(self, items: list, *datasets) -> list:
+        """Results of runs [(run id, fit params, seed, attempt), ...] on their datasets, trained as one program."""
+        try:
+            return execute_packed(self.study_ref, items, *datasets)
+        finally:
+            self.runs += len(items)
+            if self.study.teardown is not None:
+                self.study.teardown()
 
     def info(self) -> dict:
         return {"pid": os.getpid(), "runs": self.runs}
@@ -76,6 +85,12 @@ class ActorExecutor(Executor):
     def submit(self, runs: list, data_ref):
         actor = self.idle.pop()
         ref = actor.fit.remote(data_ref, fit_items(runs))
+        self.busy[ref] = actor
+        return ref
+
+    def submit_packed(self, runs: list, data_refs: list):
+        actor = self.idle.pop()
+        ref = actor.fit_packed.remote(fit_items(runs), *data_refs)
         self.busy[ref] = actor
         return ref
 

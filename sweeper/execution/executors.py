@@ -5,7 +5,7 @@ from abc import ABC, abstractmethod
 
 import ray
 
-from sweeper.execution.worker import execute_batch, fit_items, simulate_and_fit
+from sweeper.execution.worker import execute_batch, execute_packed, fit_items, simulate_and_fit
 
 
 class Executor(ABC):
@@ -23,6 +23,11 @@ class Executor(ABC):
     def submit(self, runs: list, data_ref):
         """Start runs [(run, attempt), ...] (one unless `batches`) on the dataset behind data_ref, one after
         the other in one task; an ObjectRef of their results, a list in the same order."""
+
+    def submit_packed(self, runs: list, data_refs: list):
+        """Start runs [(run, attempt), ...], each on its own dataset, as one program (the study's fit_packed);
+        an ObjectRef of their results, a list in the same order."""
+        raise NotImplementedError
 
     def ready(self) -> bool:
         """Whether a run can be submitted now."""
@@ -48,11 +53,15 @@ class TaskExecutor(Executor):
         self._fit = ray.remote(execute_batch).options(max_retries=0, **opts)
         # simulate and fit together only where they ask for the same resources
         self._fused = ray.remote(simulate_and_fit).options(max_retries=0, **opts)
+        self._packed = ray.remote(execute_packed).options(max_retries=0, **opts)
         self.fuses = not spec.simulate_resources
         self.study_ref = study_ref
 
     def submit(self, runs: list, data_ref):
         return self._fit.remote(self.study_ref, data_ref, fit_items(runs))
+
+    def submit_packed(self, runs: list, data_refs: list):
+        return self._packed.remote(self.study_ref, fit_items(runs), *data_refs)
 
     def submit_fused(self, runs: list, keep_data: bool):
         """Runs [(run, attempt), ...] whose datasets have no other user: simulate and fit each in one task."""

@@ -94,6 +94,16 @@ class RunQueue:
             batch.append(self.new.popleft())
         return batch
 
+    def take_matching(self, size: int, window: int, accept) -> list:
+        """Up to `size` new runs from the first `window` for which accept(run) holds (accept may take their
+        datasets), in queue order; the rest keep their places."""
+        picked, kept = [], []
+        while self.new and len(picked) < size and len(picked) + len(kept) < window:
+            run = self.new.popleft()
+            (picked if accept(run) else kept).append(run)
+        self.new.extendleft(reversed(kept))
+        return picked
+
     def next_batch(self, size: int) -> list:
         """Up to `size` new runs of the dataset at the head of the queue (runs wait in dataset order)."""
         batch = [self.new.popleft()]

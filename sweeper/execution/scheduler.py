@@ -18,6 +18,15 @@ from sweeper.execution.worker import StudyRef, simulate_dataset
 log = logging.getLogger("sweeper")
 
 
+def packing_keys(spec, runs: list) -> dict:
+    """{run id: the study's pack key} when the spec packs (`pack` > 1) and the study can (fit_packed and
+    pack_key); runs whose key is None, and every run otherwise, go alone."""
+    study = spec.study
+    if spec.pack <= 1 or study.fit_packed is None or study.pack_key is None:
+        return {}
+    return {run.run_id: study.pack_key(run.data, run.fit) for run in runs}
+
+
 def default_limits() -> tuple[int, int]:
     """(runs in flight, datasets alive until their size is known): many cheap runs may queue on one shared
     dataset, but few datasets of unknown size are held in the object store at once."""
@@ -54,6 +63,7 @@ class Scheduler:
         self.batcher = Batcher(self.executor.batches)
         self.saver = Saver(store)
         self.counts = collections.Counter()
+        self.pack_keys = packing_keys(spec, todo)
         self.bar = tqdm(total=len(todo), desc=spec.name, unit="run", disable=not progress, smoothing=0.05)
 
     def _simulate_options(self) -> dict:
@@ -108,6 +118,10 @@ class Scheduler:
             self.datasets.retake(run)
             q.pending[executor.submit([(run, attempt)], ref)] = [(run, ref, attempt)]
         while q.new and len(q.pending) < self.limit and executor.ready():
+            if self.pack_keys.get(q.new[0].run_id) is not None:
+                if not self._submit_pack():
+                    break
+                continue
             fused = self._fusable()
             if fused:
                 self._submit_fused(fused, 1)
@@ -117,6 +131,28 @@ class Scheduler:
             batch = q.next_batch(self.batcher.size)
             ref = [self.datasets.take(run) for run in batch][0]
             q.pending[executor.submit([(run, 1) for run in batch], ref)] = [(run, ref, 1) for run in batch]
+
+    def _submit_pack(self) -> bool:
+        """Up to spec.pack runs compatible with the head of the queue (its pack key; looking a few packs
+        ahead), each on its own dataset, as one program; False if no dataset can be opened now."""
+        key, taken = self.pack_keys[self.queue.new[0].run_id], {}
+
+        def accept(run):
+            if self.pack_keys.get(run.run_id) != key or not self.datasets.can_open(run.data_key):
+                return False
+            taken[run.run_id] = self.datasets.take(run)
+            return True
+
+        runs = self.queue.take_matching(self.spec.pack, 8 * self.spec.pack, accept)
+        if not runs:
+            return False
+        refs = [taken[run.run_id] for run in runs]
+        if len(runs) == 1:
+            ref = self.executor.submit([(runs[0], 1)], refs[0])
+        else:
+            ref = self.executor.submit_packed([(run, 1) for run in runs], refs)
+        self.queue.pending[ref] = [(run, data_ref, 1) for run, data_ref in zip(runs, refs)]
+        return True
 
     def _fusable(self) -> list:
         """Cheap runs at the head of the queue whose datasets have no other user and are not saved on disk:

@@ -209,25 +209,55 @@ def execute_run(study_ref: StudyRef, dataset: dict, fit_params: dict, seed: int,
     """Fit one run; a raising fit or an invalid result is a failed result with the reason, never an exception."""
     t0 = time.perf_counter()
     buf = _Tee()
-    result = {"attempt": attempt, "node": _where(), "device": _device()}
     crashes.mark_start(run_id)
     try:
         with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
             study = study_ref.load()
             set_up(study)
             out = _fit(study, dataset, fit_params, seed)
-        problem = check_fit_output(out)
-        if problem:
-            result.update(status="failed", error=problem,
-                          metrics=out.get("metrics") if isinstance(out, dict) and isinstance(out.get("metrics"), dict)
-                          else {})
-        else:
-            result.update(status="ok", error=None, metrics={k: float(v) for k, v in out["metrics"].items()},
-                          arrays=out.get("arrays"), history=out.get("history"), files=out.get("files"))
-            if out.get("device"):
-                result["device"] = str(out["device"])
+        result = run_result(out, attempt)
     except Exception:
-        result.update(status="failed", error=traceback.format_exc(), metrics={})
+        result = {"attempt": attempt, "node": _where(), "device": _device(), "status": "failed",
+                  "error": traceback.format_exc(), "metrics": {}}
     result["duration_s"] = time.perf_counter() - t0
     result["log"] = buf.getvalue()
     return result
+
+
+def run_result(out, attempt: int) -> dict:
+    """A run's result from what fit returned: ok with its parts, or failed with why the output is invalid."""
+    result = {"attempt": attempt, "node": _where(), "device": _device()}
+    problem = check_fit_output(out)
+    if problem:
+        metrics = out.get("metrics") if isinstance(out, dict) and isinstance(out.get("metrics"), dict) else {}
+        return {**result, "status": "failed", "error": problem, "metrics": metrics}
+    result.update(status="ok", error=None, metrics={k: float(v) for k, v in out["metrics"].items()},
+                  arrays=out.get("arrays"), history=out.get("history"), files=out.get("files"))
+    if out.get("device"):
+        result["device"] = str(out["device"])
+    return result
+
+
+def execute_packed(study_ref: StudyRef, items: list, *datasets) -> list:
+    """Runs [(run id, fit params, seed, attempt), ...] on their datasets (one each, in order) trained as one
+    program by the study's fit_packed; each run's result as execute_run gives it. A raising fit_packed fails
+    every run of the pack with its traceback; each run's duration is its share of the call."""
+    t0 = time.perf_counter()
+    buf = _Tee()
+    for run_id, *_ in items:
+        crashes.mark_start(run_id)
+    try:
+        with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
+            study = study_ref.load()
+            set_up(study)
+            outs = study.fit_packed(list(datasets), [f for _, f, _, _ in items], [s for _, _, s, _ in items])
+        if not isinstance(outs, list) or len(outs) != len(items):
+            raise TypeError(f"fit_packed must return a list of {len(items)} results, got {type(outs).__name__}")
+        results = [run_result(out, attempt) for out, (_, _, _, attempt) in zip(outs, items)]
+    except Exception:
+        error = traceback.format_exc()
+        results = [{"attempt": a, "node": _where(), "device": _device(), "status": "failed", "error": error,
+                    "metrics": {}} for _, _, _, a in items]
+    for r in results:
+        r.update(duration_s=(time.perf_counter() - t0) / len(items), log=buf.getvalue())
+    return results

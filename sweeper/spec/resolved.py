@@ -17,7 +17,7 @@ from sweeper.study import Study, defaults, resolve
 
 TOP_KEYS = {"study", "name", "description", "seed", "data", "fit", "sweep", "zip", "data_mode", "repeats",
             "resources", "executor", "actors", "retries", "save_datasets", "max_in_flight",
-            "report", "seeds", "precision"}
+            "report", "seeds", "precision", "pack"}
 DATA_MODES = ("shared", "independent", "crossed")
 SEEDS = ("paired", "independent")
 EXECUTORS = ("task", "actor")
@@ -51,6 +51,7 @@ class Spec:
     seeds: str = "paired"   # paired: fit arms share fit seeds; independent: a seed per arm too
     code: dict = field(default_factory=dict)   # {"sha256", "parts"}: the study's code (sweeper.code)
     precision: dict = field(default_factory=dict)  # spec.precision: repeats added until intervals are tight
+    pack: int = 1   # up to this many compatible runs trained as one program (study.fit_packed); no run id changes
 
     @property
     def study_name(self) -> str:
@@ -84,6 +85,8 @@ class Spec:
             d["seeds"] = self.seeds
         if self.precision:
             d["precision"] = self.precision
+        if self.pack != 1:
+            d["pack"] = self.pack
         return d
 
     def sweep_id(self) -> str:
@@ -226,7 +229,8 @@ def from_config(cfg: config.Config, path: str | None = None) -> Spec:
                 actors=actors, retries=retries, save_datasets=save, max_in_flight=mif, sessions=sessions,
                 origins=origins, path=path, description=str(values.get("description") or study.description or ""),
                 report=_report(values, origins, path), seeds=_choice(values, origins, path, "seeds", SEEDS),
-                code=study_code(study), precision=precise)
+                code=study_code(study), precision=precise,
+                pack=_int(values, "pack", origins, path, 1) if "pack" in values else 1)
 
 
 def _check_keys(values, origins, path) -> None:

@@ -18,7 +18,8 @@ def test_model_and_training_tests_pass_on_jax():
     """Physics layer == kernels.far_field, losses fall, training improves PSNR, fits reproduce: on JAX."""
     # the gridsize-2-against-1 quality check trains 30 epochs in all: once, on TensorFlow, is enough for CI time
     out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/studies/ptychography/test_models.py",
-                          "tests/studies/ptychography/test_training.py", "-k", "not at_least_as_well_as_gridsize_one"], cwd=REPO, env=ENV,
+                          "tests/studies/ptychography/test_training.py", "tests/studies/ptychography/test_packed.py",
+                          "-k", "not at_least_as_well_as_gridsize_one"], cwd=REPO, env=ENV,
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     assert " passed" in out.stdout and "skipped" not in out.stdout.splitlines()[-1]
