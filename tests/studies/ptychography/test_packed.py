@@ -22,10 +22,10 @@ def solo_and_packed(gridsize, fits, data_seeds=(1, 2), fit_seeds=(11, 12)):
     return solo, P.fit_packed(datasets, fits, list(fit_seeds))
 
 
-@pytest.mark.parametrize("gridsize", [1, 2])
-def test_a_packed_run_equals_its_solo_run(gridsize):
+def test_a_packed_run_equals_its_solo_run():
+    """At gridsize 2 (offsets as a second input: the harder path; gridsize 1 is in the schedule test)."""
     fits = [{**FIT, "loss": "nll"}, {**FIT, "loss": "mae"}]  # the two losses of the dose study, in one program
-    solo, pack = solo_and_packed(gridsize, fits)
+    solo, pack = solo_and_packed(2, fits)
     for s, p in zip(solo, pack):
         # float32 training, the same ops in a different batching: agreement to ~1e-5 relative after 4 epochs;
         # a different seed, data or loss changes these by 1e-2 or more
@@ -38,11 +38,14 @@ def test_a_packed_run_equals_its_solo_run(gridsize):
 
 
 def test_the_schedule_stops_each_run_on_its_own_and_keeps_its_best_epoch():
-    fits = [{**FIT, "loss": "nll", "epochs": 8, "schedule": "plateau", "patience": 2, "learning_rate": 0.05}] * 2
+    fits = [{**FIT, "loss": "nll", "epochs": 6, "schedule": "plateau", "patience": 1, "learning_rate": 0.05}] * 2
     solo, pack = solo_and_packed(1, fits)
+    assert [len(s["history"]["train_loss"]) for s in solo] == [4, 3]  # each run stopped on its own, early
     for s, p in zip(solo, pack):
         assert len(p["history"]["train_loss"]) == len(s["history"]["train_loss"])
-        assert p["metrics"]["psnr"] == pytest.approx(s["metrics"]["psnr"], rel=1e-3)
+        # at 50x the default learning rate (so that runs stop early) float reordering grows to ~2e-3
+        np.testing.assert_allclose(p["history"]["val_loss"], s["history"]["val_loss"], rtol=5e-3)
+        assert p["metrics"]["psnr"] == pytest.approx(s["metrics"]["psnr"], rel=5e-3)
 
 
 def test_runs_pack_by_their_data_and_fit_but_not_their_loss():
