@@ -141,16 +141,15 @@ class _Program:
             pred, ntv = model.stateless_call(tv, ntv, x, training=True)
             return losses.weighted_pinn_loss(y, pred, w), ntv
 
-        def step(carry, batch):
+        def step(carry, batch, w):
             tv, ntv, ov = carry
-            x, y, w = batch
+            x, y = batch
             (loss, ntv), grads = jax.value_and_grad(loss_of, has_aux=True)(tv, ntv, x, y, w)
             tv, ov = self.optimizer.stateless_apply(ov, grads, tv)
             return (tv, ntv, ov), loss
 
-        def run_epoch(carry, X, Y, w, order):  # one run: every batch of its epoch, in one scan
-            batches = (_take(X, order), Y[order], w)
-            return jax.lax.scan(lambda c, b: step(c, (b[0], b[1], w)), carry, (batches[0], batches[1]))
+        def run_epoch(carry, X, Y, w, order):  # one run: every batch (order: steps x batch) in one scan
+            return jax.lax.scan(lambda c, b: step(c, b, w), carry, (_take(X, order), Y[order]))
 
         def val_loss(tv, ntv, X, Y, w, idx):
             pred, _ = model.stateless_call(tv, ntv, _take(X, idx), training=False)
