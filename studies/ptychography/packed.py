@@ -1,6 +1,6 @@
 """PINN training on Keras's JAX backend as one program for several runs (issue 23, "packed runs"): the runs'
 weights, optimizer states, data and loss weights are stacked along a leading axis and one jitted, vmapped
-step trains them all; an epoch's steps run in one `lax.scan`, with the data on the device. A solo JAX run is
+step trains them all, each batch gathered on the device from data put there once. A solo JAX run is
 the same loop with one run, so a packed run equals its solo run (tests/studies/ptychography/test_packed.py).
 
 Runs pack when `pack_key` says they are compatible: the same data params but the photon noise (so the same
@@ -56,6 +56,8 @@ class RunState:
 def train(models: list, datasets: list, fits: list, seeds: list) -> list[dict]:
     """Train K built PINN models (same architecture) on their datasets in one program; returns each run's
     history, after setting each model's weights to its kept (best or last) epoch."""
+    import jax.numpy as jnp
+
     from . import pipeline as P
     from .models import losses
 
@@ -64,8 +66,9 @@ def train(models: list, datasets: list, fits: list, seeds: list) -> list[dict]:
     arrays = [P.training_arrays(d, fk) for d, fk in zip(datasets, fits)]
     n = len(arrays[0][1])
     splits = [P._split(n, f["validation_fraction"], s) for s in seeds]
-    X = _stack([a[0] for a in arrays])           # pytree of (K, n, ...) arrays
-    Y = np.stack([a[1] for a in arrays])
+    X = _stack([a[0] for a in arrays])           # pytree of (K, n, ...) arrays, on the device once
+    X = [jnp.asarray(x) for x in X] if isinstance(X, list) else jnp.asarray(X)
+    Y = jnp.asarray(np.stack([a[1] for a in arrays]))
     weights = np.array([losses.pinn_loss_weights(*P._loss_weights(fk), mean_count=_mean_count(d))
                         for d, fk in zip(datasets, fits)], np.float32)
     program = _Program(models[0], f, K)
@@ -141,22 +144,20 @@ class _Program:
             pred, ntv = model.stateless_call(tv, ntv, x, training=True)
             return losses.weighted_pinn_loss(y, pred, w), ntv
 
-        def step(carry, batch, w):
+        def step(carry, X, Y, w, idx):  # one run, one batch (idx): gathered on the device
             tv, ntv, ov = carry
-            x, y = batch
-            (loss, ntv), grads = jax.value_and_grad(loss_of, has_aux=True)(tv, ntv, x, y, w)
+            (loss, ntv), grads = jax.value_and_grad(loss_of, has_aux=True)(tv, ntv, _take(X, idx), Y[idx], w)
             tv, ov = self.optimizer.stateless_apply(ov, grads, tv)
             return (tv, ntv, ov), loss
-
-        def run_epoch(carry, X, Y, w, order):  # one run: every batch (order: steps x batch) in one scan
-            return jax.lax.scan(lambda c, b: step(c, b, w), carry, (_take(X, order), Y[order]))
 
         def val_loss(tv, ntv, X, Y, w, idx):
             pred, _ = model.stateless_call(tv, ntv, _take(X, idx), training=False)
             return losses.weighted_pinn_loss(Y[idx], pred, w)
 
-        self._epoch = jax.jit(jax.vmap(run_epoch))
-        self._val = jax.jit(jax.vmap(val_loss))
+        # one jitted step a batch, as Keras's own JAX trainer (a lax.scan over an epoch ran 10x slower per
+        # step on a CPU); one run: the plain program, several: vmapped over the runs
+        self._step = jax.jit(_one_of(step) if K == 1 else jax.vmap(step))
+        self._val = jax.jit(_one_of(val_loss) if K == 1 else jax.vmap(val_loss))
 
     def initial(self, models):
         """The stacked (trainable, non-trainable, optimizer) state of the built models."""
@@ -166,18 +167,13 @@ class _Program:
         return tv, ntv, ov
 
     def epoch(self, state, X, Y, weights, order: np.ndarray, batch: int):
-        """Every full batch in one scan, the last partial batch in a second call; the mean loss per run."""
-        full = order.shape[1] // batch * batch
-        losses_, sizes = [], []
-        for part in (order[:, :full], order[:, full:]):
-            if part.shape[1] == 0:
-                continue
-            size = min(batch, part.shape[1])
-            idx = part.reshape(self.K, -1, size)
-            state, loss = self._epoch(state, X, Y, weights, idx)
-            losses_.append(np.asarray(loss) * size)
-            sizes.append(np.full(loss.shape, size))
-        return state, np.concatenate(losses_, axis=1).sum(1) / np.concatenate(sizes, axis=1).sum(1)
+        """Every batch of an epoch (order: (K, samples), each run its own); the mean loss per run."""
+        total = 0.0
+        for start in range(0, order.shape[1], batch):
+            idx = order[:, start:start + batch]
+            state, loss = self._step(state, X, Y, weights, idx)
+            total = total + loss * idx.shape[1]
+        return state, np.asarray(total) / order.shape[1]
 
     def evaluate(self, state, X, Y, weights, idx: np.ndarray, batch: int):
         """Each run's validation loss (mean over its validation samples, in batches of `batch`)."""
@@ -216,6 +212,17 @@ class _Program:
                 v.assign(value[k])
             for v, value in zip(m.non_trainable_variables, ntv):
                 v.assign(value[k])
+
+
+def _one_of(fn):
+    """fn over a leading run axis of length 1, computed without it (the same results as vmap of one)."""
+    import jax
+
+    def one(*args):
+        out = fn(*jax.tree_util.tree_map(lambda a: a[0], args))
+        return jax.tree_util.tree_map(lambda a: a[None], out)
+
+    return one
 
 
 def _take(X, idx):

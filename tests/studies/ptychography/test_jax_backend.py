@@ -27,7 +27,7 @@ def test_model_and_training_tests_pass_on_jax():
 
 def test_a_quick_study_through_the_cli_trains_on_jax(tmp_path):
     out = subprocess.run([sys.executable, "-m", "sweeper.cli", "run", "studies/ptychography/specs/dose_response.yaml",
-                          "data.nphotons=1e9", "fit.loss=nll", "fit.epochs=4", "data.n_train=256", "--out",
+                          "data.nphotons=1e9", "fit.loss=nll", "fit.model=pinn", "fit.epochs=4", "data.n_train=256", "--out",
                           str(tmp_path), "--no-progress"], cwd=REPO, env=ENV, capture_output=True, text=True,
                          timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
