@@ -217,11 +217,16 @@ def execute_run(study_ref: StudyRef, dataset: dict, fit_params: dict, seed: int,
             out = _fit(study, dataset, fit_params, seed)
         result = run_result(out, attempt)
     except Exception:
-        result = {"attempt": attempt, "node": _where(), "device": _device(), "status": "failed",
-                  "error": traceback.format_exc(), "metrics": {}}
+        result = failed_result(attempt, traceback.format_exc())
     result["duration_s"] = time.perf_counter() - t0
     result["log"] = buf.getvalue()
     return result
+
+
+def failed_result(attempt: int, error: str) -> dict:
+    """A run's result when fit raised: where it ran and why it failed."""
+    return {"attempt": attempt, "node": _where(), "device": _device(), "status": "failed", "error": error,
+            "metrics": {}}
 
 
 def run_result(out, attempt: int) -> dict:
@@ -256,8 +261,7 @@ def execute_packed(study_ref: StudyRef, items: list, *datasets) -> list:
         results = [run_result(out, attempt) for out, (_, _, _, attempt) in zip(outs, items)]
     except Exception:
         error = traceback.format_exc()
-        results = [{"attempt": a, "node": _where(), "device": _device(), "status": "failed", "error": error,
-                    "metrics": {}} for _, _, _, a in items]
+        results = [failed_result(a, error) for _, _, _, a in items]
     for r in results:
         r.update(duration_s=(time.perf_counter() - t0) / len(items), log=buf.getvalue())
     return results

@@ -83,6 +83,12 @@ def units_needed(sd: float, n: int, target: float, ci: float, most: int) -> int:
     return k
 
 
+def _units(row: dict, name: str) -> tuple[int, float]:
+    """(n, SD) of a configs row in its interval's unit: datasets where they are the unit, else runs."""
+    sd = row.get(f"{name}_sd")
+    return int(row["n_datasets"] if row["ci_unit"] == "datasets" else row["n"]), math.nan if sd is None else float(sd)
+
+
 def next_counts(counts: np.ndarray, stats_rows: list, precision: dict) -> np.ndarray:
     """Each configuration's repeat count for the next round, from this round's `configs` rows (one per
     configuration, in plan order). A configuration grows by the units its interval still lacks at this SD (at
@@ -91,9 +97,7 @@ def next_counts(counts: np.ndarray, stats_rows: list, precision: dict) -> np.nda
     name = precision["metric"].removeprefix("metrics.")
     out = counts.copy()
     for c, row in enumerate(stats_rows):
-        n = int(row["n_datasets"] if row["ci_unit"] == "datasets" else row["n"])
-        sd = row.get(f"{name}_sd")
-        sd = math.nan if sd is None else float(sd)
+        n, sd = _units(row, name)
         if n == 0 or counts[c] >= precision["max_repeats"] or half_width(sd, n, precision["ci"]) <= precision["half_width"]:
             continue  # nothing ran (no estimate to improve), at the cap, or tight enough
         if math.isfinite(sd):
@@ -111,9 +115,8 @@ def summary_rows(counts: np.ndarray, stats_rows: list, axes: list, precision: di
     name = precision["metric"].removeprefix("metrics.")
     rows = []
     for c, row in enumerate(stats_rows):
-        n = int(row["n_datasets"] if row["ci_unit"] == "datasets" else row["n"])
-        sd = row.get(f"{name}_sd")
-        reached = half_width(math.nan if sd is None else float(sd), n, precision["ci"])
+        n, sd = _units(row, name)
+        reached = half_width(sd, n, precision["ci"])
         rows.append({**{a: row[a] for a in axes}, "repeats": int(counts[c]), "n_units": n,
                      "unit": row["ci_unit"], "mean": row.get(f"{name}_mean"),
                      "half_width": reached if math.isfinite(reached) else None,
