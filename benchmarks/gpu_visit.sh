@@ -4,13 +4,16 @@
 # Steps: training (model.fit steps/s per steps_per_execution and batch), kernels (simulate against its
 # bounds), tests (pytest -m gpu), packing (K runs as one program against K solo runs, published size),
 # smoke (the full spec through Ray at one epoch), sweep (the published-size dose response through `sweep
-# run`, e.g. `-- repeats=3 pack=6`; the sweep directory comes back as OUT/outputs.tgz, models left out).
+# run`, e.g. `-- repeats=3 pack=6`), budget (published_budget.yaml: which training budget reaches SSIM 0.95
+# at gridsize 2). A sweep's directory comes back as OUT/<step>.tgz without its models, datasets and arrays
+# (the returned files are at most 16 MiB each: the arrays alone were 127 MB).
 # Each step writes OUT/<step>.txt as it goes and has its own time limit (SECONDS_<STEP> overrides it), so
 # one that fails or runs long leaves the others.
 set -uo pipefail
 out=${1:?usage: gpu_visit.sh OUTDIR STEP... [-- sweep overrides]}; shift
 steps=(); while [ $# -gt 0 ] && [ "$1" != "--" ]; do steps+=("$1"); shift; done; [ $# -gt 0 ] && shift
-spec=studies/ptychography/specs/dose_response_full.yaml
+specs=studies/ptychography/specs
+spec=$specs/dose_response_full.yaml
 
 step() {
   local name=$1 limit=$2; shift 2
@@ -18,6 +21,12 @@ step() {
   timeout "$limit" "$@" > "$out/$name.txt" 2>&1
   echo "== $(date +%T) $name: exit $?" | tee -a "$out/visit.log"
   tail -n 30 "$out/$name.txt"
+}
+
+sweep_step() {  # name limit spec [overrides]: `sweep run` through Ray, its directory packed small
+  local name=$1 limit=$2 file=$3; shift 3
+  step "$name" "$limit" python3 -m sweeper.cli run "$file" "$@" --out "$name" --no-progress
+  tar czf "$out/$name.tgz" --exclude='*.keras' --exclude='*.npz' --exclude='datasets' "$name"
 }
 
 for s in "${steps[@]}"; do case $s in
@@ -31,7 +40,7 @@ for s in "${steps[@]}"; do case $s in
               --n-train 2000 --epochs 2 --width 32 --batch 16 --packs 1 2 4 6 ;;
   smoke) step smoke "${SECONDS_SMOKE:-120}" python3 -m sweeper.cli run "$spec" repeats=1 fit.epochs=1 \
               data.n_train=64 'sweep.data.nphotons=[1e9]' --out smoke --no-progress ;;
-  sweep) step sweep "${SECONDS_SWEEP:-300}" python3 -m sweeper.cli run "$spec" "$@" --out outputs --no-progress
-         tar czf "$out/outputs.tgz" --exclude='*.keras' outputs ;;
+  sweep) sweep_step sweep "${SECONDS_SWEEP:-480}" "$spec" "$@" ;;
+  budget) sweep_step budget "${SECONDS_BUDGET:-480}" "$specs/published_budget.yaml" "$@" ;;
   *) echo "unknown step $s" >&2; exit 2 ;;
 esac; done

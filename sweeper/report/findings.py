@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 
 from sweeper.columns import key_of, to_rows
-from sweeper.report.figures import fmt
+from sweeper.report.figures import fmt, levels
 from sweeper.results.stats import ONE_DATASET, holm, interval_words
 
 UNITS = {"pairs": "pairs", "datasets": "datasets", "runs": "runs"}
@@ -29,6 +29,8 @@ def _declared(result, study, ci) -> list:
     for f in study.findings:
         if f.metric not in result.metrics or (f.axis is not None and f.axis not in result.axes):
             continue  # the axis was pinned (e.g. fit.loss=nll) or the metric is not there
+        if f.axis is not None and not any(key_of(v) == key_of(f.baseline) for v in levels(result, f.axis)):
+            continue  # the baseline is not swept here (e.g. a zip that keeps fit.loss: [nll] only)
         if f.axis is None:
             out += _means(result, f, ci)
             continue
@@ -90,8 +92,9 @@ def _sentence(context: str, r: dict, q: float, tests: int, ci: float) -> str:
         return f"{context}{r['words']}."
     diff = _num(r["diff"], "+.3g")
     if r["ci_unit"] == ONE_DATASET:
-        return (f"{context} = {diff} (fitting SD {fmt(r.get('fit_sd'))} over {r['n']} fits on one dataset; no "
-                "interval and no p: one dataset says nothing of other datasets).")
+        spread = (f"fitting SD {fmt(r.get('fit_sd'))} over {r['n']} fits on one dataset" if r["n"] > 1
+                  else "one fit each on one dataset")
+        return f"{context} = {diff} ({spread}; no interval and no p: one dataset says nothing of other datasets)."
     if not math.isfinite(r["ci_low"]):
         return f"{context} = {diff} (n = {r['n']}: no interval)."
     if r["ci_low"] == r["ci_high"]:

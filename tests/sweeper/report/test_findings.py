@@ -49,6 +49,8 @@ def test_one_dataset_gets_the_difference_and_no_interval(tmp_path):
     lines = findings(res, spec()["study"])
     assert lines and all("fits on one dataset; no interval and no p" in line for line in lines)
     assert not any(re.search(r"p = \d", line) for line in lines)
+    one = sweeper.run(spec("shared", 1), out=tmp_path / "one", progress=False, report=False)
+    assert all("(one fit each on one dataset; no interval" in line for line in findings(one, spec()["study"]))
 
 
 def test_without_declared_findings_the_best_is_set_against_the_runner_up(tmp_path):
@@ -73,3 +75,10 @@ def test_a_finding_without_an_axis_states_each_mean_with_its_interval(tmp_path):
         # the two bootstrap arms share each dataset, so the pooled interval is over dataset means
         assert line.endswith(f"over {r['n_datasets']} dataset means of {r['n']} runs, averaged over fit.bootstrap.")
         assert r["n_datasets"] == 4 and r["n"] == 8
+
+
+def test_a_finding_whose_baseline_is_not_swept_is_left_out_and_the_report_is_built(tmp_path):
+    s = {**spec(), "sweep": {"data.a": [1.0, 2.0], "fit.bootstrap": [True]}}  # the baseline False not swept
+    res = sweeper.run(s, out=tmp_path, progress=False)
+    assert findings(res, s["study"]) == [] and "fit.bootstrap" in res.axes
+    assert "<h2>Findings</h2>" not in (res.dir / "report.html").read_text()
