@@ -3,7 +3,9 @@
 On this machine: the Keras backend in use (TensorFlow on the CPU by default). With a GPU (JAX or
 TensorFlow with CUDA), run it there too and compare the rows. Each row: steps/s over `--steps`
 steps after a warm-up, batch 16, width 32; then model.fit at steps_per_execution 1 against K (issue 23:
-several steps per compiled call keep a GPU from waiting on the host).
+several steps per compiled call keep a GPU from waiting on the host). On JAX, last: the jitted step a solo
+or packed run trains with (studies/ptychography/packed.py) with its work by XLA's cost analysis (GFLOP and
+GB a step), so that steps/s reads against the device's peak: the bound a faster loop cannot pass.
 Run: python benchmarks/bench_training.py [--steps 30] [--N 64] [--steps-per-execution 8]
 """
 from __future__ import annotations
@@ -87,6 +89,49 @@ def main(argv=None):
         print(f"| pinn | {g} | {rate:.2f} | {rate * args.batch * g * g:.0f} | {rate / base:.2f} |")
         datasets[g] = data
     print_fit_rows(datasets, args)
+    if keras.backend.backend() == "jax":
+        print_jax_loop_rows(datasets, args)
+
+
+def jax_loop_rate(dataset, width: int, steps: int, batch: int) -> tuple[float, float, float]:
+    """(steps/s, GFLOP a step, GB accessed a step) of the jitted step `packed.train` runs, one run."""
+    import jax
+    import jax.numpy as jnp
+
+    from studies.ptychography import packed
+    from studies.ptychography import pipeline as P
+    from studies.ptychography.models import losses
+
+    f = P.FitParams.model_validate({"width": width, "batch_size": batch}).model_dump()
+    model, _ = P.build(dataset, f)
+    program = packed._Program(model, f, 1)
+    state = program.initial([model])
+    inputs, target = P.training_arrays(dataset, f)
+    X = [jnp.asarray(a)[None] for a in inputs] if isinstance(inputs, list) else jnp.asarray(inputs)[None]
+    Y = jnp.asarray(target)[None]
+    w = np.array([losses.pinn_loss_weights(*P._loss_weights(f), mean_count=1.0)], np.float32)
+    batches = [(np.arange(batch) + s * batch)[None] % len(target) for s in range(steps + 1)]
+    cost = program._step.lower(state, X, Y, w, batches[0]).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    state, loss = program._step(state, X, Y, w, batches[0])  # compilation, untimed
+    jax.block_until_ready(loss)
+    t = time.perf_counter()
+    for idx in batches[1:]:
+        state, loss = program._step(state, X, Y, w, idx)
+    jax.block_until_ready(loss)
+    return steps / (time.perf_counter() - t), cost["flops"] / 1e9, cost.get("bytes accessed", np.nan) / 1e9
+
+
+def print_jax_loop_rows(datasets, args):
+    """The JAX loop's steps/s beside its work a step: achieved TFLOP/s and GB/s to read against the peak."""
+    print("\nThe JAX loop (packed.train, one run), work a step by XLA's cost analysis:\n")
+    print("| gridsize | batch | steps/s | GFLOP a step | TFLOP/s | GB a step | GB/s |\n"
+          "|---:|---:|---:|---:|---:|---:|---:|", flush=True)
+    for g, data in datasets.items():
+        for batch in args.fit_batches or [args.batch]:
+            rate, gflop, gb = jax_loop_rate(data, args.width, args.steps, batch)
+            print(f"| {g} | {batch} | {rate:.2f} | {gflop:.1f} | {rate * gflop / 1e3:.2f} | {gb:.2f} | "
+                  f"{rate * gb:.0f} |", flush=True)
 
 
 def print_fit_rows(datasets, args):
