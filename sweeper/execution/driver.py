@@ -60,24 +60,22 @@ def run(spec, overrides=(), out="outputs", address=None, max_in_flight=None, pro
     spec = load_spec(spec, overrides)
     plan = expand(spec, max_runs)
     store = sweep_store(spec, out)
-    ids = plan.run_ids()
     store.lock.check_free()
+    ids = plan.run_ids()
     work = len(store.completed(ids)) < len(ids) if store.has_results() else bool(ids)
     started = time.time()
-    in_process = ray.is_initialized()
-    local = not in_process and ray_address(address) == "local"
-    if work and local:
-        check_resources(spec, cluster_known=True, nodes=[machine_resources()])  # before Ray starts
-    with ray_session(address) if work else contextlib.nullcontext():
-        if work and not local:  # a Ray that runs already: what its nodes have
-            check_resources(spec, cluster_known=in_process and address is None)
+    with contextlib.ExitStack() as stack:
+        need_ray = RayOnDemand(spec, address, stack)
+        if work:
+            need_ray.check_resources()  # before anything is written
         store.lock.acquire()
         try:
             note_job(store)
             if spec.precision:
-                result = execute_to_precision(spec, plan, store, max_in_flight, progress, started)
+                result = execute_to_precision(spec, plan, store, max_in_flight, progress, started, need_ray)
             else:
-                result = execute(spec, plan, store, max_in_flight, progress, started, prepare(store, spec, plan))
+                result = execute(spec, plan, store, max_in_flight, progress, started, prepare(store, spec, plan),
+                                 need_ray)
             if report:
                 write_reports(result, spec)
             check_infrastructure(result)
@@ -86,10 +84,34 @@ def run(spec, overrides=(), out="outputs", address=None, max_in_flight=None, pro
     return result
 
 
-def execute(spec: Spec, plan, store: SweepStore, max_in_flight, progress, started, plan_table,
+class RayOnDemand:
+    """Ray, started when a run is first handed to the scheduler (a finished sweep, or a finished precision
+    sweep replaying its rounds, never starts it) and stopped with the sweep."""
+
+    def __init__(self, spec: Spec, address, stack: contextlib.ExitStack):
+        self.spec, self.address, self.stack, self.ready = spec, address, stack, False
+
+    def check_resources(self) -> None:
+        """The spec's resources against the Ray this process runs in, this machine for a local Ray (not
+        started for it), or the nodes of a cluster at an address (connected to for it)."""
+        if ray.is_initialized():
+            check_resources(self.spec, cluster_known=self.address is None)
+        elif ray_address(self.address) == "local":
+            check_resources(self.spec, cluster_known=True, nodes=[machine_resources()])
+        else:
+            self()
+            check_resources(self.spec, cluster_known=False)
+
+    def __call__(self) -> None:
+        if not self.ready:
+            self.stack.enter_context(ray_session(self.address))
+            self.ready = True
+
+
+def execute(spec: Spec, plan, store: SweepStore, max_in_flight, progress, started, plan_table, need_ray,
             first_round=True) -> SweepResult:
-    """The runs still to do through the scheduler, then the gather; the result is built from what the driver
-    holds (spec, plan), not read back."""
+    """The runs still to do through the scheduler (`need_ray()` first), then the gather; the result is built
+    from what the driver holds (spec, plan), not read back."""
     ids = plan.run_ids()
     store.adopt_legacy_results()
     done = store.completed(ids)
@@ -98,6 +120,7 @@ def execute(spec: Spec, plan, store: SweepStore, max_in_flight, progress, starte
         log.info("resuming %s: %d of %d runs already done", store.root, len(done), len(ids))
     try:
         if todo:
+            need_ray()
             Scheduler(spec, store, todo, max_in_flight or spec.max_in_flight, progress).run()
     finally:
         table = store.gather(ids)
@@ -105,7 +128,8 @@ def execute(spec: Spec, plan, store: SweepStore, max_in_flight, progress, starte
     return SweepResult(store, table, study=spec.study, plan=plan_table, spec=spec.to_dict())
 
 
-def execute_to_precision(spec: Spec, plan, store: SweepStore, max_in_flight, progress, started) -> SweepResult:
+def execute_to_precision(spec: Spec, plan, store: SweepStore, max_in_flight, progress, started,
+                         need_ray) -> SweepResult:
     """Rounds of `execute`: spec.precision's min_repeats of every configuration, then more only where the
     interval of its metric is still wider than asked (sweeper.spec.precision). Each round's plan is the rows
     below their configuration's count, so a re-run replays the same rounds from the results it finds."""
@@ -115,7 +139,8 @@ def execute_to_precision(spec: Spec, plan, store: SweepStore, max_in_flight, pro
     repeat = plan.repeat()
     for round_ in itertools.count(1):
         this = plan.take(np.nonzero(repeat < counts[config])[0])
-        result = execute(spec, this, store, max_in_flight, progress, started, prepare(store, spec, this), round_ == 1)
+        result = execute(spec, this, store, max_in_flight, progress, started, prepare(store, spec, this), need_ray,
+                         round_ == 1)
         rows = _precision_rows(result, p, spec)
         grown = precision.next_counts(counts, rows, p)
         if (grown == counts).all():
