@@ -72,6 +72,9 @@ def main(argv=None):
     ap.add_argument("--fit-batches", type=int, nargs="+", default=None,
                     help="batch sizes of the model.fit rows (default: --batch); a larger batch at the same "
                          "steps/s is room that packing runs into one program would use")
+    ap.add_argument("--matmul-precisions", nargs="+", default=["default"],
+                    help="JAX rows: the convolutions' precision for float32 (default, float32, tensorfloat32, "
+                         "bfloat16); if reduced precision runs faster on a GPU, the step is arithmetic-bound")
     args = ap.parse_args(argv)
     import keras
 
@@ -93,8 +96,18 @@ def main(argv=None):
         print_jax_loop_rows(datasets, args)
 
 
-def jax_loop_rate(dataset, width: int, steps: int, batch: int) -> tuple[float, float, float]:
-    """(steps/s, GFLOP a step, GB accessed a step) of the jitted step `packed.train` runs, one run."""
+def jax_loop_rate(dataset, width: int, steps: int, batch: int, precision: str) -> tuple[float, float, float]:
+    """(steps/s, GFLOP a step, GB accessed a step) of the jitted step `packed.train` runs, one run, its
+    convolutions at JAX's matmul `precision` for float32 inputs ("default": JAX's choice for the device)."""
+    import jax
+
+    if precision == "default":
+        return _jax_loop_rate(dataset, width, steps, batch)
+    with jax.default_matmul_precision(precision):
+        return _jax_loop_rate(dataset, width, steps, batch)
+
+
+def _jax_loop_rate(dataset, width: int, steps: int, batch: int) -> tuple[float, float, float]:
     import jax
     import jax.numpy as jnp
 
@@ -125,13 +138,14 @@ def jax_loop_rate(dataset, width: int, steps: int, batch: int) -> tuple[float, f
 def print_jax_loop_rows(datasets, args):
     """The JAX loop's steps/s beside its work a step: achieved TFLOP/s and GB/s to read against the peak."""
     print("\nThe JAX loop (packed.train, one run), work a step by XLA's cost analysis:\n")
-    print("| gridsize | batch | steps/s | GFLOP a step | TFLOP/s | GB a step | GB/s |\n"
-          "|---:|---:|---:|---:|---:|---:|---:|", flush=True)
+    print("| gridsize | batch | matmul precision | steps/s | GFLOP a step | TFLOP/s | GB a step | GB/s |\n"
+          "|---:|---:|---|---:|---:|---:|---:|---:|", flush=True)
     for g, data in datasets.items():
         for batch in args.fit_batches or [args.batch]:
-            rate, gflop, gb = jax_loop_rate(data, args.width, args.steps, batch)
-            print(f"| {g} | {batch} | {rate:.2f} | {gflop:.1f} | {rate * gflop / 1e3:.2f} | {gb:.2f} | "
-                  f"{rate * gb:.0f} |", flush=True)
+            for precision in args.matmul_precisions:
+                rate, gflop, gb = jax_loop_rate(data, args.width, args.steps, batch, precision)
+                print(f"| {g} | {batch} | {precision} | {rate:.2f} | {gflop:.1f} | {rate * gflop / 1e3:.2f} | "
+                      f"{gb:.2f} | {rate * gb:.0f} |", flush=True)
 
 
 def print_fit_rows(datasets, args):
