@@ -91,6 +91,7 @@ def test_repeats_are_added_only_where_the_interval_is_too_wide_and_resume_keeps_
     assert (configs[0.5]["a_ci_high"] - configs[0.5]["a_ci_low"]) / 2 == pytest.approx(used[0.5]["half_width"])
     plan = pq.read_table(res.dir / "plan.parquet")
     assert plan.num_rows == res.counts()["ok"] == sum(c["repeats"] for c in used.values()) == count()[1]
+
     def no_ray(self):
         raise AssertionError("a finished precision sweep replays its rounds without Ray")
 
