@@ -2,8 +2,9 @@
 the other, side by side in one process (issue 23: K runs on one GPU should give >= 0.7 K times one run's
 throughput). Keras's JAX backend; compilation counts in both (a sweep compiles every solo run).
 Run: KERAS_BACKEND=jax python benchmarks/bench_packing.py [--N 32 --gridsize 1 --n-train 128 --epochs 2]
-On the GPU machine, the published size: --N 64 --gridsize 2 --n-train 2000 --epochs 10 --width 32 --batch 16 (on the H200 compilation
-and evaluation take a few seconds a run; 10 epochs, ~4 s of training alone, keep them from deciding the ratio)
+On the GPU machine, the published size: --N 64 --gridsize 2 --n-train 2000 --epochs 10 --width 32 --batch 16
+(on the H200 compilation and evaluation take a few seconds a run; 10 epochs, ~4 s of training alone, keep
+them from deciding the ratio)
 """
 from __future__ import annotations
 
