@@ -11,6 +11,7 @@ Run: python benchmarks/bench_training.py [--steps 30] [--N 64] [--steps-per-exec
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import time
 
@@ -75,6 +76,8 @@ def main(argv=None):
     ap.add_argument("--matmul-precisions", nargs="+", default=["default"],
                     help="JAX rows: the convolutions' precision for float32 (default, float32, tensorfloat32, "
                          "bfloat16); if reduced precision runs faster on a GPU, the step is arithmetic-bound")
+    ap.add_argument("--dtype-policies", nargs="+", default=["float32"],
+                    help="JAX rows: Keras dtype policies to build the network under (float32, mixed_bfloat16)")
     args = ap.parse_args(argv)
     import keras
 
@@ -96,15 +99,22 @@ def main(argv=None):
         print_jax_loop_rows(datasets, args)
 
 
-def jax_loop_rate(dataset, width: int, steps: int, batch: int, precision: str) -> tuple[float, float, float]:
+def jax_loop_rate(dataset, width: int, steps: int, batch: int, precision: str,
+                  policy: str = "float32") -> tuple[float, float, float]:
     """(steps/s, GFLOP a step, GB accessed a step) of the jitted step `packed.train` runs, one run, its
-    convolutions at JAX's matmul `precision` for float32 inputs ("default": JAX's choice for the device)."""
+    convolutions at JAX's matmul `precision` for float32 inputs ("default": JAX's choice for the device),
+    the network built under Keras's dtype `policy` (mixed_bfloat16: bfloat16 layers, float32 weights)."""
     import jax
+    import keras
 
-    if precision == "default":
-        return _jax_loop_rate(dataset, width, steps, batch)
-    with jax.default_matmul_precision(precision):
-        return _jax_loop_rate(dataset, width, steps, batch)
+    keras.config.set_dtype_policy(policy)
+    try:
+        if precision == "default":
+            return _jax_loop_rate(dataset, width, steps, batch)
+        with jax.default_matmul_precision(precision):
+            return _jax_loop_rate(dataset, width, steps, batch)
+    finally:
+        keras.config.set_dtype_policy("float32")
 
 
 def _jax_loop_rate(dataset, width: int, steps: int, batch: int) -> tuple[float, float, float]:
@@ -138,14 +148,14 @@ def _jax_loop_rate(dataset, width: int, steps: int, batch: int) -> tuple[float, 
 def print_jax_loop_rows(datasets, args):
     """The JAX loop's steps/s beside its work a step: achieved TFLOP/s and GB/s to read against the peak."""
     print("\nThe JAX loop (packed.train, one run), work a step by XLA's cost analysis:\n")
-    print("| gridsize | batch | matmul precision | steps/s | GFLOP a step | TFLOP/s | GB a step | GB/s |\n"
-          "|---:|---:|---|---:|---:|---:|---:|---:|", flush=True)
+    print("| gridsize | batch | dtype policy | matmul precision | steps/s | GFLOP a step | TFLOP/s | GB a step | "
+          "GB/s |\n|---:|---:|---|---|---:|---:|---:|---:|---:|", flush=True)
     for g, data in datasets.items():
         for batch in args.fit_batches or [args.batch]:
-            for precision in args.matmul_precisions:
-                rate, gflop, gb = jax_loop_rate(data, args.width, args.steps, batch, precision)
-                print(f"| {g} | {batch} | {precision} | {rate:.2f} | {gflop:.1f} | {rate * gflop / 1e3:.2f} | "
-                      f"{gb:.2f} | {rate * gb:.0f} |", flush=True)
+            for policy, precision in itertools.product(args.dtype_policies, args.matmul_precisions):
+                rate, gflop, gb = jax_loop_rate(data, args.width, args.steps, batch, precision, policy)
+                print(f"| {g} | {batch} | {policy} | {precision} | {rate:.2f} | {gflop:.1f} | "
+                      f"{rate * gflop / 1e3:.2f} | {gb:.2f} | {rate * gb:.0f} |", flush=True)
 
 
 def print_fit_rows(datasets, args):

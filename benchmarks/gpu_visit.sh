@@ -2,7 +2,7 @@
 # One GPU visit (issues 22, 23) on the GPU test machine, as one prepared command (benchmarks/GPU_CHECK.md):
 #   source .gpu-bundle/activate.sh && bash benchmarks/gpu_visit.sh $OUT STEP... [-- sweep overrides]
 # Steps: training (model.fit steps/s per steps_per_execution and batch; the JAX loop's work a step and its
-# rate at each convolution precision), kernels (simulate against its
+# rate at each convolution precision and dtype policy), kernels (simulate against its
 # bounds), tests (pytest -m gpu), packing (K runs as one program against K solo runs, published size),
 # smoke (the full spec through Ray at one epoch), sweep (the published-size dose response through `sweep
 # run`, e.g. `-- repeats=3 pack=6`), budget (published_budget.yaml: which training budget reaches SSIM 0.95
@@ -31,8 +31,9 @@ sweep_step() {  # name limit spec [overrides]: `sweep run` through Ray, its dire
 }
 
 for s in "${steps[@]}"; do case $s in
-  training) step training "${SECONDS_TRAINING:-240}" python3 benchmarks/bench_training.py --steps 60 \
-              --steps-per-execution 20 --fit-batches 16 64 --matmul-precisions default float32 bfloat16 ;;
+  training) step training "${SECONDS_TRAINING:-300}" python3 benchmarks/bench_training.py --steps 60 \
+              --steps-per-execution 20 --fit-batches 16 64 --matmul-precisions default float32 bfloat16 \
+              --dtype-policies float32 mixed_bfloat16 ;;
   kernels) step kernels "${SECONDS_KERNELS:-100}" python3 benchmarks/gpu_check.py --skip tests training study \
               --repeats 2 --out "$out/gpu_check.md" ;;
   tests) step tests "${SECONDS_TESTS:-90}" python3 -m pytest -q -m gpu -p no:cacheprovider \

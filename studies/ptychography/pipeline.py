@@ -254,6 +254,9 @@ def score(truth, recon) -> dict:
     """Amplitude MAE/MSE/PSNR/SSIM/FRC and phase MAE (global offset removed) on the covered rectangle."""
     rows, cols = metrics.covered_box(recon)
     t, r = truth[rows, cols], recon[rows, cols]
+    if min(t.shape) < 7:
+        raise ValueError(f"the test scan covers only a {t.shape[0]} x {t.shape[1]} px rectangle of the object "
+                         "without a hole (too small to score): data.test_step is too large for the probe")
     ta, ra = np.abs(t).astype(np.float64), np.abs(r).astype(np.float64)
     rng = float(ta.max() - ta.min()) or 1.0
     curve = metrics.frc(ta, ra)

@@ -166,6 +166,24 @@ class _Oracle:
         return np.abs(self.patches), np.angle(self.patches)
 
 
+class _Bfloat16Oracle(_Oracle):
+    """The oracle's patches as a network built under Keras's mixed_bfloat16 policy returns them."""
+
+    def predict(self, x, verbose=0, batch_size=None):
+        import ml_dtypes
+
+        return tuple(a.astype(ml_dtypes.bfloat16) for a in super().predict(x))
+
+
+def test_reconstruct_reads_bfloat16_outputs_as_float32():
+    from studies.ptychography import pipeline as P
+
+    d = P.simulate_on({"N": 32, "object_size": 96, "n_lines": 40, "probe_radius": 8.0, "probe_defocus": 3.0,
+                       "n_train": 64, "test_step": 8.0, "gridsize": 1}, 2)
+    m = P.score(d["object"], P.reconstruct(_Bfloat16Oracle(d), d, "test"))
+    assert m["covered_fraction"] > 0.45 and m["ssim"] > 0.97, m  # bfloat16's 8 bits of mantissa, not a hole
+
+
 @pytest.mark.parametrize("gridsize", [1, 2])
 def test_reconstruct_stitches_each_test_position_once_and_recovers_true_patches(gridsize, monkeypatch):
     from kernels import stitch
@@ -199,3 +217,12 @@ def test_gridsize_one_and_two_share_one_intensity_scale_for_inputs_and_physics()
     for d in (d1, d2):
         model, _ = P.build(d, P.FitParams.model_validate({}).model_dump())
         assert model.get_layer("physics").count_scale == float(d["scale"])
+
+
+def test_a_test_scan_with_holes_is_named_when_scoring_fails():
+    from studies.ptychography import pipeline as P
+
+    d = P.simulate_on({"N": 32, "object_size": 128, "probe_radius": 8.0, "n_train": 64, "test_step": 16.0,
+                       "gridsize": 2}, 1)  # positions 16 px apart under a probe of radius 8: holes between them
+    with pytest.raises(ValueError, match=r"covers only a \d+ x \d+ px rectangle.*test_step is too large"):
+        P.score(d["object"], P.reconstruct(_Oracle(d), d, "test"))
