@@ -96,7 +96,8 @@ def _sentence(context: str, r: dict, q: float, tests: int, ci: float) -> str:
                   else "one fit each on one dataset")
         return f"{context} = {diff} ({spread}; no interval and no p: one dataset says nothing of other datasets)."
     if not math.isfinite(r["ci_low"]):
-        return f"{context} = {diff} (n = {r['n']}: no interval)."
+        n = "one run each" if r.get("n_value") == r.get("n_baseline") == 1 else f"n = {r['n']}"
+        return f"{context} = {diff} ({n}: no interval)."
     if r["ci_low"] == r["ci_high"]:
         return f"{context} = {diff} on each of the {r['n']} {UNITS.get(r['ci_unit'], r['ci_unit'])} (no spread, no test)."
     unit = UNITS.get(r["ci_unit"], r["ci_unit"])

@@ -82,3 +82,11 @@ def test_a_finding_whose_baseline_is_not_swept_is_left_out_and_the_report_is_bui
     res = sweeper.run(s, out=tmp_path, progress=False)
     assert findings(res, s["study"]) == [] and "fit.bootstrap" in res.axes
     assert "<h2>Findings</h2>" not in (res.dir / "report.html").read_text()
+
+
+def test_best_against_runner_up_with_one_run_each_says_so(tmp_path):
+    s = {**spec(repeats=1), "study": study(), "report": {"metric": "metrics.a", "maximize": True},
+         "sweep": {"data.a": [1.0, 2.0, 3.0]}}  # each configuration one run on its own dataset
+    res = sweeper.run(s, out=tmp_path, progress=False, report=False)
+    (line,) = findings(res, s["study"], "metrics.a", True)
+    assert line.endswith("(one run each: no interval).") and "n=1: no interval" in line
