@@ -119,21 +119,16 @@ def jax_loop_rate(dataset, width: int, steps: int, batch: int, precision: str,
 
 def _jax_loop_rate(dataset, width: int, steps: int, batch: int) -> tuple[float, float, float]:
     import jax
-    import jax.numpy as jnp
 
     from studies.ptychography import packed
     from studies.ptychography import pipeline as P
-    from studies.ptychography.models import losses
 
     f = P.FitParams.model_validate({"width": width, "batch_size": batch}).model_dump()
     model, _ = P.build(dataset, f)
     program = packed._Program(model, f, 1)
     state = program.initial([model])
-    inputs, target = P.training_arrays(dataset, f)
-    X = [jnp.asarray(a)[None] for a in inputs] if isinstance(inputs, list) else jnp.asarray(inputs)[None]
-    Y = jnp.asarray(target)[None]
-    w = np.array([losses.pinn_loss_weights(*P._loss_weights(f), mean_count=1.0)], np.float32)
-    batches = [(np.arange(batch) + s * batch)[None] % len(target) for s in range(steps + 1)]
+    X, Y, w = packed.device_data([dataset], [f])
+    batches = [(np.arange(batch) + s * batch)[None] % Y.shape[1] for s in range(steps + 1)]
     cost = program._step.lower(state, X, Y, w, batches[0]).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
     state, loss = program._step(state, X, Y, w, batches[0])  # compilation, untimed

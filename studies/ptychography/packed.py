@@ -56,21 +56,12 @@ class RunState:
 def train(models: list, datasets: list, fits: list, seeds: list) -> list[dict]:
     """Train K built PINN models (same architecture) on their datasets in one program; returns each run's
     history, after setting each model's weights to its kept (best or last) epoch."""
-    import jax.numpy as jnp
-
     from . import pipeline as P
-    from .models import losses
 
     f = fits[0]
     K, epochs, batch = len(models), int(f["epochs"]), int(f["batch_size"])
-    arrays = [P.training_arrays(d, fk) for d, fk in zip(datasets, fits)]
-    n = len(arrays[0][1])
-    splits = [P._split(n, f["validation_fraction"], s) for s in seeds]
-    X = _stack([a[0] for a in arrays])           # pytree of (K, n, ...) arrays, on the device once
-    X = [jnp.asarray(x) for x in X] if isinstance(X, list) else jnp.asarray(X)
-    Y = jnp.asarray(np.stack([a[1] for a in arrays]))
-    weights = np.array([losses.pinn_loss_weights(*P._loss_weights(fk), mean_count=_mean_count(d))
-                        for d, fk in zip(datasets, fits)], np.float32)
+    X, Y, weights = device_data(datasets, fits)
+    splits = [P._split(Y.shape[1], f["validation_fraction"], s) for s in seeds]
     program = _Program(models[0], f, K)
     state = program.initial(models)
     runs = [RunState(learning_rate=float(f["learning_rate"])) for _ in range(K)]
@@ -89,6 +80,23 @@ def train(models: list, datasets: list, fits: list, seeds: list) -> list[dict]:
     keep_best = f["schedule"] == "plateau" or f["patience"]
     program.assign(models, best_state if keep_best else state)
     return [r.history for r in runs]
+
+
+def device_data(datasets: list, fits: list) -> tuple:
+    """(inputs, targets, loss weights) of K runs stacked along a leading run axis, the arrays on the device
+    once: inputs a pytree of (K, n, ...) arrays, targets (K, n, ...), weights (K, 2) on the host."""
+    import jax.numpy as jnp
+
+    from . import pipeline as P
+    from .models import losses
+
+    arrays = [P.training_arrays(d, fk) for d, fk in zip(datasets, fits)]
+    X = _stack([a[0] for a in arrays])
+    X = [jnp.asarray(x) for x in X] if isinstance(X, list) else jnp.asarray(X)
+    Y = jnp.asarray(np.stack([a[1] for a in arrays]))
+    weights = np.array([losses.pinn_loss_weights(*P._loss_weights(fk), mean_count=_mean_count(d))
+                        for d, fk in zip(datasets, fits)], np.float32)
+    return X, Y, weights
 
 
 def _mean_count(dataset) -> float:
@@ -126,13 +134,14 @@ def _schedule(runs: list, f: dict, train_loss, val, epoch: int) -> np.ndarray:
 
 
 class _Program:
-    """The jitted, vmapped train step, epoch scan and evaluation of one architecture."""
+    """The jitted train step (vmapped over K > 1 runs) and evaluation of one architecture."""
 
     def __init__(self, model, f: dict, K: int):
         import jax
         import keras
 
         from .models import losses
+        from .pipeline import _take
 
         self.model, self.K = model, K
         self.optimizer = keras.optimizers.Adam(f["learning_rate"], **({"clipnorm": float(f["clipnorm"])}
@@ -223,10 +232,6 @@ def _one_of(fn):
         return jax.tree_util.tree_map(lambda a: a[None], out)
 
     return one
-
-
-def _take(X, idx):
-    return [x[idx] for x in X] if isinstance(X, list) else X[idx]
 
 
 def _stack_vars(per_run: list) -> list:

@@ -395,10 +395,10 @@ def _no_history() -> dict:
 
 def _keras_fit(model, dataset: dict, f: dict, seed: int) -> dict:
     """model.fit with the schedule's callbacks (the TensorFlow path, and the supervised baseline)."""
-    inputs, target = training_arrays(dataset, f)
-    train_idx, val_idx = _split(len(target), f["validation_fraction"], seed)
     if f["epochs"] <= 0:
         return _no_history()
+    inputs, target = training_arrays(dataset, f)
+    train_idx, val_idx = _split(len(target), f["validation_fraction"], seed)
     h = model.fit(_take(inputs, train_idx), target[train_idx], batch_size=int(f["batch_size"]),
                   epochs=int(f["epochs"]), shuffle=True, verbose=0, callbacks=callbacks(f, len(val_idx) > 0),
                   validation_data=(_take(inputs, val_idx), target[val_idx]) if len(val_idx) else None)

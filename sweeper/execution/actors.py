@@ -30,9 +30,7 @@ class TrainerActor:
             try:
                 results.append(execute_run(self.study_ref, dataset, fit_params, seed, attempt, run_id))
             finally:
-                self.runs += 1
-                if self.study.teardown is not None:
-                    self.study.teardown()
+                self._ran(1)
         return results
 
     def fit_packed(self, items: list, *datasets) -> list:
@@ -40,9 +38,13 @@ class TrainerActor:
         try:
             return execute_packed(self.study_ref, items, *datasets)
         finally:
-            self.runs += len(items)
-            if self.study.teardown is not None:
-                self.study.teardown()
+            self._ran(len(items))
+
+    def _ran(self, runs: int) -> None:
+        """Count finished runs and tear the study down after them."""
+        self.runs += runs
+        if self.study.teardown is not None:
+            self.study.teardown()
 
     def info(self) -> dict:
         return {"pid": os.getpid(), "runs": self.runs}

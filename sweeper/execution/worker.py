@@ -262,6 +262,7 @@ def execute_packed(study_ref: StudyRef, items: list, *datasets) -> list:
     except Exception:
         error = traceback.format_exc()
         results = [failed_result(a, error) for _, _, _, a in items]
+    share, log = (time.perf_counter() - t0) / len(items), buf.getvalue()
     for r in results:
-        r.update(duration_s=(time.perf_counter() - t0) / len(items), log=buf.getvalue())
+        r.update(duration_s=share, log=log)
     return results

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 
 from sweeper.columns import key_of, to_rows
-from sweeper.report.figures import fmt, levels
+from sweeper.report.figures import fmt
 from sweeper.results.stats import ONE_DATASET, holm, interval_words
 
 UNITS = {"pairs": "pairs", "datasets": "datasets", "runs": "runs"}
@@ -29,7 +29,7 @@ def _declared(result, study, ci) -> list:
     for f in study.findings:
         if f.metric not in result.metrics or (f.axis is not None and f.axis not in result.axes):
             continue  # the axis was pinned (e.g. fit.loss=nll) or the metric is not there
-        if f.axis is not None and not any(key_of(v) == key_of(f.baseline) for v in levels(result, f.axis)):
+        if f.axis is not None and not result.has_level(f.axis, f.baseline):
             continue  # the baseline is not swept here (e.g. a zip that keeps fit.loss: [nll] only)
         if f.axis is None:
             out += _means(result, f, ci)

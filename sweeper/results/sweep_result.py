@@ -216,8 +216,8 @@ class SweepResult:
         self.check_axes(keep)
         if axis in keep:
             raise ValueError(f"{axis} is the compared axis; it cannot also be in `by`")
-        levels = decode(self.plan, axis)
-        if not any(key_of(v) == key_of(baseline) for v in levels):
+        if not self.has_level(axis, baseline):
+            levels = decode(self.plan, axis)
             raise ValueError(f"{baseline!r} is not a value of {axis}; values: {sorted(set(map(repr, levels)))}")
         match = [a for a in others if a not in keep] + ["repeat_data", "repeat_fit"]
         rows = stats.compare_rows(self._ok_records([axis, *others]), metric, axis, baseline, keep, match, ci)
@@ -230,6 +230,10 @@ class SweepResult:
             for r, q in zip(rows, stats.holm([r["p_value"] for r in rows])):
                 r["p_holm"] = q
         return table_from_columns({k: [r[k] for r in rows] for k in (rows[0] if rows else {})})
+
+    def has_level(self, axis: str, value) -> bool:
+        """Whether `value` is a planned value of `axis` (as configurations match: 1 == 1.0)."""
+        return any(key_of(v) == key_of(value) for v in decode(self.plan, axis))
 
     def contrast(self, metric: str, config: dict, baseline: dict, ci: float = 0.95) -> dict:
         """`config` minus `baseline` (two configurations, as {axis: value}) in `metric`, over the right unit as
