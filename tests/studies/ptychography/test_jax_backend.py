@@ -16,10 +16,14 @@ ENV = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "RAY_AUTH_M
 
 def test_model_and_training_tests_pass_on_jax():
     """Physics layer == kernels.far_field, losses fall, training improves PSNR, fits reproduce: on JAX."""
-    # the gridsize-2-against-1 quality check trains 30 epochs in all: once, on TensorFlow, is enough for CI time
+    # Left to the TensorFlow run, for CI time: what does not touch the backend (NumPy geometry, ePIE, the
+    # parameter checks), the gridsize-2-against-1 quality check (30 epochs in all), the plateau callbacks
+    # (Keras's own, backend-free), and loss_decreases[pinn-nll] (training_improves trains that PINN here)
+    backend_free = ["at_least_as_well_as_gridsize_one", "pinn-nll", "plateau", "epie", "declared_params",
+                    "offsets", "stitches", "holes", "bfloat16"]
     out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/studies/ptychography/test_models.py",
                           "tests/studies/ptychography/test_training.py", "tests/studies/ptychography/test_packed.py",
-                          "-k", "not at_least_as_well_as_gridsize_one"], cwd=REPO, env=ENV,
+                          "-k", " and ".join(f"not {name}" for name in backend_free)], cwd=REPO, env=ENV,
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     assert " passed" in out.stdout and "skipped" not in out.stdout.splitlines()[-1]
