@@ -156,13 +156,13 @@ class SweepStore:
 
     # -- gather ---------------------------------------------------------------------
     def read_results(self, run_ids=None) -> pa.Table:
-        """results.parquet; built from the run records (of `run_ids`, default the plan's) if it is missing or
-        unreadable."""
+        """results.parquet; built from the run records (of `run_ids`, default the plan's) if it is missing (a
+        sweep still running or stopped before its gather) or unreadable (said as a warning)."""
         try:
             return pq.read_table(self.paths.results)
-        except Exception:
-            if self.has_results():
-                log.warning("%s is missing or unreadable; reading the run records", self.paths.results)
+        except Exception as error:
+            if self.paths.results.exists():
+                log.warning("%s is unreadable (%s); reading the run records", self.paths.results, error)
             ids = run_ids if run_ids is not None else self.read_plan().column("run_id").to_pylist()
             return results_table(self._records().all(), ids)
 

@@ -101,6 +101,22 @@ def test_load_returns_what_run_returned(grid):
     assert len(again.to_pandas()) == 12
 
 
+def test_without_results_parquet_the_records_answer_and_only_a_damaged_file_warns(grid, tmp_path, caplog):
+    """A running sweep has no results.parquet yet: status and load read the run records without a warning."""
+    import shutil
+
+    copy = tmp_path / "grid"
+    shutil.copytree(grid.dir, copy)
+    (copy / "results.parquet").unlink()
+    with caplog.at_level("WARNING", logger="sweeper"):
+        assert sweeper.load(copy).table.sort_by("run_id").equals(grid.table.sort_by("run_id"))
+    assert not caplog.records
+    (copy / "results.parquet").write_bytes(b"not parquet")
+    with caplog.at_level("WARNING", logger="sweeper"):
+        assert sweeper.load(copy).table.sort_by("run_id").equals(grid.table.sort_by("run_id"))
+    assert any("results.parquet is unreadable" in r.getMessage() for r in caplog.records)
+
+
 def test_configs_mean_sd_ci_by_configuration(grid):
     rows = to_rows(grid.configs("metrics.a"))
     assert [(r["data.a"], r["fit.fail"], r["n"], r["n_failed"]) for r in rows] == [
