@@ -39,7 +39,7 @@ for s in "${steps[@]}"; do case $s in
   tests) step tests "${SECONDS_TESTS:-90}" python3 -m pytest -q -m gpu -p no:cacheprovider \
               tests/kernels/test_gpu.py tests/kernels/test_simulate_gpu.py ;;
   packing) step packing "${SECONDS_PACKING:-240}" python3 benchmarks/bench_packing.py --N 64 --gridsize 2 \
-              --n-train 2000 --epochs 10 --width 32 --batch 16 --packs 1 2 4 6 ;;
+              --n-train 2000 --epochs 10 --width 32 --batch 16 --packs 1 2 4 6 8 ;;
   smoke) step smoke "${SECONDS_SMOKE:-120}" python3 -m sweeper.cli run "$spec" repeats=1 fit.epochs=1 \
               data.n_train=64 'sweep.data.nphotons=[1e9]' --out smoke --no-progress ;;
   sweep) sweep_step sweep "${SECONDS_SWEEP:-480}" "$spec" "$@" ;;
