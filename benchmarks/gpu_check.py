@@ -99,6 +99,33 @@ def kernel_rows(cpu_only: bool, batch: int, repeats: int) -> list:
             r = best_rates(fns, batch, repeats)
             share = {k: f"{r[k] / limit[k]:.1%} of bound" for k in r}
             rows.append(_rates_row(f"simulate N={N}, batch {batch}, {nph:.0e} photons (patterns/s)", r, share))
+        if not cpu_only:
+            rows += _stage_rows((cp.asarray(obj), cp.asarray(pr), cp.asarray(pos)), limit["gpu"], batch, repeats, cp)
+    return rows
+
+
+def _stage_rows(obj_probe_pos, bound: float, batch: int, repeats: int, cp) -> list:
+    """Where the fused CuPy simulate's time goes: each of its stages alone, as patterns/s and as a share of the
+    one-FFT bound (a stage at x% of the bound costs 1/x bound-times; the shares' reciprocals add up)."""
+    from benchmarks.bench_kernels import best_rates
+    from kernels import fused
+    from kernels.diffraction import _intensity_scale
+
+    N = obj_probe_pos[1].shape[-1]
+    waves = fused.exit_waves(*obj_probe_pos)
+    stages = {"exit waves (probe ramp, ifft2, object window)": lambda: fused.exit_waves(*obj_probe_pos),
+              "intensity scale (sum of |wave|^2)": lambda: _intensity_scale(waves, 1e9, cp),
+              "fft2 + |.|^2 x scale through the fftshift": lambda: fused.expected_counts(waves, 1.0)}
+    for nph in (1e9, 1e4):
+        lam, rng = fused.expected_counts(waves, _intensity_scale(waves, nph, cp)), cp.random.default_rng(2)
+        stages[f"Poisson draw (float64 means), {nph:.0e} photons"] = lambda lam=lam, rng=rng: rng.poisson(lam)
+    counts = rng.poisson(lam)
+    stages["sqrt of the counts"] = lambda: fused.sqrt_counts(counts)
+    rows = []
+    for what, fn in stages.items():
+        r = best_rates({"gpu": _on_device(fn, cp)}, batch, repeats)
+        share = {"gpu": f"{r['gpu'] / bound:.1%} of bound"}
+        rows.append(_rates_row(f"stage alone, N={N}: {what} (patterns/s)", r, share))
     return rows
 
 

@@ -2,7 +2,7 @@
 # One GPU visit (issues 22, 23) on the GPU test machine, as one prepared command (benchmarks/GPU_CHECK.md):
 #   source .gpu-bundle/activate.sh && bash benchmarks/gpu_visit.sh $OUT STEP... [-- sweep overrides]
 # Steps: training (model.fit steps/s per steps_per_execution and batch; the JAX loop's work a step and its
-# rate at each convolution precision and dtype policy), kernels (simulate against its
+# rate at each convolution precision and dtype policy), kernels (simulate and each of its stages against its
 # bounds), tests (pytest -m gpu), packing (K runs as one program against K solo runs, published size),
 # smoke (the full spec through Ray at one epoch), sweep (the published-size dose response through `sweep
 # run`, e.g. `-- repeats=3 pack=6`), budget (published_budget.yaml: which training budget reaches SSIM 0.95
