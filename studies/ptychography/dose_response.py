@@ -38,23 +38,49 @@ def _arm_label(cfg: dict) -> str:
     return f"{one('psnr', ' dB', 1)}\n{one('ssim', '', 3)}\n" + (f"n={n}, 95% CI" if n > 1 else "n=1 run, no CI")
 
 
-def first_run(rows, nphotons, loss, model="pinn"):
-    """The first repeat of an arm (loss None: any loss, as for ePIE, which has none)."""
+def first_run(rows, nphotons, loss, model="pinn", extra: tuple = ()):
+    """The first repeat of an arm (loss None: any loss, as for ePIE, which has none; `extra`: the arm's
+    ((axis, value), ...) on the other swept axes)."""
     arm = [r for r in rows if r["data.nphotons"] == nphotons and loss in (None, r["fit.loss"])
-           and r["fit.model"] == model]
+           and r["fit.model"] == model and all(r[a] == v for a, v in extra)]
     return min(arm, key=lambda r: (r["repeat_data"], r["repeat_fit"])) if arm else None
+
+
+ARM_KEYS = ("data.nphotons", "fit.model", "fit.loss")
+
+
+def extra_axes(result) -> list:
+    """Swept axes beyond dose, model and loss (e.g. data.n_train and fit.epochs of a budget sweep): each of
+    their values makes an arm of its own, never pooled with the others."""
+    return [a for a in result.axes if a not in ARM_KEYS]
+
+
+def extra_of(row: dict, extras: list) -> tuple:
+    """An arm's ((axis, value), ...) on the extra axes."""
+    return tuple((a, row[a]) for a in extras)
+
+
+def extra_label(extra: tuple) -> str:
+    """', n_train 4096, epochs 25' for an arm's extra axes ('' without any)."""
+    return "".join(f", {a.split('.')[-1]} {v:g}" if isinstance(v, float) else f", {a.split('.')[-1]} {v}"
+                   for a, v in extra)
 
 
 def _arm_axes(result) -> list:
     """The swept axes that tell the arms apart (a pinned one, e.g. `fit.loss=nll`, is not an axis)."""
-    return [a for a in ("data.nphotons", "fit.model", "fit.loss") if a in result.axes]
+    return [a for a in ARM_KEYS if a in result.axes] + extra_axes(result)
 
 
 def _arms(result, rows, metrics) -> dict:
-    """{(dose, model, loss): the configuration's row of result.configs (n, mean, CI per metric)}."""
-    fixed = {a: rows[0][a] for a in ("data.nphotons", "fit.model", "fit.loss")}
-    return {tuple(c.get(a, fixed[a]) for a in fixed): c
+    """{(dose, model, loss, extra): the configuration's row of result.configs (n, mean, CI per metric)}."""
+    fixed, extras = {a: rows[0][a] for a in ARM_KEYS}, extra_axes(result)
+    return {(*(c.get(a, fixed[a]) for a in fixed), extra_of(c, extras)): c
             for c in to_rows(result.configs(metrics, by=_arm_axes(result)))}
+
+
+def arm_name(model: str, loss: str, extra: tuple = ()) -> str:
+    name = "ePIE reference" if model == "epie" else ARM_NAMES.get((model, loss), f"{model}, {loss}")
+    return name + extra_label(extra)
 
 
 def _label(ax, cfg: dict) -> None:
@@ -64,31 +90,35 @@ def _label(ax, cfg: dict) -> None:
 
 
 def dose_figure(result, rows, figures_dir: Path, patterns: dict) -> Path:
+    """A row per dose: a test diffraction pattern, then each trained arm's first-repeat reconstruction labelled
+    with its arm's PSNR and SSIM (mean, 95% CI, n)."""
     plt = pyplot()
 
     doses = sorted({r["data.nphotons"] for r in rows}, reverse=True)
     arms = _arms(result, rows, ["psnr", "ssim"])
+    trained = sorted({k[1:] for k in arms if k[1] != "epie"}) or [("pinn", "mae", ()), ("pinn", "nll", ())]
     logs = {d: np.log10(patterns[d].astype(np.float64) ** 2 + 1) for d in doses}
     vmax = max(float(v.max()) for v in logs.values())
-    fig, axs = plt.subplots(len(doses), 3, figsize=(10, 3.4 * len(doses)), squeeze=False)
+    fig, axs = plt.subplots(len(doses), 1 + len(trained), figsize=(3.4 * (1 + len(trained)), 3.4 * len(doses)),
+                            squeeze=False)
     for i, dose in enumerate(doses):
         ax = axs[i, 0]
         im = ax.imshow(logs[dose], cmap="magma", vmin=0, vmax=vmax)
         ax.set_title(f"diffraction, {dose:.0e} photons")
         fig.colorbar(im, ax=ax, fraction=0.046, label="log10(counts + 1)")
-        for j, loss in enumerate(("mae", "nll"), start=1):
-            ax, run = axs[i, j], first_run(rows, dose, loss)
+        for ax, (model, loss, extra) in zip(axs[i, 1:], trained):
+            run, name = first_run(rows, dose, loss, model, extra), arm_name(model, loss, extra)
             if run is None:
-                ax.set_title(f"{loss.upper()}: no run")
+                ax.set_title(f"{name}: no run", fontsize=8)
             else:
                 amp = result.run(run["run_id"]).arrays["amplitude"]
                 ax.imshow(central_crop(amp), cmap="gray", vmin=0.5, vmax=1.5)
-                ax.set_title(f"{loss.upper()} loss, {dose:.0e} (first repeat shown)")
-                _label(ax, arms[(dose, "pinn", loss)])
+                ax.set_title(f"{name}, {dose:.0e}\n(first repeat shown)", fontsize=8)
+                _label(ax, arms[(dose, model, loss, extra)])
         for ax in axs[i]:
             ax.set_xticks([])
             ax.set_yticks([])
-    fig.suptitle("PINN reconstruction (amplitude, central crop) by dose and loss")
+    fig.suptitle("PINN reconstruction (amplitude, central crop) by dose and arm")
     return save_figure(fig, Path(figures_dir) / "dose_comparison.png")
 
 
@@ -112,9 +142,9 @@ def arm_table(result, rows) -> list[list[str]]:
     NLL - MAE difference of the PINN at each dose."""
     arms = _arms(result, rows, [m for m, _, _ in TABLE_METRICS])
     table = []
-    for (dose, model, loss), c in sorted(arms.items(), key=lambda kv: (-kv[0][0], kv[0][1] == "epie", kv[0][2])):
-        name = "ePIE reference" if model == "epie" else ARM_NAMES.get((model, loss), f"{model}, {loss}")
-        table.append([f"{dose:.0e}", name, f"{c['n']}"] + [
+    for (dose, model, loss, extra), c in sorted(arms.items(), key=lambda kv: (-kv[0][0], kv[0][1] == "epie",
+                                                                             kv[0][2:])):
+        table.append([f"{dose:.0e}", arm_name(model, loss, extra), f"{c['n']}"] + [
             _mean_ci(c[f"{m}_mean"], c[f"{m}_ci_low"], c[f"{m}_ci_high"], d, METRIC_RANGES[m])
             for m, _, d in TABLE_METRICS])
     if "fit.loss" in result.axes and {"nll", "mae"} <= {r["fit.loss"] for r in rows if r["fit.model"] == "pinn"}:
@@ -123,14 +153,17 @@ def arm_table(result, rows) -> list[list[str]]:
 
 
 def _loss_differences(result) -> list[list[str]]:
-    """The PINN's NLL - MAE difference at each dose (paired t over repeats: same dataset, same fit seed)."""
-    by = [a for a in ("data.nphotons", "fit.model") if a in result.axes]
+    """The PINN's NLL - MAE difference at each dose and extra arm (paired t over repeats: same dataset, same
+    fit seed)."""
+    extras = extra_axes(result)
+    by = [a for a in ("data.nphotons", "fit.model") if a in result.axes] + extras
     diffs = {m: [r for r in to_rows(result.compare(m, "fit.loss", "mae", by=by)) if r.get("fit.model", "pinn")
                  == "pinn" and r["fit.loss"] == "nll"] for m, _, _ in TABLE_METRICS}
     out = []
     for i, row in enumerate(diffs["psnr"]):
         n = f"{row['n']} {'pairs' if row['test'] == 'paired t' else 'runs'}"
-        out.append([f"{row.get('data.nphotons', 0):.0e}", f"NLL - MAE ({row['test']})", n] +
+        what = f"NLL - MAE ({row['test']}){extra_label(extra_of(row, extras))}"
+        out.append([f"{row.get('data.nphotons', 0):.0e}", what, n] +
                    [_mean_ci(diffs[m][i]["diff"], diffs[m][i]["ci_low"], diffs[m][i]["ci_high"], d, sign=True)
                     for m, _, d in TABLE_METRICS])
     return out
@@ -143,21 +176,19 @@ def reference_figure(result, rows, figures_dir: Path) -> Path:
 
     doses = sorted({r["data.nphotons"] for r in rows}, reverse=True)
     table = arm_table(result, rows)
-    arms = _arms(result, rows, ["psnr", "ssim"])
+    arms, extras = _arms(result, rows, ["psnr", "ssim"]), extra_axes(result)
+    epie_doses = [d for d in doses if first_run(rows, d, None, "epie") is not None]
     fig = plt.figure(figsize=(11, 3.6 + 0.24 * (len(table) + 2)))
-    grid = fig.add_gridspec(2, len(doses) + 1, height_ratios=[3.4, 0.24 * (len(table) + 2)])
+    grid = fig.add_gridspec(2, len(epie_doses) + 1, height_ratios=[3.4, 0.24 * (len(table) + 2)])
     truth = np.abs(result.dataset(rows[0]["data_key"])["object"])
     ax = fig.add_subplot(grid[0, 0])
     ax.imshow(central_crop(truth), cmap="gray", vmin=0.5, vmax=1.5)
     ax.set_title("truth (amplitude)")
-    for j, dose in enumerate(doses, start=1):
+    for j, dose in enumerate(epie_doses, start=1):
         ax, run = fig.add_subplot(grid[0, j]), first_run(rows, dose, None, "epie")
-        if run is None:
-            ax.set_title(f"ePIE, {dose:.0e}: no run")
-        else:
-            ax.imshow(central_crop(result.run(run["run_id"]).arrays["amplitude"]), cmap="gray", vmin=0.5, vmax=1.5)
-            ax.set_title(f"ePIE, {dose:.0e} photons (first repeat)")
-            _label(ax, arms[(dose, "epie", run["fit.loss"])])
+        ax.imshow(central_crop(result.run(run["run_id"]).arrays["amplitude"]), cmap="gray", vmin=0.5, vmax=1.5)
+        ax.set_title(f"ePIE, {dose:.0e} photons (first repeat)")
+        _label(ax, arms[(dose, "epie", run["fit.loss"], extra_of(run, extras))])
     for ax in fig.axes:
         ax.set_xticks([])
         ax.set_yticks([])
@@ -170,7 +201,8 @@ def reference_figure(result, rows, figures_dir: Path) -> Path:
     cells.auto_set_column_width(list(range(3 + len(TABLE_METRICS))))
     ax.set_title("every arm: mean [95% t interval over its n runs, each repeat its own dataset; cut at the "
                  "metric's range]; NLL - MAE: mean paired difference [95% t interval]", fontsize=9)
-    fig.suptitle("The physics reference (ePIE with the known probe, no training) and every arm")
+    fig.suptitle("The physics reference (ePIE with the known probe, no training) and every arm" if epie_doses
+                 else "Every arm (no ePIE reference in this sweep)")
     return save_figure(fig, Path(figures_dir) / "reference_and_arms.png")
 
 
@@ -183,6 +215,7 @@ def training_curves(result, rows, figures_dir: Path) -> Path:
     units, so they share no axis."""
     plt = pyplot()
     first = [r for r in rows if not (r["repeat_fit"] or r["repeat_data"]) and r["fit.model"] != "epie"]
+    extras = extra_axes(result)
     losses = sorted({r["fit.loss"] for r in first}) or ["nll"]
     fig, axes = plt.subplots(1, len(losses), figsize=(4.5 * len(losses), 3.8), squeeze=False)
     for ax, loss in zip(axes[0], losses):
@@ -191,7 +224,8 @@ def training_curves(result, rows, figures_dir: Path) -> Path:
             h = history.to_pydict() if history is not None else {}
             if "train_loss" not in h:
                 continue
-            line, = ax.plot(h["epoch"], h["train_loss"], label=f"{r['data.nphotons']:.0e} photons, train")
+            what = f"{r['data.nphotons']:.0e} photons{extra_label(extra_of(r, extras))}"
+            line, = ax.plot(h["epoch"], h["train_loss"], label=f"{what}, train")
             if any(v is not None for v in h.get("val_loss", [])):
                 ax.plot(h["epoch"], h["val_loss"], "--", color=line.get_color(), label="validation")
         log_axis(ax, "y")

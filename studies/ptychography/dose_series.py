@@ -18,7 +18,7 @@ from sweeper.toolkit import pyplot, write_csv
 from sweeper.toolkit import to_rows
 
 from .dose_efficiency import dose_efficiency
-from .dose_response import first_run
+from .dose_response import extra_axes, extra_label, extra_of, first_run
 from .plots import central_crop, ci_line, save_figure
 from .pipeline import VERSION, DataParams, FitParams, cleanup, fit, setup, simulate, fit_packed
 from .packed import pack_key
@@ -54,18 +54,25 @@ def efficiency(rows, metric: str) -> dict | None:
             f"{REF_DOSE:.0e} photons, divided by {REF_DOSE:.0e} (> 1: NLL needs less dose)", **res}
 
 
+def _arms(rows, extras: list) -> list:
+    """Every (model, loss, extra) arm, ePIE last: a value of any other swept axis is an arm of its own."""
+    return sorted({(r["fit.model"], r["fit.loss"], extra_of(r, extras)) for r in rows},
+                  key=lambda a: (a[0] == "epie", a[1], a[2]))
+
+
 def series_figure(result, figures_dir: Path, eff: dict | None) -> Path:
     plt = pyplot()
-    configs = to_rows(result.configs([m for m, _ in PANELS], by=["data.nphotons", *ARM_KEYS]))
+    extras = extra_axes(result)
+    configs = to_rows(result.configs([m for m, _ in PANELS], by=["data.nphotons", *ARM_KEYS, *extras]))
     runs = [r for r in to_rows(result.table) if r["status"] == "ok"]
     fig, axs = plt.subplots(1, 3, figsize=(14, 4.4))
-    arms = sorted({(c["fit.model"], c["fit.loss"]) for c in configs}, key=lambda a: (a[0] == "epie", a[1]))
-    ns = [c["n"] for c in configs]
+    arms, ns = _arms(configs, extras), [c["n"] for c in configs]
     for ax, (metric, label) in zip(axs, PANELS):
-        for k, (model, loss) in enumerate(arms):
-            arm = lambda r: (r["fit.model"], r["fit.loss"]) == (model, loss)  # noqa: E731
+        for k, (model, loss, extra) in enumerate(arms):
+            arm = lambda r: (r["fit.model"], r["fit.loss"], extra_of(r, extras)) == (model, loss, extra)  # noqa: E731
             ci_line(ax, metric, [c for c in configs if arm(c)], [r for r in runs if arm(r)], "data.nphotons",
-                    shift=1.25 ** (k - 1), label=arm_name(model, loss), linestyle="--" if model == "epie" else "-")
+                    shift=1.25 ** (k - 1), label=arm_name(model, loss) + extra_label(extra),
+                    linestyle="--" if model == "epie" else "-")
         ax.set_xscale("log")
         ax.set_xlabel("photons per pattern")
         ax.set_ylabel(label)
@@ -92,19 +99,19 @@ def gallery(result, rows, figures_dir: Path) -> Path:
     row per dose, beside the truth: what the curves average, to look at."""
     plt = pyplot()
     doses = sorted({r["data.nphotons"] for r in rows}, reverse=True)
-    arms = sorted({(r["fit.model"], r["fit.loss"]) for r in rows}, key=lambda a: (a[0] == "epie", a[1]))
+    arms = _arms(rows, extra_axes(result))
     fig, axs = plt.subplots(len(doses), len(arms) + 1, figsize=(2.3 * (len(arms) + 1), 2.3 * len(doses)),
                             squeeze=False)
     truth = np.abs(result.dataset(rows[0]["data_key"])["object"])
     for i, dose in enumerate(doses):
         axs[i, 0].imshow(central_crop(truth), cmap="gray", vmin=0.5, vmax=1.5)
         axs[i, 0].set_ylabel(f"{dose:.0e} photons")
-        for j, (model, loss) in enumerate(arms, start=1):
-            run = first_run(rows, dose, loss, model)
+        for j, (model, loss, extra) in enumerate(arms, start=1):
+            run = first_run(rows, dose, loss, model, extra)
             if run is not None:
                 axs[i, j].imshow(central_crop(result.run(run["run_id"]).arrays["amplitude"]), cmap="gray", vmin=0.5, vmax=1.5)
                 axs[i, j].set_title(f"SSIM {run['metrics.ssim']:.2f}, {run['metrics.psnr']:.1f} dB", fontsize=8)
-    for j, name in enumerate(["truth", *(arm_name(*a) for a in arms)]):
+    for j, name in enumerate(["truth", *(arm_name(m, loss) + extra_label(e) for m, loss, e in arms)]):
         axs[0, j].set_title(f"{name}\n{axs[0, j].get_title()}", fontsize=8)
     for ax in axs.ravel():
         ax.set_xticks([])
@@ -119,7 +126,8 @@ def report(result, figures_dir: Path) -> list[Path]:
     rows = [r for r in to_rows(result.table) if r["status"] == "ok"]
     if not rows:
         return []
-    effs = {m: efficiency(rows, m) for m in ("ssim", "psnr")}
+    # the dose efficiency compares the two PINN arms' curves; other swept axes would pool curves apart
+    effs = {m: None if extra_axes(result) else efficiency(rows, m) for m in ("ssim", "psnr")}
     eff = effs["ssim"]
     paths = [series_figure(result, figures_dir, eff), gallery(result, rows, figures_dir)]
     if eff is not None:
@@ -127,7 +135,7 @@ def report(result, figures_dir: Path) -> list[Path]:
         path = figures_dir / "dose_efficiency.json"
         path.write_text(json.dumps(plain(out), indent=1))  # a ratio beyond the doses measured: "inf"
         paths.append(path)
-    configs = result.configs([m for m, _ in PANELS], by=["data.nphotons", *ARM_KEYS])
+    configs = result.configs([m for m, _ in PANELS], by=["data.nphotons", *ARM_KEYS, *extra_axes(result)])
     paths.append(write_csv(to_rows(configs), figures_dir / "dose_series_summary.csv"))
     return paths
 

@@ -82,6 +82,28 @@ def test_dose_study_table_gives_every_arm_and_the_paired_loss_difference(dose):
     assert float(diffs[1][3].split()[0]) == pytest.approx(expect, abs=0.051)
 
 
+def test_a_swept_axis_beyond_dose_and_loss_makes_arms_of_its_own(tmp_path, ray_session):
+    """A budget sweep (here fit.epochs) is never pooled into one arm: the table, the paired NLL - MAE rows,
+    the summary and the figure's panels keep each value apart."""
+    from studies.ptychography.dose_response import _rows, arm_table
+
+    res = sweeper.run(SPECS / "dose_response.yaml", TINY + ["sweep.data.nphotons=[1e9]", "sweep.fit.epochs=[1, 2]",
+                                                            "zip.fit.model=[pinn, pinn]", "zip.fit.loss=[nll, mae]",
+                                                            "repeats=2"], out=tmp_path, progress=False)
+    table = arm_table(res, _rows(res))
+    assert [(r[1], r[2]) for r in table] == [("PINN, MAE loss, epochs 1", "2"), ("PINN, MAE loss, epochs 2", "2"),
+                                             ("PINN, NLL loss, epochs 1", "2"), ("PINN, NLL loss, epochs 2", "2"),
+                                             ("NLL - MAE (paired t), epochs 1", "2 pairs"),
+                                             ("NLL - MAE (paired t), epochs 2", "2 pairs")]
+    rows = list(csv.DictReader(open(res.dir / "figures" / "dose_summary.csv")))
+    assert sorted((r["fit.loss"], r["fit.epochs"], r["n"]) for r in rows) == [
+        ("mae", "1", "2"), ("mae", "2", "2"), ("nll", "1", "2"), ("nll", "2", "2")]
+    import matplotlib.image as mpimg
+
+    wide = mpimg.imread(res.dir / "figures" / "dose_comparison.png")
+    assert wide.shape[1] > 4.2 * wide.shape[0]  # a pattern and four arms side by side (3 panels: about 3x)
+
+
 def test_generalization_quick_study(tmp_path, ray_session):
     res = sweeper.run(SPECS / "generalization.yaml", TINY + ["sweep.data.n_train=[32, 96]", "fit.epochs=1",
                                                              "repeats=2"],
