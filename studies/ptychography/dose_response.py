@@ -3,7 +3,8 @@ beside the ePIE reference (what the data allow).
 
 Same object, probe and scan trajectories in every arm: photon statistics are the only difference
 between doses. `report` draws the 6-panel comparison, the ePIE reference with the table of arms (95%
-CIs, and the paired NLL - MAE differences), the training curves and dose_summary.csv.
+CIs, and the paired NLL - MAE differences), the training curves and dose_summary.csv. A value of any other
+swept axis (a budget sweep's groups and epochs) makes arms of its own in all of them.
 """
 from __future__ import annotations
 
@@ -46,18 +47,24 @@ def first_run(rows, nphotons, loss, model="pinn", extra: tuple = ()):
     return min(arm, key=lambda r: (r["repeat_data"], r["repeat_fit"])) if arm else None
 
 
-ARM_KEYS = ("data.nphotons", "fit.model", "fit.loss")
+DOSE_MODEL_LOSS = ("data.nphotons", "fit.model", "fit.loss")
 
 
 def extra_axes(result) -> list:
     """Swept axes beyond dose, model and loss (e.g. data.n_train and fit.epochs of a budget sweep): each of
     their values makes an arm of its own, never pooled with the others."""
-    return [a for a in result.axes if a not in ARM_KEYS]
+    return [a for a in result.axes if a not in DOSE_MODEL_LOSS]
 
 
 def extra_of(row: dict, extras: list) -> tuple:
     """An arm's ((axis, value), ...) on the extra axes."""
     return tuple((a, row[a]) for a in extras)
+
+
+def extra_order(extra: tuple) -> tuple:
+    """A sort key of an arm's extra values: numbers by value, then anything else by its text."""
+    return tuple((0, float(v), "") if isinstance(v, (int, float)) and not isinstance(v, bool) else (1, 0.0, str(v))
+                 for _, v in extra)
 
 
 def extra_label(extra: tuple) -> str:
@@ -68,12 +75,12 @@ def extra_label(extra: tuple) -> str:
 
 def _arm_axes(result) -> list:
     """The swept axes that tell the arms apart (a pinned one, e.g. `fit.loss=nll`, is not an axis)."""
-    return [a for a in ARM_KEYS if a in result.axes] + extra_axes(result)
+    return [a for a in DOSE_MODEL_LOSS if a in result.axes] + extra_axes(result)
 
 
 def _arms(result, rows, metrics) -> dict:
     """{(dose, model, loss, extra): the configuration's row of result.configs (n, mean, CI per metric)}."""
-    fixed, extras = {a: rows[0][a] for a in ARM_KEYS}, extra_axes(result)
+    fixed, extras = {a: rows[0][a] for a in DOSE_MODEL_LOSS}, extra_axes(result)
     return {(*(c.get(a, fixed[a]) for a in fixed), extra_of(c, extras)): c
             for c in to_rows(result.configs(metrics, by=_arm_axes(result)))}
 
@@ -96,7 +103,8 @@ def dose_figure(result, rows, figures_dir: Path, patterns: dict) -> Path:
 
     doses = sorted({r["data.nphotons"] for r in rows}, reverse=True)
     arms = _arms(result, rows, ["psnr", "ssim"])
-    trained = sorted({k[1:] for k in arms if k[1] != "epie"}) or [("pinn", "mae", ()), ("pinn", "nll", ())]
+    trained = sorted({k[1:] for k in arms if k[1] != "epie"}, key=lambda a: (a[:2], extra_order(a[2])))
+    trained = trained or [("pinn", "mae", ()), ("pinn", "nll", ())]
     logs = {d: np.log10(patterns[d].astype(np.float64) ** 2 + 1) for d in doses}
     vmax = max(float(v.max()) for v in logs.values())
     fig, axs = plt.subplots(len(doses), 1 + len(trained), figsize=(3.4 * (1 + len(trained)), 3.4 * len(doses)),
@@ -143,7 +151,7 @@ def arm_table(result, rows) -> list[list[str]]:
     arms = _arms(result, rows, [m for m, _, _ in TABLE_METRICS])
     table = []
     for (dose, model, loss, extra), c in sorted(arms.items(), key=lambda kv: (-kv[0][0], kv[0][1] == "epie",
-                                                                             kv[0][2:])):
+                                                                             kv[0][2], extra_order(kv[0][3]))):
         table.append([f"{dose:.0e}", arm_name(model, loss, extra), f"{c['n']}"] + [
             _mean_ci(c[f"{m}_mean"], c[f"{m}_ci_low"], c[f"{m}_ci_high"], d, METRIC_RANGES[m])
             for m, _, d in TABLE_METRICS])
@@ -199,8 +207,9 @@ def reference_figure(result, rows, figures_dir: Path) -> Path:
     cells.auto_set_font_size(False)
     cells.set_fontsize(8.5)
     cells.auto_set_column_width(list(range(3 + len(TABLE_METRICS))))
+    pairs = "; NLL - MAE: mean paired difference [95% t interval]" if any("NLL - MAE" in r[1] for r in table) else ""
     ax.set_title("every arm: mean [95% t interval over its n runs, each repeat its own dataset; cut at the "
-                 "metric's range]; NLL - MAE: mean paired difference [95% t interval]", fontsize=9)
+                 f"metric's range]{pairs}", fontsize=9)
     fig.suptitle("The physics reference (ePIE with the known probe, no training) and every arm" if epie_doses
                  else "Every arm (no ePIE reference in this sweep)")
     return save_figure(fig, Path(figures_dir) / "reference_and_arms.png")

@@ -18,7 +18,7 @@ from sweeper.toolkit import pyplot, write_csv
 from sweeper.toolkit import to_rows
 
 from .dose_efficiency import dose_efficiency
-from .dose_response import extra_axes, extra_label, extra_of, first_run
+from .dose_response import extra_axes, extra_label, extra_of, extra_order, first_run
 from .plots import central_crop, ci_line, save_figure
 from .pipeline import VERSION, DataParams, FitParams, cleanup, fit, setup, simulate, fit_packed
 from .packed import pack_key
@@ -57,7 +57,7 @@ def efficiency(rows, metric: str) -> dict | None:
 def _arms(rows, extras: list) -> list:
     """Every (model, loss, extra) arm, ePIE last: a value of any other swept axis is an arm of its own."""
     return sorted({(r["fit.model"], r["fit.loss"], extra_of(r, extras)) for r in rows},
-                  key=lambda a: (a[0] == "epie", a[1], a[2]))
+                  key=lambda a: (a[0] == "epie", a[1], extra_order(a[2])))
 
 
 def series_figure(result, figures_dir: Path, eff: dict | None) -> Path:

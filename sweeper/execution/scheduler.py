@@ -94,7 +94,7 @@ class Scheduler:
                 for ref in self._ready(waiting):
                     if ref in self.datasets.waiting:
                         self._on_meta(ref)
-                    else:
+                    elif ref in self.queue.pending:  # not a metadata ref a result already took in
                         self._on_result(ref)
         except KeyboardInterrupt:
             # no ray.cancel(force=True) of the runs in flight: it raced their completion inside Ray's core worker
@@ -193,6 +193,9 @@ class Scheduler:
         if not fused:
             for run, _, _ in entries:
                 self.datasets.give_back(run)
+                meta_ref = self.datasets.meta_ref_of(run.data_key)
+                if meta_ref is not None:  # its fit came back first from one ray.wait: its data_sha256 is needed now
+                    self._on_meta(meta_ref)
         try:
             results = ray.get(ref)
             self.executor.done(ref)

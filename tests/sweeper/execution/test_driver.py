@@ -302,6 +302,26 @@ def test_single_user_datasets_are_simulated_and_fitted_in_one_task(tmp_path, lin
     assert sizes and max(sizes) > 1 and sum(sizes) <= 80 - Batcher.WARMUP  # cheap runs known first
 
 
+def test_a_fit_that_comes_back_with_its_dataset_s_metadata_still_records_the_data_hash(tmp_path, linear_spec,
+                                                                                       monkeypatch, ray_session):
+    """One ray.wait may return a run's result before its dataset's metadata (CI saw one run in 80 without its
+    data_sha256): here every wait returns results first, and every run still records the hash."""
+    import ray
+
+    from sweeper.execution.scheduler import Scheduler
+
+    def results_first(waiting):  # everything in flight, given time, results (after the metadata refs) first
+        ready, _ = ray.wait(waiting, num_returns=len(waiting), timeout=0.5)
+        return list(reversed(ready or ray.wait(waiting, num_returns=1)[0]))
+
+    monkeypatch.setattr(Scheduler, "_ready", staticmethod(results_first))
+    spec, _ = linear_spec
+    spec.update(data_mode="independent", repeats=4, sweep={"fit.bootstrap": [True, False]})  # 2 runs a dataset
+    t = sweeper.run(spec, out=tmp_path / "out", progress=False).table.to_pandas()
+    assert len(t) == 8 and (t.status == "ok").all()
+    assert t.data_sha256.notna().all() and t.groupby("data_key").data_sha256.nunique().eq(1).all()
+
+
 def test_a_failing_simulate_fails_only_its_run_in_a_fused_task():
     from types import SimpleNamespace
 
