@@ -56,10 +56,6 @@ class DatasetPool:
     def give_back(self, run) -> None:
         self.in_flight[run.data_key] -= 1
 
-    def meta_ref_of(self, key):
-        """The metadata ref still waiting for data key `key`, or None."""
-        return next((ref for ref, (k, _) in self.waiting.items() if k == key), None)
-
     def known(self, meta_ref, meta, size_limit) -> tuple:
         """Record a dataset's metadata; the first one sets the limit from its size. (data key, data ref)."""
         key, data_ref = self.waiting.pop(meta_ref)

@@ -91,10 +91,11 @@ class Scheduler:
                 if not waiting:  # every actor is restarting: wait for the pool
                     self.executor.wait_ready(timeout=1.0)
                     continue
-                for ref in self._ready(waiting):
+                # metadata first: a fit back in the same wait as its dataset's metadata needs its data_sha256
+                for ref in sorted(self._ready(waiting), key=lambda r: r not in self.datasets.waiting):
                     if ref in self.datasets.waiting:
                         self._on_meta(ref)
-                    elif ref in self.queue.pending:  # not a metadata ref a result already took in
+                    else:
                         self._on_result(ref)
         except KeyboardInterrupt:
             # no ray.cancel(force=True) of the runs in flight: it raced their completion inside Ray's core worker
@@ -193,9 +194,6 @@ class Scheduler:
         if not fused:
             for run, _, _ in entries:
                 self.datasets.give_back(run)
-                meta_ref = self.datasets.meta_ref_of(run.data_key)
-                if meta_ref is not None:  # its fit came back first from one ray.wait: its data_sha256 is needed now
-                    self._on_meta(meta_ref)
         try:
             results = ray.get(ref)
             self.executor.done(ref)
