@@ -6,9 +6,12 @@ Steps, each beside its CPU counterpart in the same run:
      beside its bound on its device (a batched fft2 + abs()**2 of the same exit waves) and its share of it;
   3. PINN training steps/s on Keras's JAX backend, GPU against CPU (one process per device);
   4. the dose-response study's simulate + fit at the published sizes (dose_response_full.yaml), the
-     simulate on CuPy, for as many epochs as fit in --study-minutes.
-No Ray is needed: the kernels and models run directly (a GPU test machine may have no Ray). The procedure
-for a machine without network is in benchmarks/GPU_CHECK.md. --cpu-only runs every step on the CPU at small
+     simulate on CuPy, for as many epochs as fit in --study-minutes;
+  5. `sweep run` through Ray with packing off and on (pack=1 against pack=--pack: one dose, 3 repeats, each
+     dose's PINN runs one program), runs/hour of each and their ratio (--sweep-epochs a PINN run).
+Steps 1-4 need no Ray: the kernels and models run directly; step 5 needs Ray (on a GPU test machine without
+network, the offline bundle's) and says "skipped" without it. The procedure for a machine without network
+is in benchmarks/GPU_CHECK.md. --cpu-only runs every step on the CPU at small
 sizes, which is how CI checks this script.
 Run: python benchmarks/gpu_check.py [--cpu-only] [--batch 16384] [--study-minutes 8] [--out table.md]
 """
@@ -20,6 +23,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,6 +31,11 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+# the sweep step's spec and overrides: one dose, 3 repeats (1 on the CPU) of each arm, so the PINN arms'
+# repeats under both losses can train as one program; the GPU's at the published sizes
+SWEEP_GPU = ("dose_response_full.yaml", ["repeats=3", "sweep.data.nphotons=[1e9]"])
+SWEEP_CPU = ("dose_response.yaml", ["repeats=1", "sweep.data.nphotons=[1e9]", "data.n_train=64", "fit.width=8"])
 
 TRAIN = """
 import json, sys
@@ -201,6 +210,57 @@ def study_rows(cpu_only: bool, minutes: float) -> list:
     return rows
 
 
+def sweep_rows(cpu_only: bool, pack: int, spec: Path, overrides: list) -> list:
+    """`sweep run` of one spec through Ray, packing off and on, each sweep in its own process and directory
+    (Ray's start and the simulations included, the report left out): runs/hour, how many runs trained packed,
+    and the ratio."""
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        return [("sweep", "`sweep run`, packing off and on", "skipped: no Ray", "skipped: no Ray", "-")]
+    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(REPO)}
+    if cpu_only:
+        env["JAX_PLATFORMS"] = "cpu"
+    rows, rate = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for k in sorted({1, pack}):
+            cmd = [sys.executable, "-m", "sweeper.cli", "run", str(spec), *overrides, f"pack={k}",
+                   "--out", f"{tmp}/pack{k}", "--no-progress", "--no-report"]
+            t = time.perf_counter()
+            out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
+            wall = time.perf_counter() - t
+            what = f"`sweep run {spec.name} {' '.join(overrides + [f'pack={k}'])}`"
+            if out.returncode:
+                print(f"sweep with pack={k} failed:\n{out.stderr[-3000:]}", file=sys.stderr)
+                rows.append(("sweep", what, *(("failed", "-") if cpu_only else ("-", "failed")), "-"))
+                continue
+            ok, packed = _sweep_counts(Path(out.stdout.strip().splitlines()[-1]))
+            rate[k] = ok * 3600 / wall
+            cell = f"{rate[k]:,.0f} runs/h ({ok} ok runs, {packed} packed, in {wall:.0f} s)"
+            ratio = f"{rate[k] / rate[1]:.2f}x the runs/h of pack=1" if k > 1 and 1 in rate else "-"
+            rows.append(("sweep", what, *((cell, "-") if cpu_only else ("-", cell)), ratio))
+    return rows
+
+
+def sweep_spec(cpu_only: bool, spec: str | None, epochs: int | None) -> tuple[Path, list]:
+    """The sweep step's spec and overrides: --sweep-spec as it is, else the dose response at one dose with
+    its PINN runs `epochs` long (the published sizes on a GPU, tiny ones with cpu_only)."""
+    if spec:
+        return Path(spec).resolve(), []
+    name, overrides = SWEEP_CPU if cpu_only else SWEEP_GPU
+    epochs = epochs or (1 if cpu_only else 10)
+    return REPO / "studies" / "ptychography" / "specs" / name, [*overrides, f"fit.epochs={epochs}"]
+
+
+def _sweep_counts(sweep_dir: Path) -> tuple[int, int]:
+    """(runs that ended ok, of them trained packed) from a sweep directory's results."""
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(sweep_dir / "results.parquet", columns=["status", "device"]).to_pylist()
+    ok = [r for r in rows if r["status"] == "ok"]
+    return len(ok), sum("(packed" in (r["device"] or "") for r in ok)
+
+
 def _epochs_within(dataset, fit: dict, seed: int, seconds: float) -> int:
     """How many epochs of this fit fit in `seconds`, from the time of a one-epoch fit (compile included)."""
     from studies.ptychography import pipeline as P
@@ -236,14 +296,21 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3, help="timed calls per kernel row (the best counts)")
     ap.add_argument("--steps", type=int, default=50, help="training steps timed per device")
     ap.add_argument("--study-minutes", type=float, default=8.0, help="time budget of the study step")
-    ap.add_argument("--skip", nargs="*", default=[], choices=["tests", "kernels", "training", "study"])
+    ap.add_argument("--pack", type=int, default=None, help="runs a pack in the sweep step (6; 2 --cpu-only)")
+    ap.add_argument("--sweep-epochs", type=int, default=None, help="epochs a PINN run in the sweep step (10; 1 "
+                    "--cpu-only)")
+    ap.add_argument("--sweep-spec", default=None, help="the sweep step's spec, as it is (default: the dose "
+                    "response at one dose, 3 repeats)")
+    ap.add_argument("--skip", nargs="*", default=[], choices=["tests", "kernels", "training", "study", "sweep"])
     ap.add_argument("--out", type=Path, default=None, help="also write the table (markdown) here, after every step")
     a = ap.parse_args(argv)
     batch = a.batch or (256 if a.cpu_only else 16384)
     steps = {"tests": lambda: gpu_tests(a.cpu_only),
              "kernels": lambda: kernel_rows(a.cpu_only, batch, 1 if a.cpu_only else a.repeats),
              "training": lambda: training_rows(a.cpu_only, 5 if a.cpu_only else a.steps),
-             "study": lambda: study_rows(a.cpu_only, a.study_minutes)}
+             "study": lambda: study_rows(a.cpu_only, a.study_minutes),
+             "sweep": lambda: sweep_rows(a.cpu_only, a.pack or (2 if a.cpu_only else 6),
+                                         *sweep_spec(a.cpu_only, a.sweep_spec, a.sweep_epochs))}
     rows, head = [], f"{machine(a.cpu_only)}; {time.strftime('%Y-%m-%d')}\n\n"
     for name, step in steps.items():
         if name not in a.skip:

@@ -24,6 +24,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="Ray tasks in flight at once (a task holds one run, or several cheap runs of one dataset); "
                         "default max(64, 16 x CPUs)")
     r.add_argument("--no-progress", action="store_true")
+    r.add_argument("--no-report", action="store_true", help="no figures or report.html at the end (`sweep report` "
+                   "makes them later)")
     r.add_argument("--max-runs", type=int, default=None, help=MAX_RUNS_HELP)
     pl = sub.add_parser("plan", help="the run table (a summary past 50 runs), without running anything")
     pl.add_argument("spec")
@@ -142,7 +144,7 @@ def _cmd_run(a) -> int:
 
     _stop_on_signals()
     res = run(spec, out=a.out, address=a.address, max_in_flight=a.max_in_flight,
-              progress=not a.no_progress, max_runs=a.max_runs)
+              progress=not a.no_progress, report=not a.no_report, max_runs=a.max_runs)
     print(outcome(res), file=sys.stderr)
     print(res.dir)
     return 0 if res.counts()["failed"] == 0 else 1

@@ -43,6 +43,17 @@ def test_run_ends_with_counts_and_each_distinct_error(tmp_path, ray_session, cap
     assert "report: " in err and "report.html" in err
 
 
+def test_run_with_no_report_leaves_the_page_to_sweep_report(tmp_path, ray_session, capsys):
+    spec = write(tmp_path, LINEAR + "sweep: {data.a: [1.0, 2.0]}\n")
+    assert main(["run", spec, "--out", str(tmp_path / "out"), "--no-progress", "--no-report"]) == 0
+    out, err = capsys.readouterr()
+    root = Path(out.strip().splitlines()[-1])
+    assert "2 ok, 0 failed, 0 pending" in err and "report: " not in err
+    assert not (root / "report.html").exists() and not list(root.glob("figures/**/*.png"))
+    assert main(["report", str(root)]) == 0
+    assert (root / "report.html").is_file()
+
+
 def test_figures_facet_small_and_name_what_they_average(three_axes):
     assert figures.layout(three_axes, ["data.noise", "data.a"]) == (["fit.fail"], [])
     facet, pooled = figures.layout(three_axes, ["data.noise"], max_panels=2)
