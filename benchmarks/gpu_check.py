@@ -7,12 +7,12 @@ Steps, each beside its CPU counterpart in the same run:
   3. PINN training steps/s on Keras's JAX backend, GPU against CPU (one process per device);
   4. the dose-response study's simulate + fit at the published sizes (dose_response_full.yaml), the
      simulate on CuPy, for as many epochs as fit in --study-minutes;
-  5. `sweep run` through Ray with packing off and on (pack=1 against pack=--pack: one dose, 3 repeats, each
-     dose's PINN runs one program), runs/hour of each and their ratio (--sweep-epochs a PINN run).
+  5. `sweep run` through Ray with packing off and on (pack=1 against pack=--pack: one dose, 3 repeats, the
+     dose's PINN runs as one program), runs/hour of each and their ratio (--sweep-epochs a PINN run).
 Steps 1-4 need no Ray: the kernels and models run directly; step 5 needs Ray (on a GPU test machine without
 network, the offline bundle's) and says "skipped" without it. The procedure for a machine without network
-is in benchmarks/GPU_CHECK.md. --cpu-only runs every step on the CPU at small
-sizes, which is how CI checks this script.
+is in benchmarks/GPU_CHECK.md. --cpu-only runs every step on the CPU at small sizes, which is how CI checks
+this script.
 Run: python benchmarks/gpu_check.py [--cpu-only] [--batch 16384] [--study-minutes 8] [--out table.md]
 """
 from __future__ import annotations

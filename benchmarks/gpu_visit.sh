@@ -5,9 +5,10 @@
 # rate at each convolution precision and dtype policy), kernels (simulate and each of its stages against its
 # bounds), tests (pytest -m gpu), packing (K runs as one program against K solo runs, published size),
 # smoke (the full spec through Ray at one epoch), sweeps (gpu_check.py's sweep step: `sweep run` with packing
-# off and on, runs/hour), sweep (the published-size dose response through `sweep run`, e.g. `-- repeats=3 pack=6`), budget (published_budget.yaml: which training budget reaches SSIM 0.95
-# at gridsize 2). A sweep's directory comes back as OUT/<step>.tgz without its models, datasets and arrays
-# (the returned files are at most 16 MiB each: the arrays alone were 127 MB).
+# off and on, runs/hour), sweep (the published-size dose response through `sweep run`, e.g. `-- repeats=3
+# pack=6`), budget (published_budget.yaml: which training budget reaches SSIM 0.95 at gridsize 2). A sweep's
+# directory comes back as OUT/<step>.tgz without its models, datasets and arrays (the returned files are at
+# most 16 MiB each: the arrays alone were 127 MB).
 # Each step writes OUT/<step>.txt as it goes and has its own time limit (SECONDS_<STEP> overrides it), so
 # one that fails or runs long leaves the others.
 set -uo pipefail

@@ -37,7 +37,6 @@ def test_cpu_only_runs_every_step_and_prints_one_table(tmp_path):
     assert all("PSNR" in r for r in rows if r.startswith("| study"))
 
 
-
 def test_the_sweep_step_times_sweep_run_with_packing_off_and_on(tmp_path):
     """pack=1 then pack=3 of a 2-slope x 4-repeat sweep: every run ok, none packed, then two packs of 3."""
     spec = tmp_path / "packable.yaml"
