@@ -218,7 +218,9 @@ def sweep_rows(cpu_only: bool, pack: int, spec: Path, overrides: list) -> list:
         import ray  # noqa: F401
     except ImportError:
         return [("sweep", "`sweep run`, packing off and on", "skipped: no Ray", "skipped: no Ray", "-")]
-    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(REPO)}
+    # the repository first, the rest kept (the offline bundle's packages travel on PYTHONPATH)
+    path = os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
+    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": path}
     if cpu_only:
         env["JAX_PLATFORMS"] = "cpu"
     rows, rate = [], {}
