@@ -205,8 +205,8 @@ def study_rows(cpu_only: bool, minutes: float) -> list:
         m = out["metrics"]
         took = f"simulate {sim_s[run.data_key]:.1f} s + fit {time.perf_counter() - t:.0f} s on {out.get('device')}"
         what = "epie" if fit["model"] == "epie" else f"{fit['model']} {fit['loss']}, {fit['epochs']} epochs"
-        rows.append(("study", f"dose_response {run.data['nphotons']:.0e} photons, {what}, 1 seed", took if cpu_only else "-",
-                     "-" if cpu_only else took, f"PSNR {m['psnr']:.1f} dB, SSIM {m['ssim']:.2f}"))
+        rows.append(("study", f"dose_response {run.data['nphotons']:.0e} photons, {what}, 1 seed",
+                     *_cells(cpu_only, took), f"PSNR {m['psnr']:.1f} dB, SSIM {m['ssim']:.2f}"))
     return rows
 
 
@@ -234,13 +234,13 @@ def sweep_rows(cpu_only: bool, pack: int, spec: Path, overrides: list) -> list:
             what = f"`sweep run {spec.name} {' '.join(overrides + [f'pack={k}'])}`"
             if out.returncode:
                 print(f"sweep with pack={k} failed:\n{out.stderr[-3000:]}", file=sys.stderr)
-                rows.append(("sweep", what, *(("failed", "-") if cpu_only else ("-", "failed")), "-"))
+                rows.append(("sweep", what, *_cells(cpu_only, "failed"), "-"))
                 continue
             ok, packed = _sweep_counts(Path(out.stdout.strip().splitlines()[-1]))
             rate[k] = ok * 3600 / wall
             cell = f"{rate[k]:,.0f} runs/h ({ok} ok runs, {packed} packed, in {wall:.0f} s)"
             ratio = f"{rate[k] / rate[1]:.2f}x the runs/h of pack=1" if k > 1 and 1 in rate else "-"
-            rows.append(("sweep", what, *((cell, "-") if cpu_only else ("-", cell)), ratio))
+            rows.append(("sweep", what, *_cells(cpu_only, cell), ratio))
     return rows
 
 
@@ -252,6 +252,11 @@ def sweep_spec(cpu_only: bool, spec: str | None, epochs: int | None) -> tuple[Pa
     name, overrides = SWEEP_CPU if cpu_only else SWEEP_GPU
     epochs = epochs or (1 if cpu_only else 10)
     return REPO / "studies" / "ptychography" / "specs" / name, [*overrides, f"fit.epochs={epochs}"]
+
+
+def _cells(cpu_only: bool, text: str) -> tuple[str, str]:
+    """(CPU, GPU) cells of a step that ran on one device: `text` in its column, "-" in the other."""
+    return (text, "-") if cpu_only else ("-", text)
 
 
 def _sweep_counts(sweep_dir: Path) -> tuple[int, int]:

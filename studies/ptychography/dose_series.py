@@ -28,8 +28,8 @@ ARM_KEYS = ["fit.model", "fit.loss"]
 REF_DOSE = 1e4
 
 
-def arm_name(model: str, loss: str) -> str:
-    return "ePIE (known probe)" if model == "epie" else f"PINN, {loss.upper()}"
+def arm_name(model: str, loss: str, extra: tuple = ()) -> str:
+    return ("ePIE (known probe)" if model == "epie" else f"PINN, {loss.upper()}") + extra_label(extra)
 
 
 def quality_matrix(rows, model: str, loss: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
@@ -71,7 +71,7 @@ def series_figure(result, figures_dir: Path, eff: dict | None) -> Path:
         for k, (model, loss, extra) in enumerate(arms):
             arm = lambda r: (r["fit.model"], r["fit.loss"], extra_of(r, extras)) == (model, loss, extra)  # noqa: E731
             ci_line(ax, metric, [c for c in configs if arm(c)], [r for r in runs if arm(r)], "data.nphotons",
-                    shift=1.25 ** (k - 1), label=arm_name(model, loss) + extra_label(extra),
+                    shift=1.25 ** (k - 1), label=arm_name(model, loss, extra),
                     linestyle="--" if model == "epie" else "-")
         ax.set_xscale("log")
         ax.set_xlabel("photons per pattern")
@@ -111,7 +111,7 @@ def gallery(result, rows, figures_dir: Path) -> Path:
             if run is not None:
                 axs[i, j].imshow(central_crop(result.run(run["run_id"]).arrays["amplitude"]), cmap="gray", vmin=0.5, vmax=1.5)
                 axs[i, j].set_title(f"SSIM {run['metrics.ssim']:.2f}, {run['metrics.psnr']:.1f} dB", fontsize=8)
-    for j, name in enumerate(["truth", *(arm_name(m, loss) + extra_label(e) for m, loss, e in arms)]):
+    for j, name in enumerate(["truth", *(arm_name(*a) for a in arms)]):
         axs[0, j].set_title(f"{name}\n{axs[0, j].get_title()}", fontsize=8)
     for ax in axs.ravel():
         ax.set_xticks([])
