@@ -5,7 +5,7 @@
     result.configs("metrics.psnr")   # one row per configuration: n, mean, sd, 95% CI
     sweeper.load(result.dir)          # the same SweepResult, later, from the sweep directory
 """
-from sweeper.errors import LockError, SpecError, SweepFailed
+from sweeper.errors import ClusterError, LockError, SpecError, SweepFailed
 from sweeper.study import Finding, Params, Study
 
 # the engine (Ray, pyarrow) loads on first use: a study module imports Params and Study where Ray is absent
@@ -20,5 +20,5 @@ def __getattr__(name):
         return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'sweeper' has no attribute {name!r}")
 
-__all__ = ["run", "load", "Study", "Params", "Finding", "SweepResult", "RunResult", "SpecError", "LockError", "SweepFailed",
+__all__ = ["run", "load", "Study", "Params", "Finding", "SweepResult", "RunResult", "SpecError", "LockError", "SweepFailed", "ClusterError",
            "load_spec", "expand"]

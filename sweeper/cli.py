@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from sweeper.columns import override_text, run_command
-from sweeper.errors import LockError, SpecError, SweepFailed
+from sweeper.errors import ClusterError, LockError, SpecError, SweepFailed
 
 MAX_RUNS_HELP = "refuse a plan of more runs than this (default 1,000,000: a bigger grid is likely a typo)"
 
@@ -294,7 +294,7 @@ def main(argv=None) -> int:
         return {"run": _cmd_run, "plan": _cmd_plan, "status": _cmd_status, "report": _cmd_report,
                 "config": _cmd_config,
                 "slurm": _cmd_slurm, "stop": _cmd_stop}[a.command](a)
-    except SpecError as e:
+    except (SpecError, ClusterError) as e:
         print(f"sweep: error: {e}", file=sys.stderr)
         return 2
     except LockError as e:

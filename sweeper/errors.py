@@ -10,6 +10,11 @@ class SpecError(ValueError):
         super().__init__(f"{prefix}: {message}" if prefix else message)
 
 
+class ClusterError(ConnectionError):
+    """The Ray cluster at an address cannot be joined: nothing listens there, the host is unreachable, or it
+    refuses this driver's credentials. The message names the address and what to set."""
+
+
 class LockError(RuntimeError):
     """Another sweep is writing into the same sweep directory."""
 

@@ -71,9 +71,11 @@ def pool_size(spec: Spec, cluster: dict) -> int:
 class ActorExecutor(Executor):
     """A pool of TrainerActors; runs go to idle actors, one at a time each."""
 
-    def __init__(self, spec: Spec, study_ref, n_runs: int):
-        opts = {k: v for k, v in spec.resources.items() if v}
-        cls = ray.remote(TrainerActor).options(max_restarts=max(spec.retries, 0), max_task_retries=0, **opts)
+    def __init__(self, spec: Spec, study_ref, n_runs: int, options: dict):
+        opts = {**{k: v for k, v in spec.resources.items() if v}, **options}
+        # an actor killed past a run's time limit is restarted for the next run, however often
+        restarts = -1 if spec.timeout_s else max(spec.retries, 0)
+        cls = ray.remote(TrainerActor).options(max_restarts=restarts, max_task_retries=0, **opts)
         n = min(pool_size(spec, ray.cluster_resources()), max(n_runs, 1))
         self.actors = [cls.remote(study_ref) for _ in range(n)]
         self.reserved_cpus = n * spec.resources.get("num_cpus", 1)
@@ -95,6 +97,10 @@ class ActorExecutor(Executor):
         ref = actor.fit_packed.remote(fit_items(runs), *data_refs)
         self.busy[ref] = actor
         return ref
+
+    def cancel(self, ref) -> None:
+        """Kill the actor running ref (past its time limit); Ray restarts it and it rejoins the pool."""
+        ray.kill(self.busy[ref], no_restart=False)
 
     def done(self, ref, lost: bool = False) -> None:
         """Back to the pool; an actor that died with its run rejoins only once Ray has restarted it."""

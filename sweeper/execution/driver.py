@@ -13,7 +13,8 @@ import numpy as np
 import ray
 
 from sweeper.columns import to_rows
-from sweeper.errors import SpecError, SweepFailed
+from sweeper.errors import ClusterError, SpecError, SweepFailed
+from sweeper.execution import connect, shipping
 from sweeper.execution.scheduler import Scheduler
 from sweeper.execution.slurm import note_job
 from sweeper.report.build import build_report
@@ -41,9 +42,13 @@ def ray_session(address=None):
     if ray.is_initialized():
         yield
         return
+    address = ray_address(address)
+    connect.probe(address)  # nothing there, or a refused token: one line in seconds, not Ray's retries
     # worker output goes to each run's run.log and failures into results; the console keeps the progress bar
-    ray.init(address=ray_address(address), include_dashboard=False, logging_level=logging.WARNING,
-             log_to_driver=False)
+    try:
+        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        raise ClusterError(f"cannot join the Ray cluster at {address}: {str(e).splitlines()[0]}") from None
     try:
         yield
     finally:
@@ -66,8 +71,9 @@ def run(spec, overrides=(), out="outputs", address=None, max_in_flight=None, pro
     started = time.time()
     with contextlib.ExitStack() as stack:
         need_ray = RayOnDemand(spec, address, stack)
-        if work:
-            need_ray.check_resources()  # before anything is written
+        if work:  # before anything is written
+            shipping.check_size(spec, shipping.study_paths(spec.study))
+            need_ray.check_resources()
         store.lock.acquire()
         try:
             note_job(store)

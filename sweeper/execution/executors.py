@@ -39,6 +39,10 @@ class Executor(ABC):
     def done(self, ref, lost: bool = False) -> None:
         """The run behind ref came back (or was lost with its worker)."""
 
+    def cancel(self, ref) -> None:
+        """Stop the task behind ref now (past its time limit): it comes back as an error."""
+        ray.cancel(ref, force=True)
+
     def shutdown(self) -> None:
         """Free what the executor holds."""
 
@@ -48,8 +52,8 @@ class TaskExecutor(Executor):
 
     batches = True
 
-    def __init__(self, spec, study_ref):
-        opts = {k: v for k, v in spec.resources.items() if v}
+    def __init__(self, spec, study_ref, options: dict):
+        opts = {**{k: v for k, v in spec.resources.items() if v}, **options}
         self._fit = ray.remote(execute_batch).options(max_retries=0, **opts)
         # simulate and fit together only where they ask for the same resources
         self._fused = ray.remote(simulate_and_fit).options(max_retries=0, **opts)

@@ -112,6 +112,54 @@ class RunQueue:
         return batch
 
 
+class Deadlines:
+    """The time limit of each task in flight (spec.timeout_s for each run it holds). A task's clock starts when
+    the datasets it waits for are known, so simulating them does not count; the scheduler keeps no more tasks
+    in flight than the cluster runs at once, so neither does a queue."""
+
+    def __init__(self, timeout_s: float | None):
+        self.timeout_s = timeout_s
+        self.waiting: dict = {}   # task ref -> (data keys still being simulated, seconds allowed)
+        self.due: dict = {}       # task ref -> (monotonic deadline, seconds allowed)
+        self.expired: dict = {}   # task ref -> seconds allowed, once it ran past them
+
+    def __bool__(self) -> bool:
+        return self.timeout_s is not None
+
+    def start(self, ref, runs: int, unknown_keys: set) -> None:
+        """A task of `runs` runs was submitted; its clock starts now or when `unknown_keys` are known."""
+        if self.timeout_s is None:
+            return
+        allowed = self.timeout_s * runs
+        if unknown_keys:
+            self.waiting[ref] = (set(unknown_keys), allowed)
+        else:
+            self.due[ref] = (time.monotonic() + allowed, allowed)
+
+    def data_known(self, key) -> None:
+        """A dataset's simulate came back: the clocks of the tasks that waited only for it start."""
+        for ref in [r for r, (keys, _) in self.waiting.items() if key in keys]:
+            keys, allowed = self.waiting[ref]
+            keys.discard(key)
+            if not keys:
+                del self.waiting[ref]
+                self.due[ref] = (time.monotonic() + allowed, allowed)
+
+    def overdue(self) -> list:
+        """The tasks past their limit (each given once), now counted as expired."""
+        now = time.monotonic()
+        late = [ref for ref, (deadline, _) in self.due.items() if now >= deadline]
+        for ref in late:
+            self.expired[ref] = self.due.pop(ref)[1]
+        return late
+
+    def finished(self, ref) -> float | None:
+        """Forget a task that came back; the seconds it was allowed if it expired, else None."""
+        self.waiting.pop(ref, None)
+        self.due.pop(ref, None)
+        return self.expired.pop(ref, None)
+
+
 FUSED = "fused"  # the data ref of runs whose dataset is simulated inside their own task
 
 

@@ -10,9 +10,9 @@ import ray
 from ray.exceptions import RayTaskError
 from tqdm.auto import tqdm
 
-from sweeper.execution import crashes
+from sweeper.execution import crashes, shipping
 from sweeper.execution.executors import Executor, TaskExecutor
-from sweeper.execution.queues import FUSED, Batcher, DatasetPool, RunQueue, Saver
+from sweeper.execution.queues import FUSED, Batcher, DatasetPool, Deadlines, RunQueue, Saver
 from sweeper.execution.worker import StudyRef, simulate_dataset
 
 log = logging.getLogger("sweeper")
@@ -51,16 +51,21 @@ class Scheduler:
         if study_ref.obj is not None:
             study_ref = ray.put(study_ref)  # a script study (functions by value) is pickled once, not per task
         self.spec, self.store, self.study_ref = spec, store, study_ref
-        self.executor = make_executor(spec, study_ref, len(todo))
+        env = shipping.runtime_env(shipping.study_paths(spec.study))
+        shipped = {"runtime_env": env} if env else {}  # every task and actor of the sweep runs the study's code
+        self.executor = make_executor(spec, study_ref, len(todo), shipped)
         self.simulate = ray.remote(simulate_dataset).options(num_returns=2, max_retries=max(spec.retries, 1),
-                                                             **self._simulate_options())
+                                                             **shipped, **self._simulate_options())
         default_runs, max_datasets = default_limits()
         self.limit = self.executor.capacity(max_in_flight or default_runs)
+        self.deadlines = Deadlines(spec.timeout_s)
+        if self.deadlines:  # a run's clock must not tick while it queues: no more in flight than run at once
+            self.limit = min(self.limit, runs_at_once(spec.resources))
         self.saved = {p.stem for p in store.paths.datasets.glob("*.npz")} if spec.save_datasets and store.paths.datasets.is_dir() \
             else set()
         self.datasets = DatasetPool(todo, max_datasets, self._make_dataset)
         self.queue = RunQueue(todo, spec.retries)
-        self.batcher = Batcher(self.executor.batches)
+        self.batcher = Batcher(self.executor.batches and not self.deadlines)  # a time limit is a run's own
         self.saver = Saver(store)
         self.counts = collections.Counter()
         self.pack_keys = packing_keys(spec, todo)
@@ -86,6 +91,7 @@ class Scheduler:
         try:
             while self.queue:
                 self._submit()
+                self._cancel_overdue()
                 self.saver.tick()
                 waiting = list(self.datasets.waiting) + list(self.queue.pending)
                 if not waiting:  # every actor is restarting: wait for the pool
@@ -117,7 +123,7 @@ class Scheduler:
                 self._submit_fused([run], attempt)
                 continue
             self.datasets.retake(run)
-            q.pending[executor.submit([(run, attempt)], ref)] = [(run, ref, attempt)]
+            self._pending(executor.submit([(run, attempt)], ref), [(run, ref, attempt)])
         while q.new and len(q.pending) < self.limit and executor.ready():
             if self.pack_keys.get(q.new[0].run_id) is not None:
                 if not self._submit_pack():
@@ -131,7 +137,7 @@ class Scheduler:
                 break
             batch = q.next_batch(self.batcher.size)
             ref = [self.datasets.take(run) for run in batch][0]
-            q.pending[executor.submit([(run, 1) for run in batch], ref)] = [(run, ref, 1) for run in batch]
+            self._pending(executor.submit([(run, 1) for run in batch], ref), [(run, ref, 1) for run in batch])
 
     def _submit_pack(self) -> bool:
         """Up to spec.pack runs compatible with the head of the queue (its pack key; looking a few packs
@@ -152,7 +158,7 @@ class Scheduler:
             ref = self.executor.submit([(runs[0], 1)], refs[0])
         else:
             ref = self.executor.submit_packed([(run, 1) for run in runs], refs)
-        self.queue.pending[ref] = [(run, data_ref, 1) for run, data_ref in zip(runs, refs)]
+        self._pending(ref, [(run, data_ref, 1) for run, data_ref in zip(runs, refs)])
         return True
 
     def _fusable(self) -> list:
@@ -169,7 +175,22 @@ class Scheduler:
             for run in runs:
                 self.datasets.skip(run)
         ref = self.executor.submit_fused([(run, attempt) for run in runs], self.spec.save_datasets)
-        self.queue.pending[ref] = [(run, FUSED, attempt) for run in runs]
+        self._pending(ref, [(run, FUSED, attempt) for run in runs])
+
+    def _pending(self, ref, entries: list) -> None:
+        """A task in flight: its runs [(run, data ref, attempt), ...], its clock (spec.timeout_s) started."""
+        self.queue.pending[ref] = entries
+        unknown = {run.data_key for run, data_ref, _ in entries
+                   if data_ref is not FUSED and run.data_key not in self.datasets.meta}
+        self.deadlines.start(ref, len(entries), unknown)
+
+    def _cancel_overdue(self) -> None:
+        """Cancel the tasks past their time limit (a task's worker is killed, a warm actor restarted); their
+        runs come back through _on_result as timed out."""
+        for ref in self.deadlines.overdue():
+            log.warning("cancelling %d run(s) past timeout_s (%s)", len(self.queue.pending[ref]),
+                        ", ".join(run.run_id for run, _, _ in self.queue.pending[ref]))
+            self.executor.cancel(ref)
 
     @staticmethod
     def _ready(waiting: list) -> list:
@@ -185,6 +206,7 @@ class Scheduler:
         except ray.exceptions.RayError:
             meta = None  # the runs that need it will carry the simulate error
         key, data_ref = self.datasets.known(ref, meta, datasets_alive)
+        self.deadlines.data_known(key)
         if meta is not None and self.spec.save_datasets:
             self.saver.dataset(key, ray.get(data_ref), meta)
 
@@ -194,15 +216,12 @@ class Scheduler:
         if not fused:
             for run, _, _ in entries:
                 self.datasets.give_back(run)
+        allowed = self.deadlines.finished(ref)
         try:
             results = ray.get(ref)
             self.executor.done(ref)
-        except RayTaskError as e:
-            self.executor.done(ref)  # the simulate task these runs depend on raised
-            results = [{"status": "failed", "error": str(e), "attempt": a, "metrics": {}} for _, _, a in entries]
-        except ray.exceptions.RayError as e:  # a worker or node died, or an object was lost
-            self.executor.done(ref, lost=True)
-            results = [self._lost(run, data_ref, attempt, e) for run, data_ref, attempt in entries]
+        except ray.exceptions.RayError as e:
+            results = self._task_failed(ref, entries, e, allowed)
         for (run, _, _), result in zip(entries, results):
             simulate_s = 0.0
             if result is not None and fused and "meta" in result:
@@ -210,6 +229,18 @@ class Scheduler:
             if result is not None:
                 self.batcher.record((result.get("duration_s") or 0.0) + simulate_s)
                 self._finish(run, result)
+
+    def _task_failed(self, ref, entries: list, e, allowed: float | None) -> list:
+        """The results of a task that raised: cancelled past its time limit (`allowed` seconds), its simulate
+        raised, or its worker or node died (each run retried while it has attempts left: None)."""
+        if allowed is not None:
+            self.executor.done(ref, lost=True)  # a killed actor rejoins once restarted
+            return [timed_out(attempt, allowed) for _, _, attempt in entries]
+        if isinstance(e, RayTaskError):  # the simulate task these runs depend on raised
+            self.executor.done(ref)
+            return [{"status": "failed", "error": str(e), "attempt": a, "metrics": {}} for _, _, a in entries]
+        self.executor.done(ref, lost=True)
+        return [self._lost(run, data_ref, attempt, e) for run, data_ref, attempt in entries]
 
     def _fused_dataset(self, run, out: dict) -> tuple[dict, float]:
         """A fused run's dataset: its metadata (for data_sha256), saved if the spec says so. (result, the
@@ -246,10 +277,25 @@ class Scheduler:
         self.bar.set_postfix(ok=self.counts["ok"], failed=self.counts["failed"], refresh=False)
 
 
-def make_executor(spec, study_ref, n_runs: int) -> Executor:
-    """Tasks, or a pool of warm actors (`executor: actor`)."""
+def timed_out(attempt: int, allowed: float) -> dict:
+    """A run cancelled past its time limit: failed, not retried (`retries` is for lost workers and nodes)."""
+    return {"status": "failed", "error": f"TimeoutError: timed out after {allowed:g} s (the spec's timeout_s); "
+            "the run was cancelled", "attempt": attempt, "metrics": {}}
+
+
+def runs_at_once(resources: dict) -> int:
+    """How many runs asking `resources` the cluster runs at the same time (at least 1)."""
+    have = ray.cluster_resources()
+    fits = [int(have.get(name, 0) // resources[key]) for key, name in (("num_cpus", "CPU"), ("num_gpus", "GPU"))
+            if resources.get(key)]
+    return max(min(fits, default=1), 1)
+
+
+def make_executor(spec, study_ref, n_runs: int, options: dict) -> Executor:
+    """Tasks, or a pool of warm actors (`executor: actor`); `options` go to every task or actor (the study's
+    runtime_env)."""
     if spec.executor == "actor":
         from sweeper.execution.actors import ActorExecutor
 
-        return ActorExecutor(spec, study_ref, n_runs)
-    return TaskExecutor(spec, study_ref)
+        return ActorExecutor(spec, study_ref, n_runs, options)
+    return TaskExecutor(spec, study_ref, options)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import contextlib
 import faulthandler
-import importlib
 import io
 import math
 import socket
@@ -20,43 +19,28 @@ RESERVED_FILES = {"config.yaml", "result.json", "arrays.npz", "history.parquet",
 
 @dataclass(frozen=True)
 class StudyRef:
-    """How a worker finds the study: its reference plus the sys.path entry it was imported from, or the Study
-    itself (a study defined in a script travels by value). `code` is the study's code hash: a worker that
-    imported an older version of the code (a long-lived Ray session) reloads its modules first."""
+    """How a worker finds the study: its reference ("module:ATTR"), importable there because its code travels
+    with the sweep (sweeper.execution.shipping), or the Study itself (a study defined in a script travels by
+    value). `code` is the study's code hash: every code version runs in workers of its own (a runtime_env per
+    version), so a worker never holds two versions."""
 
     ref: str | None = None
-    path_entry: str | None = None
     obj: object = None
     code: str | None = None
-    modules: tuple = ()
 
     @classmethod
     def of(cls, study, code: dict | None = None) -> "StudyRef":
-        if not study.ref:
-            return cls(obj=study)
-        from sweeper.spec.code_hash import module_root
-
-        root = module_root(study.ref.split(":")[0])
-        parts = (code or {}).get("parts", {})
-        modules = tuple(p.removesuffix(".py").removesuffix("/__init__").replace("/", ".") for p in parts)
-        return cls(ref=study.ref, path_entry=str(root) if root else None, code=(code or {}).get("sha256"), modules=modules)
+        return cls(ref=study.ref, code=(code or {}).get("sha256")) if study.ref else cls(obj=study)
 
     def load(self):
-        """The Study (resolved once per process and code version)."""
+        """The Study (resolved once per process)."""
         if self.obj is not None:
             return self.obj
-        cached = _LOADED.get(self.ref)
-        if cached is None or cached[0] != self.code:
-            if self.path_entry and self.path_entry not in sys.path:
-                sys.path.insert(0, self.path_entry)
-            if cached is not None:
-                for name in reversed(self.modules):  # what the study imports first, the study last
-                    if name in sys.modules:
-                        importlib.reload(sys.modules[name])
+        if self.ref not in _LOADED:
             from sweeper.study import resolve
 
-            _LOADED[self.ref] = (self.code, resolve(self.ref))
-        return _LOADED[self.ref][1]
+            _LOADED[self.ref] = resolve(self.ref)
+        return _LOADED[self.ref]
 
 
 _LOADED: dict = {}

@@ -116,22 +116,32 @@ def module_root(module: str) -> Path | None:
     return path
 
 
-def module_hashes(module: str, report: str | None = None, roots: set = frozenset()) -> dict:
-    """{file (relative to the study's root): AST hash} of a module and the local modules it imports."""
+def local_modules(module: str) -> dict:
+    """{module name: file} of a module and, transitively, the modules it imports that live beside it (under the
+    same sys.path entry), the engine left out: the code a worker needs of a study."""
     root = module_root(module) if module.split(".")[0] != ENGINE else None
     if root is None:
         return {}
-    out, todo, seen = {}, [module], set()
+    out, todo = {}, [module]
     while todo:
         name = todo.pop()
         path = _origin(name, root)
-        if name in seen or path is None:
+        if name in out or path is None:
             continue
-        seen.add(name)
-        text = path.read_text()
-        out[path.relative_to(root).as_posix()] = source_hash(text, *((report, roots) if name == module else ()))
-        todo.extend(_imports(ast.parse(text), name, path.name == "__init__.py"))
+        out[name] = path
+        todo.extend(_imports(ast.parse(path.read_text()), name, path.name == "__init__.py"))
     return out
+
+
+def module_hashes(module: str, report: str | None = None, roots: set = frozenset()) -> dict:
+    """{file (relative to the study's root): AST hash} of a module and the local modules it imports."""
+    files = local_modules(module)
+    if not files:
+        return {}
+    root = module_root(module)
+    return {path.relative_to(root).as_posix(): source_hash(path.read_text(), *((report, roots) if name == module
+                                                                                  else ()))
+            for name, path in files.items()}
 
 
 def function_hashes(study) -> dict:

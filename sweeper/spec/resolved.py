@@ -17,7 +17,7 @@ from sweeper.study import Study, defaults, resolve
 
 TOP_KEYS = {"study", "name", "description", "seed", "data", "fit", "sweep", "zip", "data_mode", "repeats",
             "resources", "executor", "actors", "retries", "save_datasets", "max_in_flight",
-            "report", "seeds", "precision", "pack"}
+            "report", "seeds", "precision", "pack", "timeout_s"}
 DATA_MODES = ("shared", "independent", "crossed")
 SEEDS = ("paired", "independent")
 EXECUTORS = ("task", "actor")
@@ -52,6 +52,7 @@ class Spec:
     code: dict = field(default_factory=dict)   # {"sha256", "parts"}: the study's code (sweeper.code)
     precision: dict = field(default_factory=dict)  # spec.precision: repeats added until intervals are tight
     pack: int = 1   # up to this many compatible runs trained as one program (study.fit_packed); no run id changes
+    timeout_s: float | None = None  # a run still running this long after it started is cancelled and failed
 
     @property
     def study_name(self) -> str:
@@ -87,6 +88,8 @@ class Spec:
             d["precision"] = self.precision
         if self.pack != 1:
             d["pack"] = self.pack
+        if self.timeout_s is not None:
+            d["timeout_s"] = self.timeout_s
         return d
 
     def sweep_id(self) -> str:
@@ -230,7 +233,18 @@ def from_config(cfg: config.Config, path: str | None = None) -> Spec:
                 origins=origins, path=path, description=str(values.get("description") or study.description or ""),
                 report=_report(values, origins, path), seeds=_choice(values, origins, path, "seeds", SEEDS),
                 code=study_code(study), precision=precise,
-                pack=_int(values, "pack", origins, path, 1) if "pack" in values else 1)
+                pack=_int(values, "pack", origins, path, 1) if "pack" in values else 1,
+                timeout_s=_timeout(values, origins, path))
+
+
+def _timeout(values, origins, path) -> float | None:
+    v = values.get("timeout_s")
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < math.inf:
+        raise SpecError(f"expected a number of seconds > 0, got {v!r}", where=origins.get("timeout_s", path),
+                        key="timeout_s")
+    return float(v)
 
 
 def _check_keys(values, origins, path) -> None:
