@@ -162,10 +162,11 @@ class Scheduler:
         return True
 
     def _fusable(self) -> list:
-        """Cheap runs at the head of the queue whose datasets have no other user and are not saved on disk:
-        simulated and fitted in one task (none while runs are slower than a batch's target)."""
+        """Runs at the head of the queue whose datasets have no other user and are not saved on disk: simulated
+        and fitted in one task (several cheap ones, else one), so a dataset never leaves the node that fits it.
+        None under a time limit: simulating must not count against the run's."""
         size = self.batcher.size
-        if not self.executor.fuses or size < 2:
+        if not self.executor.fuses or self.deadlines:
             return []
         alone = lambda r: r.data_key not in self.saved and self.datasets.alone(r)  # noqa: E731
         return self.queue.next_alone(size, alone)

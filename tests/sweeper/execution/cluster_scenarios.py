@@ -57,7 +57,10 @@ def node_loss(cluster, workers, out, runs=40, sleep=0.3, kill_after=10, per_run_
     """Kill a worker node once `kill_after` runs are written: the one that simulated the shared dataset, or
     (per_run_data) one that holds a dataset whose run has not started, so that only Ray's lineage can
     bring that dataset back."""
-    spec = slow_spec("loss", out, runs, sleep, {"num_cpus": 1}, per_run_data=per_run_data, retries=2)
+    # per_run_data: simulate asks its own resources, so it is a task of its own (not fused with its run's fit)
+    # and a dataset can live on a node its run has not reached
+    resources = {"num_cpus": 1, **({"simulate": {"num_cpus": 1}} if per_run_data else {})}
+    spec = slow_spec("loss", out, runs, sleep, resources, per_run_data=per_run_data, retries=2)
     box, t0 = {}, time.perf_counter()
     th = threading.Thread(target=lambda: box.update(res=sweeper.run(spec, out=out, progress=False)))
     th.start()

@@ -8,21 +8,23 @@ import socket
 import subprocess
 import tempfile
 import time
+from pathlib import Path
 
 from tests import REPO
+from tests.sweeper.execution.real_cluster import auth_env
 
-ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(REPO)}
 
 
 @contextlib.contextmanager
 def foreign_ray():
     """Yields a callable that says whether the other Ray is still alive."""
     root = tempfile.mkdtemp(prefix="rf", dir="/tmp")  # short: Ray's socket paths must stay < 108 chars
+    env = {**auth_env(Path(root)), "PYTHONPATH": str(REPO)}  # token authentication on, with a token of its own
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     subprocess.run(["ray", "start", "--head", f"--port={port}", f"--temp-dir={root}", "--num-cpus=1",
-                    "--include-dashboard=false", "--disable-usage-stats"], env=ENV, capture_output=True,
+                    "--include-dashboard=false", "--disable-usage-stats"], env=env, capture_output=True,
                    check=True, timeout=120)
     try:
         yield lambda: subprocess.run(["pgrep", "-f", f"{root}/"], capture_output=True).returncode == 0

@@ -21,6 +21,10 @@ def test_cluster_yaml_is_a_valid_ray_cluster_config():
     assert gpu["resources"]["GPU"] >= 1 and cfg["available_node_types"]["head"]["resources"]["GPU"] == 0
     assert any("[gpu]" in c for c in cfg["setup_commands"])
     assert cfg["idle_timeout_minutes"] > 0 and cfg["max_workers"] >= gpu["max_workers"]
+    # token authentication: every node starts Ray with it, and every node has the one token
+    starts = cfg["head_start_ray_commands"] + cfg["worker_start_ray_commands"]
+    assert all("RAY_AUTH_MODE=token" in c for c in starts if "ray start" in c)
+    assert cfg["file_mounts"]["/home/ray/.ray/auth_token"] == "~/.ray/auth_token"
 
 
 @pytest.mark.parametrize("break_it", [

@@ -299,7 +299,8 @@ def test_single_user_datasets_are_simulated_and_fitted_in_one_task(tmp_path, lin
     assert t.data_sha256.nunique() == 80 and len(list(res.paths.datasets.glob("*.npz"))) == 80  # each saved
     for key in t.data_key[:5]:
         res.dataset(key)  # the saved data matches the hash its run recorded
-    assert sizes and max(sizes) > 1 and sum(sizes) <= 80 - Batcher.WARMUP  # cheap runs known first
+    # every run fused (one per task until their cost is known, then several cheap ones to a task)
+    assert sizes[:Batcher.WARMUP] == [1] * Batcher.WARMUP and max(sizes) > 1 and sum(sizes) == 80
 
 
 def test_a_fit_that_comes_back_with_its_dataset_s_metadata_still_records_the_data_hash(tmp_path, linear_spec,

@@ -21,7 +21,8 @@ from tests.sweeper.execution.foreign_ray import foreign_ray
 pytestmark = [pytest.mark.slurm,
               pytest.mark.skipif(shutil.which("sbatch") is None, reason="no SLURM here (sbatch not on PATH)")]
 
-ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(REPO)}
+# Ray's default: the job's script turns token authentication on with a token of the job's own
+ENV = {**{k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}, "PYTHONPATH": str(REPO)}
 
 
 def sweep(*args) -> subprocess.CompletedProcess:
@@ -80,7 +81,9 @@ def test_a_submitted_sweep_runs_on_slurm_to_the_end(tmp_path):
     assert wait_done(job_id) == "COMPLETED", (study / "slurm" / f"{job_id}.err").read_text()[-3000:]
     table = pq.read_table(study / "results.parquet").to_pandas()
     assert len(table) == 6 and (table.status == "ok").all()
-    assert "the sweep exited with 0" in (study / "slurm" / f"{job_id}.out").read_text()
+    said = (study / "slurm" / f"{job_id}.out").read_text()
+    assert "the sweep exited with 0" in said and "Ray auth token" in said  # Ray's token authentication was on
+    assert not any(len(word) == 64 and word.isalnum() for word in (said + text).split())  # the token is shown nowhere
     status = sweep("status", study)
     assert "6 ok, 0 failed, 0 pending" in status.stdout and f"SLURM job {job_id}" in status.stdout
     assert "COMPLETED" in status.stdout
