@@ -17,12 +17,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a Cluster of ray.cluster_utils: its nodes share no token
+if "RAY_AUTH_MODE" not in os.environ:  # token authentication, as on a real cluster, with a token of its own
+    _token = Path(tempfile.mkdtemp(prefix="bench_auth")) / "auth_token"
+    _token.write_text(secrets.token_hex(32))
+    os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(_token))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402

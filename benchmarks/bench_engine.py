@@ -142,7 +142,7 @@ def main(argv=None):
     ap.add_argument("--mb", type=float, default=100)
     ap.add_argument("--in-flight", type=int, default=8)
     args = ap.parse_args(argv)
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local Ray of its own: no token written to ~/.ray
     ray.init(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
     cpus = int(ray.cluster_resources()["CPU"])
     with tempfile.TemporaryDirectory() as out:

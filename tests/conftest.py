@@ -17,6 +17,8 @@ def ray_session():
     """One local Ray for the whole test session (started on first use, stopped at the end)."""
     import ray
 
+    # a local Ray of its own: Ray's default token mode would write a token into this machine's ~/.ray (auth is tested
+    # with real clusters in tests/sweeper/execution/test_real_cluster.py and cluster_scenarios.py)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     yield ray

@@ -10,6 +10,8 @@ import pytest
 from tests import REPO
 
 pytest.importorskip("jax")
+# a local Ray of its own: Ray's default token mode would write a token into this machine's ~/.ray (auth is tested
+# with real clusters in tests/sweeper/execution/test_real_cluster.py and cluster_scenarios.py)
 ENV = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "RAY_AUTH_MODE": "disabled",
        "PYTHONPATH": str(REPO)}
 

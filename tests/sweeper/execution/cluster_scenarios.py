@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[3]
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
 import ray  # noqa: E402
@@ -17,6 +16,7 @@ from ray.cluster_utils import Cluster  # noqa: E402
 
 import sweeper  # noqa: E402
 from tests.fixtures.slow import recorded  # noqa: E402
+from tests.sweeper.execution.real_cluster import auth_env  # noqa: E402
 
 
 def slow_spec(name, out, runs, sleep, resources, size=50_000, per_run_data=False, **extra):
@@ -89,7 +89,7 @@ SCENARIOS = {"gpu_placement": gpu_placement, "node_loss": node_loss}
 
 def in_subprocess(name, out, timeout=300, **kw) -> dict:
     """Run scenario `name` in a fresh Python process (its own Ray cluster) and return its JSON result."""
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(REPO)}
+    env = {**auth_env(Path(out)), "PYTHONPATH": str(REPO)}  # Ray's token authentication on, a token of its own
     p = subprocess.run([sys.executable, __file__, name, str(out), json.dumps(kw)], capture_output=True, text=True,
                        timeout=timeout, env=env, cwd=REPO)
     if p.returncode:

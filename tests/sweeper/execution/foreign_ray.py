@@ -2,7 +2,6 @@
 started under its own temp dir and stopped by killing only its own processes (never `ray stop`, which would
 end every Ray on the machine)."""
 import contextlib
-import os
 import shutil
 import socket
 import subprocess

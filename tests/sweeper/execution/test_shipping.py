@@ -125,3 +125,32 @@ def test_timeout_s_must_be_a_positive_number():
     for bad in (0, -1, "10", True):
         with pytest.raises(SpecError, match="timeout_s"):
             sweeper.load_spec({**base, "timeout_s": bad})
+
+
+EDITED = '''import numpy as np
+
+
+def simulate(data, seed):
+    return {"x": np.zeros(3)}
+
+
+def fit(dataset, params, seed):
+    return {"metrics": {"version": VERSION.0}}
+'''
+
+
+def test_an_edited_study_runs_its_new_code_in_the_same_long_lived_ray(tmp_path, ray_session, monkeypatch):
+    """Two drivers, one Ray session, the study edited in between: each sweep runs the code it hashed."""
+    import shutil
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = {"study": "edited_study", "seed": 1, "sweep": {"data.j": [0, 1, 2]}, "data": {"j": 0}}
+    versions = []
+    for version in (1, 2):
+        (tmp_path / "edited_study.py").write_text(EDITED.replace("VERSION", str(version)))
+        shutil.rmtree(tmp_path / "__pycache__", ignore_errors=True)
+        sys.modules.pop("edited_study", None)  # a new driver process imports the file afresh
+        result = sweeper.run(spec, out=tmp_path / "out", progress=False, report=False)
+        versions.append((result.dir, result.table.column("metrics.version").to_pylist()))
+    (dir1, v1), (dir2, v2) = versions
+    assert v1 == [1.0] * 3 and v2 == [2.0] * 3 and dir1 != dir2
