@@ -20,7 +20,7 @@ def ray_session():
     # a local Ray of its own: Ray's default token mode would write a token into this machine's ~/.ray (auth is tested
     # with real clusters in tests/sweeper/execution/test_real_cluster.py and cluster_scenarios.py)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     yield ray
     ray.shutdown()
 

@@ -1,8 +1,12 @@
 """benchmarks/gpu_check.py explains itself and its CPU-only path runs every step here (no GPU)."""
 import subprocess
 import sys
+
+import pytest
+
 from tests import REPO
 
+pytestmark = pytest.mark.slow  # runs whole studies and sweeps through the GPU check
 
 
 def test_help_explains_the_steps():

@@ -9,6 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 from tests import REPO
 
+pytestmark = pytest.mark.slow  # trains networks in a JAX subprocess
+
 pytest.importorskip("jax")
 # a local Ray of its own: Ray's default token mode would write a token into this machine's ~/.ray (auth is tested
 # with real clusters in tests/sweeper/execution/test_real_cluster.py and cluster_scenarios.py)

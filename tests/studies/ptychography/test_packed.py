@@ -10,6 +10,8 @@ if keras.backend.backend() != "jax":
 from studies.ptychography import packed  # noqa: E402
 from studies.ptychography import pipeline as P  # noqa: E402
 
+pytestmark = pytest.mark.slow  # trains networks
+
 DATA = {"N": 16, "object_size": 48, "n_lines": 12, "probe_radius": 4.0, "probe_defocus": 3.0, "n_train": 40,
         "test_step": 6.0, "nphotons": 1e6}
 FIT = {"model": "pinn", "epochs": 4, "batch_size": 8, "width": 4, "depth": 2, "validation_fraction": 0.2,

@@ -31,6 +31,7 @@ def dose(tmp_path_factory, ray_session):
                        progress=False)
 
 
+@pytest.mark.slow  # a whole study: networks trained
 def test_dose_study_runs_three_arms_on_a_dataset_per_repeat(dose):
     t = dose.table.to_pandas()
     assert len(t) == 12 and (t.status == "ok").all()
@@ -44,6 +45,7 @@ def test_dose_study_runs_three_arms_on_a_dataset_per_repeat(dose):
         assert (dose.dir / "runs" / rid / "history.parquet").is_file()
 
 
+@pytest.mark.slow  # a whole study: networks trained
 def test_dose_study_same_trajectory_at_both_doses(dose):
     sets = {}
     for f in sorted((dose.dir / "datasets").glob("*.npz")):
@@ -56,6 +58,7 @@ def test_dose_study_same_trajectory_at_both_doses(dose):
     assert ratio == pytest.approx(np.sqrt(1e5), rel=0.01)
 
 
+@pytest.mark.slow  # a whole study: networks trained
 def test_dose_study_figures_and_summary(dose):
     fig = dose.dir / "figures"
     for name in ("dose_comparison.png", "reference_and_arms.png", "training_curves.png"):
@@ -67,6 +70,7 @@ def test_dose_study_figures_and_summary(dose):
     assert "sanity: mean amplitude ratio" in (fig / "sanity.txt").read_text()
 
 
+@pytest.mark.slow  # a whole study: networks trained
 def test_dose_study_table_gives_every_arm_and_the_paired_loss_difference(dose):
     from studies.ptychography.dose_response import _rows, arm_table
 
@@ -82,6 +86,7 @@ def test_dose_study_table_gives_every_arm_and_the_paired_loss_difference(dose):
     assert float(diffs[1][3].split()[0]) == pytest.approx(expect, abs=0.051)
 
 
+@pytest.mark.slow  # a whole study: networks trained
 def test_a_swept_axis_beyond_dose_and_loss_makes_arms_of_its_own(tmp_path, ray_session):
     """A budget sweep (here fit.epochs) is never pooled into one arm: the table, the paired NLL - MAE rows,
     the summary and the figure's panels keep each value apart."""
@@ -104,6 +109,7 @@ def test_a_swept_axis_beyond_dose_and_loss_makes_arms_of_its_own(tmp_path, ray_s
     assert wide.shape[1] > 4.2 * wide.shape[0]  # a pattern and four arms side by side (3 panels: about 3x)
 
 
+@pytest.mark.slow  # a whole study: networks trained
 def test_generalization_quick_study(tmp_path, ray_session):
     res = sweeper.run(SPECS / "generalization.yaml", TINY + ["sweep.data.n_train=[32, 96]", "fit.epochs=1",
                                                              "repeats=2"],
@@ -152,6 +158,7 @@ def test_simulate_asks_for_cupy_only_when_ray_assigned_a_gpu(monkeypatch):
     assert seen == [np, "cupy"]
 
 
+@pytest.mark.slow  # a whole study: networks trained
 def test_dose_series_quick_study_draws_its_curves_and_every_reconstruction(tmp_path, ray_session):
     res = sweeper.run(SPECS / "dose_series.yaml", TINY + ["sweep.data.nphotons=[1e3, 1e4, 1e9]", "repeats=1"],
                       out=tmp_path, progress=False)
@@ -163,6 +170,7 @@ def test_dose_series_quick_study_draws_its_curves_and_every_reconstruction(tmp_p
     assert {(r["fit.model"], r["fit.loss"]) for r in rows} == {("pinn", "nll"), ("pinn", "mae"), ("epie", "nll")}
 
 
+@pytest.mark.slow  # a whole study: networks trained
 def test_the_ptychopinn_comparison_stitches_and_scores_its_patches_like_ours(dose, tmp_path):
     """comparisons/ptychopinn/vs_ptychopinn.py: the true test patches, zero outside the centre PtychoPINN predicts, score
     as the truth (stitched as they are, the zeros and the sub-pixel shift's ringing at them give 22 dB)."""
@@ -188,6 +196,7 @@ def test_the_ptychopinn_comparison_stitches_and_scores_its_patches_like_ours(dos
     assert table.count("| 1e+09 |") == 3 and table.count("| 1e+04 |") == 3 and "| 2 |" in table
 
 
+@pytest.mark.slow  # a whole study: networks trained
 def test_gridsize_quick_study_pairs_the_gridsizes_by_repeat(tmp_path, ray_session):
     res = sweeper.run(SPECS / "gridsize.yaml", TINY + ["repeats=2"], out=tmp_path, progress=False)
     t = res.table.to_pandas()

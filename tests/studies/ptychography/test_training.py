@@ -9,6 +9,8 @@ pytest.importorskip("keras")
 
 from studies.ptychography import pipeline as P  # noqa: E402
 
+pytestmark = pytest.mark.slow  # trains networks
+
 DATA = {"N": 32, "object_size": 96, "n_lines": 40, "probe_radius": 8.0, "probe_defocus": 3.0,
         "nphotons": 1e9, "n_train": 384, "test_step": 8.0}
 
@@ -37,14 +39,14 @@ def test_training_improves_the_reconstruction(dataset):
     assert trained["files"]["reconstruction.png"][:4] == b"\x89PNG"
 
 
-def test_gridsize_two_trains_through_the_overlap_constraint():
+def test_gridsize_two_trains_through_the_overlap_constraint(tmp_path):
     data = P.simulate({**DATA, "gridsize": 2, "n_train": 128}, 12)
     assert data["train_groups"].shape == (128, 4) and int(data["pad"]) > 2
     out = P.fit(data, {"epochs": 2, "width": 8, "save_model": True}, 4)
     assert out["history"]["train_loss"][-1] < out["history"]["train_loss"][0]
     import keras
 
-    path = "/tmp/_sweeper_test_model.keras"
+    path = str(tmp_path / "model.keras")
     with open(path, "wb") as f:
         f.write(out["files"]["model.keras"])
     model = keras.saving.load_model(path, compile=False)  # the saved model loads back with its physics

@@ -16,17 +16,22 @@ from tests.sweeper.execution.real_cluster import auth_env
 
 @contextlib.contextmanager
 def foreign_ray():
-    """Yields a callable that says whether the other Ray is still alive."""
+    """Yields a callable that says whether the other Ray is still alive; its `ray_tmpdir` is the RAY_TMPDIR under
+    which a plain `ray.init()` finds this cluster, as it finds a user's `ray start --head` under /tmp/ray."""
     root = tempfile.mkdtemp(prefix="rf", dir="/tmp")  # short: Ray's socket paths must stay < 108 chars
     env = {**auth_env(Path(root)), "PYTHONPATH": str(REPO)}  # token authentication on, with a token of its own
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    subprocess.run(["ray", "start", "--head", f"--port={port}", f"--temp-dir={root}", "--num-cpus=1",
+    subprocess.run(["ray", "start", "--head", f"--port={port}", f"--temp-dir={root}/ray", "--num-cpus=1",
                     "--include-dashboard=false", "--disable-usage-stats"], env=env, capture_output=True,
                    check=True, timeout=120)
     try:
-        yield lambda: subprocess.run(["pgrep", "-f", f"{root}/"], capture_output=True).returncode == 0
+        def alive() -> bool:
+            return subprocess.run(["pgrep", "-f", f"{root}/"], capture_output=True).returncode == 0
+
+        alive.ray_tmpdir = root
+        yield alive
     finally:
         pids = subprocess.run(["pgrep", "-f", f"{root}/|ray.util.client.server --address=[^ ]*:{port} "],
                               capture_output=True, text=True).stdout.split()

@@ -9,6 +9,7 @@ import contextlib
 import os
 import secrets
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -130,3 +131,4 @@ def _stop(procs: list, root: Path) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(p.pid, signal.SIGKILL)
     subprocess.run(["pkill", "-9", "-f", str(root)], capture_output=True)
+    shutil.rmtree(root, ignore_errors=True)

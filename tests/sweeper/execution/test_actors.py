@@ -22,7 +22,7 @@ def test_pool_reuses_warm_actors(tmp_path, setup_log, ray_session):
     import ray
 
     ray_session.shutdown()  # the env var must reach the new workers
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
              runtime_env={"env_vars": {"SWEEPER_TEST_SETUP_LOG": str(setup_log)}})
     t = sweeper.run(spec(tmp_path), out=tmp_path / "out", progress=False).table.to_pandas()
     assert (t.status == "ok").all() and len(t) == 8

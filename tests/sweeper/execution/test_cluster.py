@@ -15,6 +15,8 @@ from tests.sweeper.execution.cluster_scenarios import in_subprocess
 from tests.fixtures.slow import SPEC as SLOW, record_counts, recorded
 from tests import REPO
 
+pytestmark = pytest.mark.slow  # multi-node clusters and drivers of their own
+
 # a local Ray of its own: Ray's default token mode would write a token into this machine's ~/.ray (auth is tested
 # with real clusters in tests/sweeper/execution/test_real_cluster.py and cluster_scenarios.py)
 ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(REPO)}

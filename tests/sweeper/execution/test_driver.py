@@ -1,8 +1,10 @@
 """Sweeps through Ray: shared/independent/crossed data, failures, resume, retries, the store and the lock."""
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import types
 from pathlib import Path
 
@@ -342,14 +344,23 @@ def test_a_failing_simulate_fails_only_its_run_in_a_fused_task():
     assert "no such dataset" in out[1]["result"]["error"] and out[1]["result"]["attempt"] == 2
 
 
+@pytest.mark.slow  # starts a cluster and a test session of its own
 def test_a_live_foreign_ray_neither_captures_a_sweep_nor_is_harmed_by_it(tmp_path):
     """Another Ray running on the machine (`ray start --head` from elsewhere): `sweep run` without --address
-    starts its own, every run succeeds, and the other Ray is still alive; so does the README's first example."""
-    from tests.sweeper.execution.foreign_ray import ENV, foreign_ray
+    starts its own, every run succeeds, and the other Ray is still alive; so does the README's first example,
+    and so do the tests that start a Ray of their own (the session's, test_actors' own)."""
+    from tests.sweeper.execution.foreign_ray import foreign_ray
     from tests.test_readme import python_blocks
 
-    env = {k: v for k, v in ENV.items() if k != "RAY_ADDRESS"}
+    env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "PYTHONPATH": str(REPO)}
     with foreign_ray() as alive:
+        tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                                f"--basetemp={tmp_path / 't'}",
+                                "tests/sweeper/execution/test_actors.py",
+                                "tests/test_readme.py::test_readme_python_example_runs"],
+                               cwd=REPO, env={**env, "RAY_TMPDIR": alive.ray_tmpdir}, capture_output=True,
+                               text=True, timeout=600)  # where a plain ray.init() would find the other Ray
+        assert tests.returncode == 0, tests.stdout[-3000:]
         out = subprocess.run([sys.executable, "-m", "sweeper.cli", "run", str(REPO / "tests/fixtures/linear.yaml"),
                               "--out", str(tmp_path / "out"), "--no-progress"], cwd=tmp_path, env=env,
                              capture_output=True, text=True, timeout=300)
@@ -374,22 +385,19 @@ def test_which_ray_a_sweep_uses(monkeypatch):
 def test_a_recorded_dead_cluster_does_not_capture_a_sweep(tmp_path):
     """A `ray start --head` cluster stopped without `ray stop` leaves /tmp/ray/ray_current_cluster behind; a
     plain `ray.init()` would try to join it (and give up after 60 s). A sweep starts its own Ray instead."""
-    record = Path("/tmp/ray/ray_current_cluster")
-    before = record.read_text() if record.exists() else None
-    record.parent.mkdir(parents=True, exist_ok=True)
+    ray_tmp = Path(tempfile.mkdtemp(prefix="rd", dir="/tmp"))  # Ray's temp dir for this driver (RAY_TMPDIR):
+    record = ray_tmp / "ray" / "ray_current_cluster"           # short, for Ray's socket paths; never /tmp/ray
+    record.parent.mkdir(parents=True)
     record.write_text("127.0.0.1:9\n")  # nothing listens there
     try:
         spec = tmp_path / "s.yaml"
         spec.write_text("study: tests.fixtures.linear\nseed: 1\nname: dead\ndata: {n: 20, a: 1.0, b: 0.0, noise: 0.1}\n"
                         "fit: {}\nsweep: {data.a: [1.0, 2.0]}\n")
-        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+        env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "RAY_TMPDIR": str(ray_tmp)}
         out = subprocess.run([sys.executable, "-m", "sweeper.cli", "run", str(spec), "--out", str(tmp_path / "out"),
                               "--no-progress"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     finally:
-        if before is None:
-            record.unlink(missing_ok=True)
-        else:
-            record.write_text(before)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "2 ok, 0 failed, 0 pending" in out.stderr
 

@@ -82,8 +82,11 @@ def test_code_too_big_to_ship_fails_before_ray_naming_the_largest_file(tmp_path,
     (pkg / "__pycache__").mkdir()
     (pkg / "__pycache__" / "x.pyc").write_bytes(b"\0" * 10_000_000)  # excluded: not counted
     monkeypatch.syspath_prepend(str(tmp_path))
-    spec = sweeper.load_spec({"study": "bigstudy", "seed": 1, "data": {"n": 10, "phi": 0.1}})
-    paths = shipping.study_paths(spec.study)
+    try:
+        spec = sweeper.load_spec({"study": "bigstudy", "seed": 1, "data": {"n": 10, "phi": 0.1}})
+        paths = shipping.study_paths(spec.study)
+    finally:
+        sys.modules.pop("bigstudy", None)
     shipping.check_size(spec, paths, limit=400_000)
     with pytest.raises(SpecError, match=r"weights\.bin \(0\.3 MiB\).*move data files out"):
         shipping.check_size(spec, paths, limit=200_000)
@@ -144,13 +147,16 @@ def test_an_edited_study_runs_its_new_code_in_the_same_long_lived_ray(tmp_path, 
     import shutil
 
     monkeypatch.syspath_prepend(str(tmp_path))
-    spec = {"study": "edited_study", "seed": 1, "sweep": {"data.j": [0, 1, 2]}, "data": {"j": 0}}
+    spec = {"study": "shipping_edited", "seed": 1, "sweep": {"data.j": [0, 1, 2]}, "data": {"j": 0}}
     versions = []
-    for version in (1, 2):
-        (tmp_path / "edited_study.py").write_text(EDITED.replace("VERSION", str(version)))
-        shutil.rmtree(tmp_path / "__pycache__", ignore_errors=True)
-        sys.modules.pop("edited_study", None)  # a new driver process imports the file afresh
-        result = sweeper.run(spec, out=tmp_path / "out", progress=False, report=False)
-        versions.append((result.dir, result.table.column("metrics.version").to_pylist()))
+    try:
+        for version in (1, 2):
+            (tmp_path / "shipping_edited.py").write_text(EDITED.replace("VERSION", str(version)))
+            shutil.rmtree(tmp_path / "__pycache__", ignore_errors=True)
+            sys.modules.pop("shipping_edited", None)  # a new driver process imports the file afresh
+            result = sweeper.run(spec, out=tmp_path / "out", progress=False, report=False)
+            versions.append((result.dir, result.table.column("metrics.version").to_pylist()))
+    finally:
+        sys.modules.pop("shipping_edited", None)
     (dir1, v1), (dir2, v2) = versions
     assert v1 == [1.0] * 3 and v2 == [2.0] * 3 and dir1 != dir2

@@ -18,7 +18,7 @@ from tests.fixtures.slow import SPEC as SLOW, recorded
 from tests import REPO
 from tests.sweeper.execution.foreign_ray import foreign_ray
 
-pytestmark = [pytest.mark.slurm,
+pytestmark = [pytest.mark.slurm, pytest.mark.slow,
               pytest.mark.skipif(shutil.which("sbatch") is None, reason="no SLURM here (sbatch not on PATH)")]
 
 # Ray's default: the job's script turns token authentication on with a token of the job's own
