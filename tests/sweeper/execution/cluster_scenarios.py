@@ -1,7 +1,6 @@
 """Multi-node scenarios on one machine with ray.cluster_utils.Cluster, each in its own process (the test
 session's own Ray stays untouched). `python tests/sweeper/execution/cluster_scenarios.py NAME OUT_DIR` prints one JSON line."""
 import json
-import os
 import subprocess
 import sys
 import threading
