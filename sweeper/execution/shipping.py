@@ -55,11 +55,15 @@ def _study_modules(study) -> set:
 
 def _renamed(path: Path, name: str) -> Path:
     """A copy of a module file (or package folder) under the name it was imported as, in a folder of its own."""
-    digest = hashlib.sha256(path.read_bytes() if path.is_file() else str(path).encode()).hexdigest()[:16]
-    dest = Path(tempfile.gettempdir()) / "sweeper-ship" / f"{name}-{digest}" / (name + (".py" if path.is_file() else ""))
-    if not dest.exists():
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        (shutil.copy2 if path.is_file() else shutil.copytree)(path, dest)
+    key = path.read_bytes() if path.is_file() else str(path).encode()
+    folder = Path(tempfile.gettempdir()) / "sweeper-ship" / f"{name}-{hashlib.sha256(key).hexdigest()[:16]}"
+    dest = folder / (name + ".py" if path.is_file() else name)
+    if path.is_dir():  # a folder is copied afresh every time: its name says nothing of its contents
+        shutil.rmtree(dest, ignore_errors=True)
+        shutil.copytree(path, dest, ignore=shutil.ignore_patterns(*EXCLUDES))
+    elif not dest.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, dest)
     return dest
 
 

@@ -75,8 +75,8 @@ def two_nodes(hide: list[Path], worker_cpus: int = 2, token: bool = True):
             "--include-dashboard=false",
             f"--ray-client-server-port={free_ports(1)[0]}", *_node_ports(), *common]
     mounts = " && ".join(f"mount -t tmpfs tmpfs {shlex.quote(str(p))}" for p in hide)
-    worker = ["ray", "start", f"--address=127.0.0.1:{port}", f"--num-cpus={worker_cpus}", f"--temp-dir={root / 'worker'}",
-              *_node_ports(), *common]
+    worker = ["ray", "start", f"--address=127.0.0.1:{port}", f"--num-cpus={worker_cpus}",
+              f"--temp-dir={root / 'worker'}", *_node_ports(), *common]
     procs = []
     try:
         procs.append(subprocess.Popen(head, env=env, stdout=subprocess.DEVNULL, stderr=open(root / "head.err", "w"),
@@ -103,7 +103,8 @@ def _wait_for_port(port: int, proc, err: Path, timeout: float = 60) -> None:
     raise RuntimeError(f"the head did not listen on {port} within {timeout} s")
 
 
-NODES = "import ray, sys; ray.init(address=sys.argv[1], logging_level='ERROR'); print(sum(n['Alive'] for n in ray.nodes()))"
+NODES = ("import ray, sys; ray.init(address=sys.argv[1], logging_level='ERROR'); "
+         "print(sum(n['Alive'] for n in ray.nodes()))")
 
 
 def _wait_for_nodes(address: str, env: dict, n: int, procs: list, root: Path, timeout: float = 90) -> None:

@@ -357,6 +357,8 @@ def test_a_live_foreign_ray_neither_captures_a_sweep_nor_is_harmed_by_it(tmp_pat
         tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                                 f"--basetemp={tmp_path / 't'}",
                                 "tests/sweeper/execution/test_actors.py",
+                                "tests/sweeper/test_cli_bad_input.py::"
+                                "test_resources_beyond_an_existing_cluster_warn_instead",
                                 "tests/test_readme.py::test_readme_python_example_runs"],
                                cwd=REPO, env={**env, "RAY_TMPDIR": alive.ray_tmpdir}, capture_output=True,
                                text=True, timeout=600)  # where a plain ray.init() would find the other Ray
