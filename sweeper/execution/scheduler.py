@@ -47,7 +47,7 @@ class Scheduler:
     """One sweep's runs through Ray: the wait loop over the pieces above."""
 
     def __init__(self, spec, store, todo: list, max_in_flight, progress: bool):
-        study_ref = StudyRef.of(spec.study, spec.code)
+        study_ref = StudyRef.of(spec.study)
         if study_ref.obj is not None:
             study_ref = ray.put(study_ref)  # a script study (functions by value) is pickled once, not per task
         self.spec, self.store, self.study_ref = spec, store, study_ref

@@ -20,17 +20,15 @@ RESERVED_FILES = {"config.yaml", "result.json", "arrays.npz", "history.parquet",
 @dataclass(frozen=True)
 class StudyRef:
     """How a worker finds the study: its reference ("module:ATTR"), importable there because its code travels
-    with the sweep (sweeper.execution.shipping), or the Study itself (a study defined in a script travels by
-    value). `code` is the study's code hash: every code version runs in workers of its own (a runtime_env per
-    version), so a worker never holds two versions."""
+    with the sweep (sweeper.execution.shipping: every code version in workers of its own, so a worker never
+    holds two), or the Study itself (a study defined in a script travels by value)."""
 
     ref: str | None = None
     obj: object = None
-    code: str | None = None
 
     @classmethod
-    def of(cls, study, code: dict | None = None) -> "StudyRef":
-        return cls(ref=study.ref, code=(code or {}).get("sha256")) if study.ref else cls(obj=study)
+    def of(cls, study) -> "StudyRef":
+        return cls(ref=study.ref) if study.ref else cls(obj=study)
 
     def load(self):
         """The Study (resolved once per process)."""
