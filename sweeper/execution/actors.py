@@ -71,8 +71,8 @@ def pool_size(spec: Spec, cluster: dict) -> int:
 class ActorExecutor(Executor):
     """A pool of TrainerActors; runs go to idle actors, one at a time each."""
 
-    def __init__(self, spec: Spec, study_ref, n_runs: int, options: dict):
-        opts = {**{k: v for k, v in spec.resources.items() if v}, **options}
+    def __init__(self, spec: Spec, study_ref, n_runs: int, opts: dict):
+        """`opts`: the Ray options of every actor (resources, runtime_env)."""
         # an actor killed past a run's time limit is restarted for the next run, however often
         restarts = -1 if spec.timeout_s else max(spec.retries, 0)
         cls = ray.remote(TrainerActor).options(max_restarts=restarts, max_task_retries=0, **opts)

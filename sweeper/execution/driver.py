@@ -70,9 +70,9 @@ def run(spec, overrides=(), out="outputs", address=None, max_in_flight=None, pro
     work = len(store.completed(ids)) < len(ids) if store.has_results() else bool(ids)
     started = time.time()
     with contextlib.ExitStack() as stack:
-        need_ray = RayOnDemand(spec, address, stack)
+        need_ray = RayOnDemand(spec, address, stack, shipping.study_paths(spec.study) if work else [])
         if work:  # before anything is written
-            shipping.check_size(spec, shipping.study_paths(spec.study))
+            shipping.check_size(spec, need_ray.study_paths)
             need_ray.check_resources()
         store.lock.acquire()
         try:
@@ -94,8 +94,10 @@ class RayOnDemand:
     """Ray, started when a run is first handed to the scheduler (a finished sweep, or a finished precision
     sweep replaying its rounds, never starts it) and stopped with the sweep."""
 
-    def __init__(self, spec: Spec, address, stack: contextlib.ExitStack):
+    def __init__(self, spec: Spec, address, stack: contextlib.ExitStack, study_paths: list):
         self.spec, self.address, self.stack, self.ready = spec, address, stack, False
+        self.study_paths = study_paths  # the study's code for the workers (sweeper.execution.shipping)
+        self.options: dict = {}         # what every task and actor of the sweep gets: the study's runtime_env
 
     def check_resources(self) -> None:
         """The spec's resources against the Ray this process runs in, this machine for a local Ray (not
@@ -109,8 +111,11 @@ class RayOnDemand:
             check_resources(self.spec, cluster_known=False)
 
     def __call__(self) -> None:
+        """Join or start Ray, and send the study's code to it (once for the sweep, every precision round)."""
         if not self.ready:
             self.stack.enter_context(ray_session(self.address))
+            env = shipping.runtime_env(self.study_paths)
+            self.options = {"runtime_env": env} if env else {}
             self.ready = True
 
 
@@ -127,7 +132,7 @@ def execute(spec: Spec, plan, store: SweepStore, max_in_flight, progress, starte
     try:
         if todo:
             need_ray()
-            Scheduler(spec, store, todo, max_in_flight or spec.max_in_flight, progress).run()
+            Scheduler(spec, store, todo, max_in_flight or spec.max_in_flight, progress, need_ray.options).run()
     finally:
         table = store.gather(ids)
         store.write_json(store.paths.provenance, provenance(spec.path, started))

@@ -52,8 +52,8 @@ class TaskExecutor(Executor):
 
     batches = True
 
-    def __init__(self, spec, study_ref, options: dict):
-        opts = {**{k: v for k, v in spec.resources.items() if v}, **options}
+    def __init__(self, spec, study_ref, opts: dict):
+        """`opts`: the Ray options of every task (resources, runtime_env)."""
         self._fit = ray.remote(execute_batch).options(max_retries=0, **opts)
         # simulate and fit together only where they ask for the same resources
         self._fused = ray.remote(simulate_and_fit).options(max_retries=0, **opts)

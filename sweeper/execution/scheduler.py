@@ -10,7 +10,7 @@ import ray
 from ray.exceptions import RayTaskError
 from tqdm.auto import tqdm
 
-from sweeper.execution import crashes, shipping
+from sweeper.execution import crashes
 from sweeper.execution.executors import Executor, TaskExecutor
 from sweeper.execution.queues import FUSED, Batcher, DatasetPool, Deadlines, RunQueue, Saver
 from sweeper.execution.worker import StudyRef, simulate_dataset
@@ -46,16 +46,15 @@ def datasets_alive(nbytes: int) -> int:
 class Scheduler:
     """One sweep's runs through Ray: the wait loop over the pieces above."""
 
-    def __init__(self, spec, store, todo: list, max_in_flight, progress: bool):
+    def __init__(self, spec, store, todo: list, max_in_flight, progress: bool, options: dict):
+        """`options`: what every task and actor gets (the study's runtime_env, from the driver)."""
         study_ref = StudyRef.of(spec.study)
         if study_ref.obj is not None:
             study_ref = ray.put(study_ref)  # a script study (functions by value) is pickled once, not per task
         self.spec, self.store, self.study_ref = spec, store, study_ref
-        env = shipping.runtime_env(shipping.study_paths(spec.study))
-        shipped = {"runtime_env": env} if env else {}  # every task and actor of the sweep runs the study's code
-        self.executor = make_executor(spec, study_ref, len(todo), shipped)
+        self.executor = make_executor(spec, study_ref, len(todo), options)
         self.simulate = ray.remote(simulate_dataset).options(num_returns=2, max_retries=max(spec.retries, 1),
-                                                             **shipped, **self._simulate_options())
+                                                             **options, **self._simulate_options())
         default_runs, max_datasets = default_limits()
         self.limit = self.executor.capacity(max_in_flight or default_runs)
         self.deadlines = Deadlines(spec.timeout_s)
@@ -293,10 +292,11 @@ def runs_at_once(resources: dict) -> int:
 
 
 def make_executor(spec, study_ref, n_runs: int, options: dict) -> Executor:
-    """Tasks, or a pool of warm actors (`executor: actor`); `options` go to every task or actor (the study's
-    runtime_env)."""
+    """Tasks, or a pool of warm actors (`executor: actor`); each task or actor asks the spec's resources and gets
+    `options` (the study's runtime_env)."""
+    opts = {**{k: v for k, v in spec.resources.items() if v}, **options}
     if spec.executor == "actor":
         from sweeper.execution.actors import ActorExecutor
 
-        return ActorExecutor(spec, study_ref, n_runs, options)
-    return TaskExecutor(spec, study_ref, options)
+        return ActorExecutor(spec, study_ref, n_runs, opts)
+    return TaskExecutor(spec, study_ref, opts)
