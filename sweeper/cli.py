@@ -140,7 +140,7 @@ def _cmd_run(a) -> int:
 
     spec = load_spec(a.spec, a.overrides)
     sweep_store(spec, a.out).lock.check_free()  # a second driver is refused before Ray is even imported
-    from sweeper.execution.driver import run
+    from sweeper.driver import run
 
     _stop_on_signals()
     res = run(spec, out=a.out, address=a.address, max_in_flight=a.max_in_flight,
@@ -155,7 +155,7 @@ def outcome(result) -> str:
     c = result.counts()
     lines = [f"{c['ok']} ok, {c['failed']} failed, {c['pending']} pending"]
     for e in result.errors():
-        lines.append(f"  {e['n']} run(s) failed with: {e['error']}  (e.g. {result.paths.run_log(e['run_ids'][0])})")
+        lines.append(f"  {e['n']} run(s) failed with: {e['error']}  (e.g. {result.log_path(e['run_ids'][0])})")
     if result.paths.report_html.is_file():
         lines.append(f"report: {result.paths.report_html}")
     return "\n".join(lines)
@@ -204,20 +204,20 @@ def _cmd_status(a) -> int:
         c = res.counts()
         print(f"{c['ok']} ok, {c['failed']} failed, {c['pending']} pending of {res.plan.num_rows} runs in {res.dir}"
               + (f"  ({res.spec.get('description')})" if inside and res.spec.get("description") else ""))
-        _print_slurm_jobs(res.store)
+        _print_slurm_jobs(res)
     return 0
 
 
-def _print_slurm_jobs(store) -> None:
+def _print_slurm_jobs(result) -> None:
     """The SLURM state of the jobs `sweep slurm --submit` launched for this sweep, newest last."""
-    from sweeper.execution.slurm import job_states, jobs
+    from sweeper.execution.slurm import job_states
 
-    listed = jobs(store)
+    listed = result.slurm_jobs()
     if listed:
         states = job_states([j["job_id"] for j in listed])
         for j in listed:
             print(f"  SLURM job {j['job_id']} ({j['when']}): {states[j['job_id']]}")
-        print(f"  its output: {store.paths.slurm_logs(listed[-1]['job_id'])[0]}")
+        print(f"  its output: {result.paths.slurm_logs(listed[-1]['job_id'])[0]}")
 
 
 def direction(a, spec_report: dict) -> tuple[str | None, bool | None]:
@@ -238,7 +238,6 @@ def direction(a, spec_report: dict) -> tuple[str | None, bool | None]:
 
 def _cmd_report(a) -> int:
     from sweeper.report.build import build_report
-    from sweeper.results.stats import interval_words
     from sweeper.report.sweep_report import sweep_report
     from sweeper.results.sweep_result import load
 
@@ -257,7 +256,7 @@ def _cmd_report(a) -> int:
     print(rep.table_text(a.top))
     if rep.best:
         b = rep.best
-        print(f"\nbest {b['metric']}: {interval_words(b['mean'], b['sd'], b['ci_low'], b['ci_high'], b['n'], b['n_datasets'], b['ci_unit'])}; to run it alone:")
+        print(f"\nbest {b['metric']}: {b['interval'].words()}; to run it alone:")
         print("  " + run_command(res.paths.spec, b["overrides"]))
     return 0
 
@@ -276,7 +275,7 @@ def _study_or_none(res):
 
 def _cmd_config(a) -> int:
     from sweeper.spec.resolved import load_spec
-    from sweeper.spec.source import dump_yaml
+    from sweeper.yaml_dialect import dump_yaml
 
     spec = load_spec(a.spec, a.overrides)
     print(dump_yaml(spec.to_dict()), end="")

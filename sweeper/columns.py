@@ -12,14 +12,14 @@ import shlex
 
 import pyarrow as pa
 
+from sweeper.yaml_dialect import dump_flow, parse_value
+
 ENCODING_KEY = b"sweeper.encoding"
 SCALARS = (bool, int, float, str)
 
 
 def override_text(value) -> str:
-    """The YAML text of `value` that `config.parse_value` reads back to an equal value of the same type."""
-    from sweeper.spec.source import dump_flow
-
+    """The YAML text of `value` that `parse_value` reads back to an equal value of the same type."""
     return dump_flow(value)
 
 
@@ -63,8 +63,6 @@ def is_encoded(table: pa.Table, name: str) -> bool:
 
 def decode(table: pa.Table, name: str) -> list:
     """The exact typed values of a column written by `encode`."""
-    from sweeper.spec.source import parse_value
-
     values = table.column(name).to_pylist()
     return [parse_value(v) for v in values] if is_encoded(table, name) else values
 

@@ -9,68 +9,40 @@ swept axis (a budget sweep's groups and epochs) makes arms of its own in all of 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from sweeper import Finding, Study
+from sweeper import Finding, RunStatus
 from sweeper.toolkit import pyplot, write_csv
-from sweeper.toolkit import to_rows
 
+from . import pipeline
+from .arms import (
+    DOSE_MODEL_LOSS,
+    arm_name,
+    extra_axes,
+    extra_label,
+    extra_of,
+    extra_order,
+    first_run,
+)
+from .pipeline import METRIC_RANGES
 from .plots import central_crop, log_axis, save_figure
-from .pipeline import METRIC_RANGES, VERSION, DataParams, FitParams, cleanup, fit, setup, simulate, fit_packed
-from .packed import pack_key
 
 log = logging.getLogger("sweeper.studies.ptychography.dose_response")
 METRICS = ["metrics.mae", "metrics.mse", "metrics.psnr", "metrics.ssim", "metrics.frc_1_7",
            "metrics.resolution_px", "metrics.phase_mae"]
 
 
-def _rows(result) -> list[dict]:
-    return [r for r in to_rows(result.table) if r["status"] == "ok"]
-
-
-def _arm_label(cfg: dict) -> str:
-    """PSNR and SSIM of an arm: mean with its 95% CI over the arm's runs (cut at the metric's range), and n."""
+def _arm_label(cfg) -> str:
+    """PSNR and SSIM of an arm (a ConfigRow): mean with its 95% CI over the arm's runs (cut at the metric's
+    range), and n."""
     def one(name, unit, digits):
-        return f"{name.upper()} " + _mean_ci(cfg[f"{name}_mean"], cfg[f"{name}_ci_low"], cfg[f"{name}_ci_high"],
-                                             digits, METRIC_RANGES[name], unit=unit)
-    n = cfg["n"]
+        s = cfg.stat(name)
+        return f"{name.upper()} " + _mean_ci(s.mean, s.low, s.high, digits, METRIC_RANGES[name], unit=unit)
+    n = cfg.n
     return f"{one('psnr', ' dB', 1)}\n{one('ssim', '', 3)}\n" + (f"n={n}, 95% CI" if n > 1 else "n=1 run, no CI")
-
-
-def first_run(rows, nphotons, loss, model="pinn", extra: tuple = ()):
-    """The first repeat of an arm (loss None: any loss, as for ePIE, which has none; `extra`: the arm's
-    ((axis, value), ...) on the other swept axes)."""
-    arm = [r for r in rows if r["data.nphotons"] == nphotons and loss in (None, r["fit.loss"])
-           and r["fit.model"] == model and all(r[a] == v for a, v in extra)]
-    return min(arm, key=lambda r: (r["repeat_data"], r["repeat_fit"])) if arm else None
-
-
-DOSE_MODEL_LOSS = ("data.nphotons", "fit.model", "fit.loss")
-
-
-def extra_axes(result) -> list:
-    """Swept axes beyond dose, model and loss (e.g. data.n_train and fit.epochs of a budget sweep): each of
-    their values makes an arm of its own, never pooled with the others."""
-    return [a for a in result.axes if a not in DOSE_MODEL_LOSS]
-
-
-def extra_of(row: dict, extras: list) -> tuple:
-    """An arm's ((axis, value), ...) on the extra axes."""
-    return tuple((a, row[a]) for a in extras)
-
-
-def extra_order(extra: tuple) -> tuple:
-    """A sort key of an arm's extra values: numbers by value, then anything else by its text."""
-    return tuple((0, float(v), "") if isinstance(v, (int, float)) and not isinstance(v, bool) else (1, 0.0, str(v))
-                 for _, v in extra)
-
-
-def extra_label(extra: tuple) -> str:
-    """', n_train 4096, epochs 25' for an arm's extra axes ('' without any)."""
-    return "".join(f", {a.split('.')[-1]} {v:g}" if isinstance(v, float) else f", {a.split('.')[-1]} {v}"
-                   for a, v in extra)
 
 
 def _arm_axes(result) -> list:
@@ -79,18 +51,13 @@ def _arm_axes(result) -> list:
 
 
 def _arms(result, rows, metrics) -> dict:
-    """{(dose, model, loss, extra): the configuration's row of result.configs (n, mean, CI per metric)}."""
+    """{(dose, model, loss, extra): the configuration's ConfigRow (n, an Interval per metric)}."""
     fixed, extras = {a: rows[0][a] for a in DOSE_MODEL_LOSS}, extra_axes(result)
-    return {(*(c.get(a, fixed[a]) for a in fixed), extra_of(c, extras)): c
-            for c in to_rows(result.configs(metrics, by=_arm_axes(result)))}
+    return {(*(c.axes.get(a, fixed[a]) for a in fixed), extra_of(c.axes, extras)): c
+            for c in result.configs(metrics, by=_arm_axes(result))}
 
 
-def arm_name(model: str, loss: str, extra: tuple = ()) -> str:
-    name = "ePIE reference" if model == "epie" else ARM_NAMES.get((model, loss), f"{model}, {loss}")
-    return name + extra_label(extra)
-
-
-def _label(ax, cfg: dict) -> None:
+def _label(ax, cfg) -> None:
     """An arm's PSNR and SSIM (mean, CI, n) in the panel's lower left corner."""
     ax.text(0.02, 0.02, _arm_label(cfg), transform=ax.transAxes, color="yellow", fontsize=9, va="bottom",
             bbox={"facecolor": "black", "alpha": 0.5, "lw": 0})
@@ -119,7 +86,7 @@ def dose_figure(result, rows, figures_dir: Path, patterns: dict) -> Path:
             if run is None:
                 ax.set_title(f"{name}: no run", fontsize=8)
             else:
-                amp = result.run(run["run_id"]).arrays["amplitude"]
+                amp = result.run(run.run_id).arrays["amplitude"]
                 ax.imshow(central_crop(amp), cmap="gray", vmin=0.5, vmax=1.5)
                 ax.set_title(f"{name}, {dose:.0e}\n(first repeat shown)", fontsize=8)
                 _label(ax, arms[(dose, model, loss, extra)])
@@ -130,8 +97,6 @@ def dose_figure(result, rows, figures_dir: Path, patterns: dict) -> Path:
     return save_figure(fig, Path(figures_dir) / "dose_comparison.png")
 
 
-ARM_NAMES = {("pinn", "nll"): "PINN, NLL loss", ("pinn", "mae"): "PINN, MAE loss", ("pinn", "mixed"): "PINN, mixed",
-             ("baseline", "nll"): "supervised baseline", ("baseline", "mae"): "supervised baseline"}
 TABLE_METRICS = [("psnr", "PSNR dB", 1), ("ssim", "SSIM", 3), ("resolution_px", "FRC-1/7 res. px", 1)]
 
 
@@ -152,9 +117,8 @@ def arm_table(result, rows) -> list[list[str]]:
     table = []
     for (dose, model, loss, extra), c in sorted(arms.items(), key=lambda kv: (-kv[0][0], kv[0][1] == "epie",
                                                                              kv[0][2], extra_order(kv[0][3]))):
-        table.append([f"{dose:.0e}", arm_name(model, loss, extra), f"{c['n']}"] + [
-            _mean_ci(c[f"{m}_mean"], c[f"{m}_ci_low"], c[f"{m}_ci_high"], d, METRIC_RANGES[m])
-            for m, _, d in TABLE_METRICS])
+        table.append([f"{dose:.0e}", arm_name(model, loss, extra), f"{c.n}"] + [
+            _mean_ci(c.stat(m).mean, c.stat(m).low, c.stat(m).high, d, METRIC_RANGES[m]) for m, _, d in TABLE_METRICS])
     if "fit.loss" in result.axes and {"nll", "mae"} <= {r["fit.loss"] for r in rows if r["fit.model"] == "pinn"}:
         table += _loss_differences(result)
     return table
@@ -165,14 +129,14 @@ def _loss_differences(result) -> list[list[str]]:
     fit seed)."""
     extras = extra_axes(result)
     by = [a for a in ("data.nphotons", "fit.model") if a in result.axes] + extras
-    diffs = {m: [r for r in to_rows(result.compare(m, "fit.loss", "mae", by=by)) if r.get("fit.model", "pinn")
-                 == "pinn" and r["fit.loss"] == "nll"] for m, _, _ in TABLE_METRICS}
+    diffs = {m: [r for r in result.compare(m, "fit.loss", "mae", by=by)
+                 if r.at.get("fit.model", "pinn") == "pinn" and r.level == "nll"] for m, _, _ in TABLE_METRICS}
     out = []
     for i, row in enumerate(diffs["psnr"]):
-        n = f"{row['n']} {'pairs' if row['test'] == 'paired t' else 'runs'}"
-        what = f"NLL - MAE ({row['test']}){extra_label(extra_of(row, extras))}"
-        out.append([f"{row.get('data.nphotons', 0):.0e}", what, n] +
-                   [_mean_ci(diffs[m][i]["diff"], diffs[m][i]["ci_low"], diffs[m][i]["ci_high"], d, sign=True)
+        n = f"{row.n} {'pairs' if row.test == 'paired t' else 'runs'}"
+        what = f"NLL - MAE ({row.test}){extra_label(extra_of(row.at, extras))}"
+        out.append([f"{row.at.get('data.nphotons', 0):.0e}", what, n] +
+                   [_mean_ci(diffs[m][i].diff, diffs[m][i].ci_low, diffs[m][i].ci_high, d, sign=True)
                     for m, _, d in TABLE_METRICS])
     return out
 
@@ -194,7 +158,7 @@ def reference_figure(result, rows, figures_dir: Path) -> Path:
     ax.set_title("truth (amplitude)")
     for j, dose in enumerate(epie_doses, start=1):
         ax, run = fig.add_subplot(grid[0, j]), first_run(rows, dose, None, "epie")
-        ax.imshow(central_crop(result.run(run["run_id"]).arrays["amplitude"]), cmap="gray", vmin=0.5, vmax=1.5)
+        ax.imshow(central_crop(result.run(run.run_id).arrays["amplitude"]), cmap="gray", vmin=0.5, vmax=1.5)
         ax.set_title(f"ePIE, {dose:.0e} photons (first repeat)")
         _label(ax, arms[(dose, "epie", run["fit.loss"], extra_of(run, extras))])
     for ax in fig.axes:
@@ -229,7 +193,7 @@ def training_curves(result, rows, figures_dir: Path) -> Path:
     fig, axes = plt.subplots(1, len(losses), figsize=(4.5 * len(losses), 3.8), squeeze=False)
     for ax, loss in zip(axes[0], losses):
         for r in sorted((r for r in first if r["fit.loss"] == loss), key=lambda r: -r["data.nphotons"]):
-            history = result.run(r["run_id"]).history
+            history = result.run(r.run_id).history
             h = history.to_pydict() if history is not None else {}
             if "train_loss" not in h:
                 continue
@@ -247,7 +211,7 @@ def training_curves(result, rows, figures_dir: Path) -> Path:
 
 def report(result, figures_dir: Path) -> list[Path]:
     figures_dir = Path(figures_dir)
-    rows = _rows(result)
+    rows = result.runs(RunStatus.OK)
     if not rows:
         return []
     patterns, amp_mean, amp_rms = {}, {}, {}
@@ -268,14 +232,12 @@ def report(result, figures_dir: Path) -> list[Path]:
     paths.append(training_curves(result, rows, figures_dir))
     paths.append(reference_figure(result, rows, figures_dir))
     configs = result.configs(METRICS, by=_arm_axes(result))
-    paths.append(write_csv(to_rows(configs), figures_dir / "dose_summary.csv"))
+    paths.append(write_csv(configs.to_pylist(), figures_dir / "dose_summary.csv"))
     return paths
 
 
-study = Study("dose_response", simulate, fit, data_params=DataParams, fit_params=FitParams, version=VERSION,
-              fit_packed=fit_packed, pack_key=pack_key,
-              report=report, setup=setup, teardown=cleanup,
-              description="How does PINN reconstruction quality change between 1e9 and 1e4 photons, under a Poisson "
-                          "NLL loss versus MAE?",
-              findings=tuple(Finding(m, "fit.loss", "mae", where={"fit.model": "pinn"})
-                             for m in ("metrics.ssim", "metrics.psnr", "metrics.resolution_px")))
+study = replace(pipeline.study, name="dose_response", report=report,
+                description="How does PINN reconstruction quality change between 1e9 and 1e4 photons, under a Poisson "
+                            "NLL loss versus MAE?",
+                findings=tuple(Finding(m, "fit.loss", "mae", where={"fit.model": "pinn"})
+                               for m in ("metrics.ssim", "metrics.psnr", "metrics.resolution_px")))

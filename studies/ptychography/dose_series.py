@@ -8,20 +8,18 @@ at 1e4 photons, over 1e4, with a bootstrap interval over repeats (studies/ptycho
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from sweeper import Finding, Study
-from sweeper.toolkit import plain
-from sweeper.toolkit import pyplot, write_csv
-from sweeper.toolkit import to_rows
+from sweeper import Finding, RunStatus
+from sweeper.toolkit import plain, pyplot, write_csv
 
+from . import pipeline
+from .arms import extra_axes, extra_label, extra_of, extra_order, first_run
 from .dose_efficiency import dose_efficiency
-from .dose_response import extra_axes, extra_label, extra_of, extra_order, first_run
 from .plots import central_crop, ci_line, save_figure
-from .pipeline import VERSION, DataParams, FitParams, cleanup, fit, setup, simulate, fit_packed
-from .packed import pack_key
 
 PANELS = [("psnr", "PSNR (dB)"), ("ssim", "SSIM"), ("resolution_px", "FRC-1/7 resolution (px, lower is better)")]
 ARM_KEYS = ["fit.model", "fit.loss"]
@@ -55,7 +53,8 @@ def efficiency(rows, metric: str) -> dict | None:
 
 
 def _arms(rows, extras: list) -> list:
-    """Every (model, loss, extra) arm, ePIE last: a value of any other swept axis is an arm of its own."""
+    """Every (model, loss, extra) arm, ePIE last: a value of any other swept axis is an arm of its own (`rows`:
+    run records, or configurations' axes)."""
     return sorted({(r["fit.model"], r["fit.loss"], extra_of(r, extras)) for r in rows},
                   key=lambda a: (a[0] == "epie", a[1], extra_order(a[2])))
 
@@ -63,14 +62,14 @@ def _arms(rows, extras: list) -> list:
 def series_figure(result, figures_dir: Path, eff: dict | None) -> Path:
     plt = pyplot()
     extras = extra_axes(result)
-    configs = to_rows(result.configs([m for m, _ in PANELS], by=["data.nphotons", *ARM_KEYS, *extras]))
-    runs = [r for r in to_rows(result.table) if r["status"] == "ok"]
+    configs = result.configs([m for m, _ in PANELS], by=["data.nphotons", *ARM_KEYS, *extras])
+    runs = result.runs(RunStatus.OK)
     fig, axs = plt.subplots(1, 3, figsize=(14, 4.4))
-    arms, ns = _arms(configs, extras), [c["n"] for c in configs]
+    arms, ns = _arms([c.axes for c in configs], extras), [c.n for c in configs]
     for ax, (metric, label) in zip(axs, PANELS):
         for k, (model, loss, extra) in enumerate(arms):
             arm = lambda r: (r["fit.model"], r["fit.loss"], extra_of(r, extras)) == (model, loss, extra)  # noqa: E731
-            ci_line(ax, metric, [c for c in configs if arm(c)], [r for r in runs if arm(r)], "data.nphotons",
+            ci_line(ax, metric, [c for c in configs if arm(c.axes)], [r for r in runs if arm(r)], "data.nphotons",
                     shift=1.25 ** (k - 1), label=arm_name(model, loss, extra),
                     linestyle="--" if model == "epie" else "-")
         ax.set_xscale("log")
@@ -109,7 +108,7 @@ def gallery(result, rows, figures_dir: Path) -> Path:
         for j, (model, loss, extra) in enumerate(arms, start=1):
             run = first_run(rows, dose, loss, model, extra)
             if run is not None:
-                axs[i, j].imshow(central_crop(result.run(run["run_id"]).arrays["amplitude"]), cmap="gray", vmin=0.5, vmax=1.5)
+                axs[i, j].imshow(central_crop(result.run(run.run_id).arrays["amplitude"]), cmap="gray", vmin=0.5, vmax=1.5)
                 axs[i, j].set_title(f"SSIM {run['metrics.ssim']:.2f}, {run['metrics.psnr']:.1f} dB", fontsize=8)
     for j, name in enumerate(["truth", *(arm_name(*a) for a in arms)]):
         axs[0, j].set_title(f"{name}\n{axs[0, j].get_title()}", fontsize=8)
@@ -123,7 +122,7 @@ def gallery(result, rows, figures_dir: Path) -> Path:
 
 def report(result, figures_dir: Path) -> list[Path]:
     figures_dir = Path(figures_dir)
-    rows = [r for r in to_rows(result.table) if r["status"] == "ok"]
+    rows = result.runs(RunStatus.OK)
     if not rows:
         return []
     # the dose efficiency compares the two PINN arms' curves; other swept axes would pool curves apart
@@ -136,13 +135,11 @@ def report(result, figures_dir: Path) -> list[Path]:
         path.write_text(json.dumps(plain(out), indent=1))  # a ratio beyond the doses measured: "inf"
         paths.append(path)
     configs = result.configs([m for m, _ in PANELS], by=["data.nphotons", *ARM_KEYS, *extra_axes(result)])
-    paths.append(write_csv(to_rows(configs), figures_dir / "dose_series_summary.csv"))
+    paths.append(write_csv(configs.to_pylist(), figures_dir / "dose_series_summary.csv"))
     return paths
 
 
-study = Study("dose_series", simulate, fit, data_params=DataParams, fit_params=FitParams, version=VERSION,
-              fit_packed=fit_packed, pack_key=pack_key,
-              report=report, setup=setup, teardown=cleanup,
-              description="How does reconstruction quality fall from 1e9 to 1e3 photons for the PINN under NLL and "
-                          "MAE, beside ePIE, and how much dose does NLL save over MAE?",
-              findings=(Finding("metrics.ssim", "fit.loss", "mae", where={"fit.model": "pinn"}),))
+study = replace(pipeline.study, name="dose_series", report=report,
+                description="How does reconstruction quality fall from 1e9 to 1e3 photons for the PINN under NLL and "
+                            "MAE, beside ePIE, and how much dose does NLL save over MAE?",
+                findings=(Finding("metrics.ssim", "fit.loss", "mae", where={"fit.model": "pinn"}),))

@@ -7,16 +7,14 @@ patterns of a raster, which for gridsize > 1 would train on a corner. The test s
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
-
-from sweeper import Finding, Study
+from sweeper import Finding, RunStatus
 from sweeper.toolkit import pyplot, write_csv
-from sweeper.toolkit import to_rows
 
+from . import pipeline
 from .plots import ci_line, log_axis, save_figure
-from .pipeline import VERSION, DataParams, FitParams, cleanup, fit, setup, simulate, fit_packed
-from .packed import pack_key
 
 PANELS = [("metrics.mae", "MAE (amplitude)"), ("metrics.psnr", "PSNR (dB)"),
           ("metrics.ssim", "SSIM"), ("metrics.resolution_px", "FRC-1/7 resolution (px)")]
@@ -26,15 +24,15 @@ def report(result, figures_dir: Path) -> list[Path]:
     """Each metric against the training-set size, a line per model: mean and 95% CI over repeats."""
     plt = pyplot()
     figures_dir = Path(figures_dir)
-    rows = to_rows(result.configs([m for m, _ in PANELS], by=["fit.model", "data.n_train"]))
-    if not any(r["n"] for r in rows):
+    rows = result.configs([m for m, _ in PANELS], by=["fit.model", "data.n_train"])
+    if not any(r.n for r in rows):
         return []
-    runs = [r for r in to_rows(result.table) if r["status"] == "ok"]
+    runs = result.runs(RunStatus.OK)
     fig, axs = plt.subplots(1, len(PANELS), figsize=(4 * len(PANELS), 3.6))
     for ax, (metric, label) in zip(axs, PANELS):
-        for model in sorted({r["fit.model"] for r in rows}):
-            mine = [r for r in rows if r["fit.model"] == model and r["n"] > 0]
-            n = sorted({r["n"] for r in mine})
+        for model in sorted({r.axes["fit.model"] for r in rows}):
+            mine = [r for r in rows if r.axes["fit.model"] == model and r.n > 0]
+            n = sorted({r.n for r in mine})
             ci_line(ax, metric, mine, [r for r in runs if r["fit.model"] == model], "data.n_train",
                     label=f"{model} (n={n[0]}" + (f"-{n[-1]})" if len(n) > 1 else ")"))
         log_axis(ax, "x", base=2)
@@ -44,18 +42,16 @@ def report(result, figures_dir: Path) -> list[Path]:
         ax.set_title(label)
         ax.grid(alpha=0.3)
     axs[0].legend(fontsize=8)
-    pooled = rows[0].get("averaged_over")
+    pooled = rows[0].averaged_over
     fig.suptitle("Reconstruction quality vs training-set size: mean and 95% CI (Student t, cut at the metric's "
                  "range) over repeats, each its own dataset; dots: each run"
                  + (f", averaged over {pooled}" if pooled else ""), fontsize=10)
     return [save_figure(fig, figures_dir / "generalization.png"),
-            write_csv(rows, figures_dir / "aggregated_metrics.csv")]
+            write_csv(rows.to_pylist(), figures_dir / "aggregated_metrics.csv")]
 
 
-study = Study("generalization", simulate, fit, data_params=DataParams, fit_params=FitParams, version=VERSION,
-              fit_packed=fit_packed, pack_key=pack_key,
-              report=report, setup=setup, teardown=cleanup,
-              description="How does reconstruction quality grow with the number of training patterns, PINN versus a "
-                          "supervised baseline?",
-              findings=(Finding("metrics.ssim", "fit.model", "baseline"),
-                        Finding("metrics.psnr", "fit.model", "baseline")))
+study = replace(pipeline.study, name="generalization", report=report,
+                description="How does reconstruction quality grow with the number of training patterns, PINN versus a "
+                            "supervised baseline?",
+                findings=(Finding("metrics.ssim", "fit.model", "baseline"),
+                          Finding("metrics.psnr", "fit.model", "baseline")))

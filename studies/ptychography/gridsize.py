@@ -8,17 +8,17 @@ the first repeat's reconstructions.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from sweeper import Finding, Study
+from sweeper import Finding, RunStatus
 from sweeper.toolkit import pyplot, write_csv
-from sweeper.toolkit import to_rows
 
+from . import pipeline
+from .pipeline import METRIC_RANGES
 from .plots import central_crop, save_figure
-from .pipeline import METRIC_RANGES, VERSION, DataParams, FitParams, cleanup, fit, setup, simulate, fit_packed
-from .packed import pack_key
 
 METRICS = ("psnr", "ssim", "resolution_px")
 LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM", "resolution_px": "FRC-1/7 resolution (px, lower is finer)"}
@@ -94,13 +94,13 @@ def gallery(result, rows: list, path: Path) -> Path:
         firsts = {g: min((r for r in rows if r["data.nphotons"] == dose and r["data.gridsize"] == g),
                          key=lambda r: (r["repeat_data"], r["repeat_fit"]), default=None) for g in (1, 2)}
         some = next(r for r in firsts.values() if r is not None)
-        truth = np.abs(result.dataset(some["data_key"])["object"])
+        truth = np.abs(result.dataset(some.data_key)["object"])
         axs[i, 0].imshow(central_crop(truth), cmap="gray", vmin=0.5, vmax=1.5)
         axs[i, 0].set_title(f"truth ({dose:.0e} photons)", fontsize=9)
         for j, g in enumerate((1, 2), start=1):
             r = firsts[g]
             if r is not None:
-                amp = result.run(r["run_id"]).arrays["amplitude"]
+                amp = result.run(r.run_id).arrays["amplitude"]
                 axs[i, j].imshow(central_crop(amp), cmap="gray", vmin=0.5, vmax=1.5)
                 axs[i, j].set_title(f"gridsize {g}, repeat 1: {r['metrics.psnr']:.1f} dB, SSIM {r['metrics.ssim']:.3f}",
                                     fontsize=9)
@@ -110,7 +110,7 @@ def gallery(result, rows: list, path: Path) -> Path:
 
 
 def report(result, figures_dir: Path) -> list[Path]:
-    rows = [r for r in to_rows(result.table) if r["status"] == "ok"]
+    rows = result.runs(RunStatus.OK)
     pairs_by = pairs(rows)
     if not pairs_by:
         return []
@@ -121,8 +121,6 @@ def report(result, figures_dir: Path) -> list[Path]:
             gallery(result, rows, figures_dir / "gridsize_reconstructions.png")]
 
 
-study = Study("gridsize", simulate, fit, data_params=DataParams, fit_params=FitParams, version=VERSION,
-              fit_packed=fit_packed, pack_key=pack_key,
-              report=report, setup=setup, teardown=cleanup,
-              description="Does the overlap constraint of gridsize 2 reconstruct as well as single patterns?",
-              findings=(Finding("metrics.ssim", "data.gridsize", 1), Finding("metrics.psnr", "data.gridsize", 1)))
+study = replace(pipeline.study, name="gridsize", report=report,
+                description="Does the overlap constraint of gridsize 2 reconstruct as well as single patterns?",
+                findings=(Finding("metrics.ssim", "data.gridsize", 1), Finding("metrics.psnr", "data.gridsize", 1)))

@@ -5,18 +5,15 @@ the same loop with one run, so a packed run equals its solo run (tests/studies/p
 
 Runs pack when `pack_key` says they are compatible: the same data params but the photon noise (so the same
 probe, intensity scale, group geometry and shapes) and the same fit params but the loss and its weights.
-The schedule: `plateau` halves a run's learning rate when its monitored loss has not improved by 1e-4 for 2
-epochs (down to 1/16); `plateau` or `patience` stop a run after that many epochs without improvement and keep
-its best epoch's weights, as the Keras callbacks of the TensorFlow path do.
+The schedule is `training.Schedule`, the one rule the Keras callbacks of the TensorFlow path follow too.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
+from .training import RunState, Schedule, loss_weights, split, take, training_arrays
+
 PER_RUN_FIT = ("loss", "nll_weight", "mae_weight")  # what may differ inside a pack: each run's loss weights
-MIN_DELTA = 1e-4
 
 
 def pack_key(data: dict, fit: dict):
@@ -40,28 +37,14 @@ def check_compatible(datasets: list) -> None:
                              "pack_key let through datasets that differ")
 
 
-@dataclass
-class RunState:
-    """One run's schedule on the host: its monitored loss, learning rate, patience and best epoch."""
-
-    learning_rate: float
-    best: float = np.inf
-    wait: int = 0
-    plateau_wait: int = 0
-    stopped: bool = False
-    best_epoch: int = -1
-    history: dict = field(default_factory=lambda: {"train_loss": [], "val_loss": []})
-
-
 def train(models: list, datasets: list, fits: list, seeds: list) -> list[dict]:
     """Train K built PINN models (same architecture) on their datasets in one program; returns each run's
     history, after setting each model's weights to its kept (best or last) epoch."""
-    from . import pipeline as P
-
     f = fits[0]
     K, epochs, batch = len(models), int(f["epochs"]), int(f["batch_size"])
     X, Y, weights = device_data(datasets, fits)
-    splits = [P._split(Y.shape[1], f["validation_fraction"], s) for s in seeds]
+    splits = [split(Y.shape[1], f["validation_fraction"], s) for s in seeds]
+    schedule = Schedule.of(f)
     program = _Program(models[0], f, K)
     state = program.initial(models)
     runs = [RunState(learning_rate=float(f["learning_rate"])) for _ in range(K)]
@@ -72,13 +55,12 @@ def train(models: list, datasets: list, fits: list, seeds: list) -> list[dict]:
         state, train_loss = program.epoch(state, X, Y, weights, order, batch)
         val = program.evaluate(state, X, Y, weights, np.stack([v for _, v in splits]), batch) \
             if len(splits[0][1]) else None
-        improved = _schedule(runs, f, train_loss, val, epoch)
+        improved = _after_epoch(schedule, runs, train_loss, val, epoch)
         state = program.set_learning_rates(state, [r.learning_rate for r in runs])
         best_state = program.keep(best_state, state, improved)
         if all(r.stopped for r in runs):
             break
-    keep_best = f["schedule"] == "plateau" or f["patience"]
-    program.assign(models, best_state if keep_best else state)
+    program.assign(models, best_state if schedule.keeps_best else state)
     return [r.history for r in runs]
 
 
@@ -87,14 +69,13 @@ def device_data(datasets: list, fits: list) -> tuple:
     once: inputs a pytree of (K, n, ...) arrays, targets (K, n, ...), weights (K, 2) on the host."""
     import jax.numpy as jnp
 
-    from . import pipeline as P
     from .models import losses
 
-    arrays = [P.training_arrays(d, fk) for d, fk in zip(datasets, fits)]
+    arrays = [training_arrays(d, fk) for d, fk in zip(datasets, fits)]
     X = _stack([a[0] for a in arrays])
     X = [jnp.asarray(x) for x in X] if isinstance(X, list) else jnp.asarray(X)
     Y = jnp.asarray(np.stack([a[1] for a in arrays]))
-    weights = np.array([losses.pinn_loss_weights(*P._loss_weights(fk), mean_count=_mean_count(d))
+    weights = np.array([losses.pinn_loss_weights(*loss_weights(fk), mean_count=_mean_count(d))
                         for d, fk in zip(datasets, fits)], np.float32)
     return X, Y, weights
 
@@ -109,7 +90,7 @@ def _stack(inputs: list):
     return np.stack(inputs)
 
 
-def _schedule(runs: list, f: dict, train_loss, val, epoch: int) -> np.ndarray:
+def _after_epoch(schedule: Schedule, runs: list, train_loss, val, epoch: int) -> np.ndarray:
     """Each run's history, learning rate and stop after an epoch; which runs improved (their weights kept)."""
     improved = np.zeros(len(runs), bool)
     for k, r in enumerate(runs):
@@ -118,18 +99,7 @@ def _schedule(runs: list, f: dict, train_loss, val, epoch: int) -> np.ndarray:
         r.history["train_loss"].append(float(train_loss[k]))
         if val is not None:
             r.history["val_loss"].append(float(val[k]))
-        monitored = float(val[k] if val is not None else train_loss[k])
-        if monitored < r.best - MIN_DELTA or r.best_epoch < 0:
-            r.best, r.wait, r.plateau_wait, r.best_epoch = min(monitored, r.best), 0, 0, epoch
-            improved[k] = True
-            continue
-        r.wait += 1
-        r.plateau_wait += 1
-        if f["schedule"] == "plateau" and r.plateau_wait >= 2:
-            r.learning_rate = max(r.learning_rate * 0.5, f["learning_rate"] / 16)
-            r.plateau_wait = 0
-        patience = f["patience"] or (f["epochs"] if f["schedule"] == "plateau" else 0)
-        r.stopped = bool(patience) and r.wait >= patience
+        improved[k] = schedule.step(r, float(val[k] if val is not None else train_loss[k]), epoch)
     return improved
 
 
@@ -141,7 +111,6 @@ class _Program:
         import keras
 
         from .models import losses
-        from .pipeline import _take
 
         self.model, self.K = model, K
         self.optimizer = keras.optimizers.Adam(f["learning_rate"], **({"clipnorm": float(f["clipnorm"])}
@@ -155,12 +124,12 @@ class _Program:
 
         def step(carry, X, Y, w, idx):  # one run, one batch (idx): gathered on the device
             tv, ntv, ov = carry
-            (loss, ntv), grads = jax.value_and_grad(loss_of, has_aux=True)(tv, ntv, _take(X, idx), Y[idx], w)
+            (loss, ntv), grads = jax.value_and_grad(loss_of, has_aux=True)(tv, ntv, take(X, idx), Y[idx], w)
             tv, ov = self.optimizer.stateless_apply(ov, grads, tv)
             return (tv, ntv, ov), loss
 
         def val_loss(tv, ntv, X, Y, w, idx):
-            pred, _ = model.stateless_call(tv, ntv, _take(X, idx), training=False)
+            pred, _ = model.stateless_call(tv, ntv, take(X, idx), training=False)
             return losses.weighted_pinn_loss(Y[idx], pred, w)
 
         # one jitted step a batch, as Keras's own JAX trainer (a lax.scan over an epoch ran 10x slower per

@@ -22,6 +22,16 @@ from sweeper import Params, Study
 from sweeper.toolkit import assigned_gpus
 
 from . import packed
+from .training import (
+    Schedule,
+    group_offsets,
+    grouped_inputs,
+    loss_weights,
+    split,
+    take,
+    training_arrays,
+)
+
 
 def _installed(name: str) -> bool:
     try:
@@ -116,11 +126,6 @@ def _streams(seed: int, n: int) -> list:
     return [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(n)]
 
 
-def _group_offsets(positions, groups):
-    members = positions[groups]  # (G, C, 2)
-    return (members - members.mean(axis=1, keepdims=True)).astype(np.float32)
-
-
 def simulate(data: dict, seed: int) -> dict:
     """The dataset, computed on the GPU when Ray gave the simulate task one (resources.simulate.num_gpus)."""
     return simulate_on(data, seed, gpu_array_module() if assigned_gpus() else np)
@@ -162,7 +167,7 @@ def simulate_on(data: dict, seed: int, xp=np) -> dict:
     k = max(int(d["k_neighbors"]), g * g)
     train_groups = scan.group_neighbors(train_pos, g, k, train_group_rng)
     test_groups = scan.group_neighbors(test_pos, g, k, test_group_rng)
-    offsets = np.concatenate([_group_offsets(train_pos, train_groups), _group_offsets(test_pos, test_groups)])
+    offsets = np.concatenate([group_offsets(train_pos, train_groups), group_offsets(test_pos, test_groups)])
     return {
         "object": obj, "probe": pr, "scale": np.float64(train.scale), "gridsize": np.int64(g),
         "pad": np.int64(int(np.ceil(np.abs(offsets).max())) + 2 if g > 1 else 0),
@@ -171,19 +176,6 @@ def simulate_on(data: dict, seed: int, xp=np) -> dict:
         "train_patches": to_numpy(diffraction.extract_patches(obj_x, train_pos, N)),
         "test_amplitudes": test_amps, "test_positions": test_pos, "test_groups": test_groups,
     }
-
-
-def grouped_inputs(dataset: dict, split: str):
-    """(normalised amplitudes (G, N, N, C), counts (G, N, N, C), offsets (G, C, 2)) of a split's groups."""
-    amps, pos, groups = (dataset[f"{split}_{k}"] for k in ("amplitudes", "positions", "groups"))
-    a = np.transpose(amps[groups], (0, 2, 3, 1))
-    return (a / dataset["input_norm"]).astype(np.float32), (a.astype(np.float32) ** 2), _group_offsets(pos, groups)
-
-
-def _loss_weights(f: dict) -> tuple[float, float]:
-    named = {"nll": (1.0, 0.0), "mae": (0.0, 1.0), "mixed": (1.0, 1.0)}[f["loss"]]
-    return (f["nll_weight"] if f["nll_weight"] is not None else named[0],
-            f["mae_weight"] if f["mae_weight"] is not None else named[1])
 
 
 def build(dataset: dict, f: dict):
@@ -197,7 +189,7 @@ def build(dataset: dict, f: dict):
         model, net = networks.pinn(N, g, dataset["probe"], float(dataset["scale"]), int(dataset["pad"]),
                                    f["width"], f["depth"], shared=f["group_network"] == "shared")
         mean_count = float(np.mean(dataset["train_amplitudes"].astype(np.float64) ** 2))
-        loss = losses.make_pinn_loss(*_loss_weights(f), mean_count=mean_count)
+        loss = losses.make_pinn_loss(*loss_weights(f), mean_count=mean_count)
     else:
         model, net = networks.baseline(N, g, f["width"], f["depth"])
         loss = "mae"
@@ -206,27 +198,6 @@ def build(dataset: dict, f: dict):
     model.compile(optimizer=keras.optimizers.Adam(f["learning_rate"], **clip), loss=loss,
                   steps_per_execution=int(f["steps_per_execution"]))
     return model, net
-
-
-def training_arrays(dataset: dict, f: dict):
-    x, counts, offsets = grouped_inputs(dataset, "train")
-    g = int(dataset["gridsize"])
-    inputs = [x, offsets] if (f["model"] == "pinn" and g > 1) else x
-    if f["model"] == "pinn":
-        return inputs, counts
-    patches = dataset["train_patches"][dataset["train_groups"]]  # (G, C, N, N) complex
-    target = np.concatenate([np.abs(patches), np.angle(patches)], axis=1)
-    return inputs, np.transpose(target, (0, 2, 3, 1)).astype(np.float32)
-
-
-def _split(n: int, fraction: float, seed: int):
-    order = np.random.default_rng(seed).permutation(n)
-    n_val = int(round(n * fraction)) if n > 1 else 0
-    return order[n_val:], order[:n_val]
-
-
-def _take(inputs, idx):
-    return [a[idx] for a in inputs] if isinstance(inputs, list) else inputs[idx]
 
 
 def reconstruct(net, dataset: dict, split: str = "test"):
@@ -335,22 +306,6 @@ def epie_on(dataset: dict, f: dict, xp=np) -> dict:
             "device": device}
 
 
-def callbacks(f: dict, validated: bool) -> list:
-    """The learning-rate schedule and early stopping the fit params ask for, on the validation loss (the
-    training loss without a validation split)."""
-    import keras
-
-    monitor = "val_loss" if validated else "loss"
-    out = []
-    if f["schedule"] == "plateau":
-        out.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=2,
-                                                     min_lr=f["learning_rate"] / 16))
-    if f["schedule"] == "plateau" or f["patience"]:
-        out.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=f["patience"] or f["epochs"],
-                                                 restore_best_weights=True))
-    return out
-
-
 def fit_network(dataset: dict, f: dict, seed: int) -> dict:
     """Train the PINN or the supervised baseline on the training scan; reconstruct the test scan. On Keras's
     JAX backend the PINN trains in `packed.train` (one run: the same loop packed runs share)."""
@@ -398,10 +353,11 @@ def _keras_fit(model, dataset: dict, f: dict, seed: int) -> dict:
     if f["epochs"] <= 0:
         return _no_history()
     inputs, target = training_arrays(dataset, f)
-    train_idx, val_idx = _split(len(target), f["validation_fraction"], seed)
-    h = model.fit(_take(inputs, train_idx), target[train_idx], batch_size=int(f["batch_size"]),
-                  epochs=int(f["epochs"]), shuffle=True, verbose=0, callbacks=callbacks(f, len(val_idx) > 0),
-                  validation_data=(_take(inputs, val_idx), target[val_idx]) if len(val_idx) else None)
+    train_idx, val_idx = split(len(target), f["validation_fraction"], seed)
+    h = model.fit(take(inputs, train_idx), target[train_idx], batch_size=int(f["batch_size"]),
+                  epochs=int(f["epochs"]), shuffle=True, verbose=0,
+                  callbacks=Schedule.of(f).callbacks(len(val_idx) > 0),
+                  validation_data=(take(inputs, val_idx), target[val_idx]) if len(val_idx) else None)
     return {"train_loss": [float(v) for v in h.history["loss"]],
             "val_loss": [float(v) for v in h.history.get("val_loss", [])]}
 

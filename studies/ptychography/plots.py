@@ -19,14 +19,15 @@ def central_crop(img, frac: float = 0.5):
 
 
 def ci_line(ax, metric: str, configs: list, runs: list, x_key: str, shift: float = 1.0, **style) -> None:
-    """One arm: its configurations' means over `x_key` with 95% CI bars cut at the metric's range, and its
-    runs as dots; x moved by the factor `shift` so that arms drawn side by side do not hide each other."""
+    """One arm: its configurations' (ConfigRows) means over `x_key` with 95% CI bars cut at the metric's range,
+    and its runs (records) as dots; x moved by the factor `shift` so that arms drawn side by side do not hide
+    each other."""
     name = metric.removeprefix("metrics.")
-    pts = sorted(configs, key=lambda c: c[x_key])
-    x = np.array([c[x_key] for c in pts]) * shift
-    y = np.array([c[f"{name}_mean"] for c in pts])
-    low = np.clip([c[f"{name}_ci_low"] for c in pts], *METRIC_RANGES[name])
-    high = np.clip([c[f"{name}_ci_high"] for c in pts], *METRIC_RANGES[name])
+    pts = sorted(configs, key=lambda c: c.axes[x_key])
+    x = np.array([c.axes[x_key] for c in pts]) * shift
+    y = np.array([c.stat(name).mean for c in pts])
+    low = np.clip([c.stat(name).low for c in pts], *METRIC_RANGES[name])
+    high = np.clip([c.stat(name).high for c in pts], *METRIC_RANGES[name])
     bars = ax.errorbar(x, y, yerr=np.nan_to_num(np.array([y - low, high - y])), marker="o", capsize=3, **style)
     ax.scatter([r[x_key] * shift for r in runs], [r[f"metrics.{name}"] for r in runs], s=10, alpha=0.5,
                color=bars.lines[0].get_color(), zorder=3)

@@ -17,13 +17,11 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+from pydantic import Field, field_validator
 from scipy import optimize, special
 
-from pydantic import Field, field_validator
-
-from sweeper import Finding, Params, Study
-from sweeper.toolkit import pyplot, variance_components, write_csv
-from sweeper.toolkit import key_of, to_rows
+from sweeper import Finding, Params, RunStatus, Study
+from sweeper.toolkit import key_of, pyplot, variance_components, write_csv
 
 VERSION = "1"
 
@@ -181,9 +179,8 @@ VARIANCE_METHOD = ("one-way random-effects ANOVA (method of moments) with datase
 def _points(result, axes: list) -> dict:
     """The ok runs grouped by their values of `axes`: {key: (values, runs)}."""
     points: dict = {}
-    for r in to_rows(result.table):
-        if r["status"] == "ok":
-            points.setdefault(key_of([r.get(a) for a in axes]), ([r.get(a) for a in axes], []))[1].append(r)
+    for r in result.runs(RunStatus.OK):
+        points.setdefault(key_of([r[a] for a in axes]), ([r[a] for a in axes], []))[1].append(r)
     return points
 
 
@@ -191,8 +188,8 @@ def recovery_rows(result) -> list[dict]:
     """Per configuration and parameter: truth, n, datasets, mean recovered value and bias with 95% CIs (over
     dataset means; none with one dataset), sd, RMSE, convergence and the variance split."""
     axes = result.axes
-    stats = {key_of([c[a] for a in axes]): c for c in to_rows(
-        result.configs([m for p in PARAMS for m in (p, f"{p}_error")], by=axes))}
+    stats = {key_of([c.axes[a] for a in axes]): c
+             for c in result.configs([m for p in PARAMS for m in (p, f"{p}_error")], by=axes)}
     rows = []
     for key, (values, runs) in _points(result, axes).items():
         cfg = stats[key]
@@ -200,10 +197,11 @@ def recovery_rows(result) -> list[dict]:
             truth = np.array([r[f"data.{p}"] for r in runs], float)
             err = np.array([r[f"metrics.{p}"] for r in runs], float) - truth
             vc = variance_components(truth + err, [r["data_key"] for r in runs])
-            ci = (lambda s: cfg[f"{p}_error_{s}"] if cfg["n_datasets"] > 1 else np.nan)
+            bias = cfg.stat(f"{p}_error")
+            several = cfg.n_datasets > 1
             rows.append({**dict(zip(axes, values)), "parameter": p, "true": float(truth.mean()), "n": len(runs),
-                         "datasets": cfg["n_datasets"], "mean": cfg[f"{p}_mean"], "bias": cfg[f"{p}_error_mean"],
-                         "bias_ci_low": ci("ci_low"), "bias_ci_high": ci("ci_high"),
+                         "datasets": cfg.n_datasets, "mean": cfg.stat(p).mean, "bias": bias.mean,
+                         "bias_ci_low": bias.low if several else np.nan, "bias_ci_high": bias.high if several else np.nan,
                          "sd": float(err.std(ddof=1)) if len(err) > 1 else np.nan,
                          "rmse": float(np.sqrt((err ** 2).mean())),
                          "converged": float(np.mean([r["metrics.converged"] for r in runs])),
@@ -219,7 +217,7 @@ def report(result, figures_dir: Path) -> list[Path]:
     if not result.counts()["ok"]:
         return []
     paths = [_scatter(result, figures_dir / "recovery_scatter.png")]
-    if len({r["data.nsamples"] for r in to_rows(result.table)}) > 1:
+    if len(result.levels("data.nsamples") if "data.nsamples" in result.axes else []) > 1:
         paths.append(_error_vs_nsamples(result, figures_dir / "recovery_error_vs_nsamples.png"))
     rows = recovery_rows(result)
     paths.append(write_csv(rows, figures_dir / "recovery_summary.csv"))
@@ -233,7 +231,7 @@ def _scatter(result, path: Path) -> Path:
     """Recovered against true value, a row per nsamples. Fits of one dataset share an x offset and are
     spread around it (jitter, transparency) instead of stacking; without a swept truth, x is the fit setting."""
     plt = pyplot()
-    ok = [r for r in to_rows(result.table) if r["status"] == "ok"]
+    ok = result.runs(RunStatus.OK)
     nsamples = sorted({r["data.nsamples"] for r in ok})
     fit_axes = [a for a in result.axes if a.startswith("fit.")]
     cats = list(dict.fromkeys(tuple(r.get(a) for a in fit_axes) for r in ok))
@@ -291,19 +289,19 @@ def _error_vs_nsamples(result, path: Path) -> Path:
     plt = pyplot()
     fit_axes = [a for a in result.axes if a.startswith("fit.")]
     by = ["data.nsamples", *fit_axes]
-    cfgs = to_rows(result.configs([f"{p}_error" for p in PARAMS], by=by))
+    cfgs = result.configs([f"{p}_error" for p in PARAMS], by=by)
     points = _points(result, by)
     fig, axs = plt.subplots(2, len(PARAMS), figsize=(4.2 * len(PARAMS), 6.4), squeeze=False)
     for j, p in enumerate(PARAMS):
-        for k, setting in enumerate(dict.fromkeys(tuple(c[a] for a in fit_axes) for c in cfgs)):
-            sel = sorted((c for c in cfgs if tuple(c[a] for a in fit_axes) == setting and c["n"]),
-                         key=lambda c: c["data.nsamples"])
-            n = np.array([c["data.nsamples"] for c in sel], float)
-            rmse = [np.sqrt(np.mean([r[f"metrics.{p}_error"] ** 2 for r in points[key_of([c[a] for a in by])][1]]))
+        for k, setting in enumerate(dict.fromkeys(tuple(c.axes[a] for a in fit_axes) for c in cfgs)):
+            sel = sorted((c for c in cfgs if tuple(c.axes[a] for a in fit_axes) == setting and c.n),
+                         key=lambda c: c.axes["data.nsamples"])
+            n = np.array([c.axes["data.nsamples"] for c in sel], float)
+            rmse = [np.sqrt(np.mean([r[f"metrics.{p}_error"] ** 2 for r in points[key_of([c.axes[a] for a in by])][1]]))
                     for c in sel]
-            bias = np.array([c[f"{p}_error_mean"] for c in sel])
-            err = np.nan_to_num(np.vstack([bias - [c[f"{p}_error_ci_low"] for c in sel],
-                                           [c[f"{p}_error_ci_high"] for c in sel] - bias]), nan=0.0)
+            bias = np.array([c.stat(f"{p}_error").mean for c in sel])
+            err = np.nan_to_num(np.vstack([bias - [c.stat(f"{p}_error").low for c in sel],
+                                           [c.stat(f"{p}_error").high for c in sel] - bias]), nan=0.0)
             label = ", ".join(f"{a.split('.')[-1]}={v}" for a, v in zip(fit_axes, setting)) or "all fits"
             axs[0, j].plot(n, rmse, "o-", color=f"C{k}", label=label)
             axs[1, j].errorbar(n * (1 + 0.03 * k), bias, yerr=err, marker="s", capsize=3, color=f"C{k}", label=label)
@@ -313,7 +311,7 @@ def _error_vs_nsamples(result, path: Path) -> Path:
         for ax in axs[:, j]:
             ax.grid(alpha=0.3, which="both")
     axs[0, 0].legend(fontsize=8)
-    pooled = cfgs[0].get("averaged_over")
+    pooled = cfgs[0].averaged_over
     fig.suptitle("Recovery error against the number of trials" + (f"; averaged over {pooled}" if pooled else "")
                  + "; bias CI: Student t over dataset means", fontsize=10)
     fig.tight_layout()

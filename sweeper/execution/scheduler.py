@@ -12,8 +12,10 @@ from tqdm.auto import tqdm
 
 from sweeper.execution import crashes
 from sweeper.execution.executors import Executor, TaskExecutor
-from sweeper.execution.queues import FUSED, Batcher, DatasetPool, Deadlines, RunQueue, Saver
+from sweeper.execution.queues import FUSED, Batcher, DatasetPool, Deadlines, RunQueue
+from sweeper.execution.saver import Saver
 from sweeper.execution.worker import StudyRef, simulate_dataset
+from sweeper.records import RunOutcome, RunRecord
 
 log = logging.getLogger("sweeper")
 
@@ -224,10 +226,10 @@ class Scheduler:
             results = self._task_failed(ref, entries, e, allowed)
         for (run, _, _), result in zip(entries, results):
             simulate_s = 0.0
-            if result is not None and fused and "meta" in result:
+            if fused and isinstance(result, dict):  # {"meta", "data", "result"} of simulate_and_fit
                 result, simulate_s = self._fused_dataset(run, result)
             if result is not None:
-                self.batcher.record((result.get("duration_s") or 0.0) + simulate_s)
+                self.batcher.record((result.duration_s or 0.0) + simulate_s)
                 self._finish(run, result)
 
     def _task_failed(self, ref, entries: list, e, allowed: float | None) -> list:
@@ -238,11 +240,11 @@ class Scheduler:
             return [timed_out(attempt, allowed) for _, _, attempt in entries]
         if isinstance(e, RayTaskError):  # the simulate task these runs depend on raised
             self.executor.done(ref)
-            return [{"status": "failed", "error": str(e), "attempt": a, "metrics": {}} for _, _, a in entries]
+            return [RunOutcome.failed(a, str(e)) for _, _, a in entries]
         self.executor.done(ref, lost=True)
         return [self._lost(run, data_ref, attempt, e) for run, data_ref, attempt in entries]
 
-    def _fused_dataset(self, run, out: dict) -> tuple[dict, float]:
+    def _fused_dataset(self, run, out: dict) -> tuple[RunOutcome, float]:
         """A fused run's dataset: its metadata (for data_sha256), saved if the spec says so. (result, the
         simulate's seconds)."""
         if out["meta"] is None:
@@ -252,7 +254,7 @@ class Scheduler:
             self.saver.dataset(run.data_key, out["data"], out["meta"])
         return out["result"], out["meta"]["duration_s"]
 
-    def _lost(self, run, data_ref, attempt: int, e) -> dict | None:
+    def _lost(self, run, data_ref, attempt: int, e) -> RunOutcome | None:
         """A run whose task was lost: queued again (None) while it has attempts left, else a failed result with
         the dead worker's last output (if this node's logs have it) in its run.log."""
         died = (ray.exceptions.WorkerCrashedError, ray.exceptions.ActorDiedError)
@@ -266,21 +268,21 @@ class Scheduler:
             lines = said.splitlines()
             error = (f"{type(e).__name__}: the worker died while fitting the run; the end of its output is in its "
                      f"run.log\nrun {run.run_id}, the last line it printed: {lines[-2] if len(lines) > 1 else '(none)'}")
-        return {"status": "failed", "error": error, "attempt": attempt, "metrics": {}, "log": said or ""}
+        return RunOutcome.failed(attempt, error, log=said or "")
 
-    def _finish(self, run, result: dict) -> None:
-        if run.data_key in self.datasets.meta:
-            result["data_sha256"] = self.datasets.meta[run.data_key]["sha256"]
-        self.saver.run(run, result)
-        self.counts[result["status"]] += 1
+    def _finish(self, run, outcome: RunOutcome) -> None:
+        """The run's record (the plan's run, its outcome, its dataset's sha256) to the saver."""
+        meta = self.datasets.meta.get(run.data_key)
+        self.saver.run(RunRecord.of(run, outcome, meta["sha256"] if meta else None), outcome)
+        self.counts[outcome.status] += 1
         self.bar.update(1)
         self.bar.set_postfix(ok=self.counts["ok"], failed=self.counts["failed"], refresh=False)
 
 
-def timed_out(attempt: int, allowed: float) -> dict:
+def timed_out(attempt: int, allowed: float) -> RunOutcome:
     """A run cancelled past its time limit: failed, not retried (`retries` is for lost workers and nodes)."""
-    return {"status": "failed", "error": f"TimeoutError: timed out after {allowed:g} s (the spec's timeout_s); "
-            "the run was cancelled", "attempt": attempt, "metrics": {}}
+    return RunOutcome.failed(attempt, f"TimeoutError: timed out after {allowed:g} s (the spec's timeout_s); "
+                             "the run was cancelled")
 
 
 def runs_at_once(resources: dict) -> int:

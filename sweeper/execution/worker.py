@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import faulthandler
 import io
-import math
 import socket
 import sys
 import time
@@ -13,8 +13,7 @@ from dataclasses import dataclass
 
 from sweeper.execution import crashes
 from sweeper.hashing import arrays_sha256
-
-RESERVED_FILES = {"config.yaml", "result.json", "arrays.npz", "history.parquet", "run.log"}
+from sweeper.records import FitResult, InvalidFitResult, RunOutcome, RunStatus
 
 
 @dataclass(frozen=True)
@@ -103,15 +102,14 @@ def simulate_dataset(study_ref: StudyRef, data_params: dict, seed: int):
 def simulate_and_fit(study_ref: StudyRef, items: list, keep_data: bool) -> list:
     """Runs whose dataset has no other user, each simulated and fitted here, in turn: one task for several
     cheap runs. items: [(data params, data seed, fit params, fit seed, attempt), ...]; each gives
-    {"meta", "data" (kept only to be saved), "result"}; a failing simulate is that run's failed result."""
+    {"meta", "data" (kept only to be saved), "result"}; a failing simulate is that run's failed outcome."""
     out = []
     for run_id, data_params, seed_data, fit_params, seed_fit, attempt in items:
         try:
             data, meta = simulate_dataset(study_ref, data_params, seed_data)
         except Exception:
-            out.append({"meta": None, "data": None, "result": {
-                "status": "failed", "error": traceback.format_exc(), "attempt": attempt, "metrics": {},
-                "node": _where()}})
+            out.append({"meta": None, "data": None,
+                        "result": RunOutcome.failed(attempt, traceback.format_exc(), node=_where())})
             continue
         out.append({"meta": meta, "data": data if keep_data else None,
                     "result": execute_run(study_ref, data, fit_params, seed_fit, attempt, run_id)})
@@ -132,27 +130,6 @@ def check_dataset(data) -> str | None:
         if kind is None or kind == object:
             return (f"simulate's {name!r} is a {type(v).__name__}, not an array or number (datasets are saved as "
                     "NPZ and shared as NumPy arrays)")
-    return None
-
-
-def check_fit_output(out) -> str | None:
-    """Why a fit's return value is not a valid result, or None if it is."""
-    if not isinstance(out, dict):
-        return f"fit must return a dict with 'metrics', got {type(out).__name__}"
-    metrics = out.get("metrics")
-    if not isinstance(metrics, dict):
-        return "fit's result has no 'metrics' dict"
-    for name, v in metrics.items():
-        if isinstance(v, bool) or not isinstance(v, (int, float)) and not hasattr(v, "__float__"):
-            return f"metric {name!r} is a {type(v).__name__}, not a number"  # no value: one line per kind
-        if math.isinf(float(v)):  # NaN is a fit's "no value" (counted apart in the statistics); inf is a bug
-            return f"metric {name!r} is infinite: {float(v)} (NaN says 'no value')"
-    for part in ("arrays", "history", "files"):
-        if out.get(part) is not None and not isinstance(out[part], dict):
-            return f"fit's {part!r} must be a dict"
-    for name, blob in (out.get("files") or {}).items():
-        if not isinstance(blob, bytes) or "/" in name or name.startswith(".") or name in RESERVED_FILES:
-            return f"fit's files must map plain file names (not {sorted(RESERVED_FILES)}) to bytes; got {name!r}"
     return None
 
 
@@ -187,8 +164,8 @@ class _Tee(io.StringIO):
 
 
 def execute_run(study_ref: StudyRef, dataset: dict, fit_params: dict, seed: int, attempt: int = 1,
-                run_id: str | None = None) -> dict:
-    """Fit one run; a raising fit or an invalid result is a failed result with the reason, never an exception."""
+                run_id: str | None = None) -> RunOutcome:
+    """Fit one run; a raising fit or an invalid result is a failed outcome with the reason, never an exception."""
     t0 = time.perf_counter()
     buf = _Tee()
     crashes.mark_start(run_id)
@@ -197,32 +174,26 @@ def execute_run(study_ref: StudyRef, dataset: dict, fit_params: dict, seed: int,
             study = study_ref.load()
             set_up(study)
             out = _fit(study, dataset, fit_params, seed)
-        result = run_result(out, attempt)
+        outcome = run_outcome(out, attempt)
     except Exception:
-        result = failed_result(attempt, traceback.format_exc())
-    result["duration_s"] = time.perf_counter() - t0
-    result["log"] = buf.getvalue()
-    return result
+        outcome = failed_outcome(attempt, traceback.format_exc())
+    return dataclasses.replace(outcome, duration_s=time.perf_counter() - t0, log=buf.getvalue())
 
 
-def failed_result(attempt: int, error: str) -> dict:
-    """A run's result when fit raised: where it ran and why it failed."""
-    return {"attempt": attempt, "node": _where(), "device": _device(), "status": "failed", "error": error,
-            "metrics": {}}
+def failed_outcome(attempt: int, error: str) -> RunOutcome:
+    """A run's outcome when fit raised: where it ran and why it failed."""
+    return RunOutcome.failed(attempt, error, node=_where(), device=_device())
 
 
-def run_result(out, attempt: int) -> dict:
-    """A run's result from what fit returned: ok with its parts, or failed with why the output is invalid."""
-    result = {"attempt": attempt, "node": _where(), "device": _device()}
-    problem = check_fit_output(out)
-    if problem:
+def run_outcome(out, attempt: int) -> RunOutcome:
+    """A run's outcome from what fit returned: ok with its parts, or failed with why the output is invalid."""
+    try:
+        parts = FitResult.coerce(out)
+    except InvalidFitResult as problem:
         metrics = out.get("metrics") if isinstance(out, dict) and isinstance(out.get("metrics"), dict) else {}
-        return {**result, "status": "failed", "error": problem, "metrics": metrics}
-    result.update(status="ok", error=None, metrics={k: float(v) for k, v in out["metrics"].items()},
-                  arrays=out.get("arrays"), history=out.get("history"), files=out.get("files"))
-    if out.get("device"):
-        result["device"] = str(out["device"])
-    return result
+        return RunOutcome.failed(attempt, str(problem), metrics=metrics, node=_where(), device=_device())
+    return RunOutcome(RunStatus.OK, attempt, metrics=parts.metrics, parts=parts, node=_where(),
+                      device=parts.device or _device())
 
 
 def execute_packed(study_ref: StudyRef, items: list, *datasets) -> list:
@@ -240,11 +211,9 @@ def execute_packed(study_ref: StudyRef, items: list, *datasets) -> list:
             outs = study.fit_packed(list(datasets), [f for _, f, _, _ in items], [s for _, _, s, _ in items])
         if not isinstance(outs, list) or len(outs) != len(items):
             raise TypeError(f"fit_packed must return a list of {len(items)} results, got {type(outs).__name__}")
-        results = [run_result(out, attempt) for out, (_, _, _, attempt) in zip(outs, items)]
+        outcomes = [run_outcome(out, attempt) for out, (_, _, _, attempt) in zip(outs, items)]
     except Exception:
         error = traceback.format_exc()
-        results = [failed_result(a, error) for _, _, _, a in items]
+        outcomes = [failed_outcome(a, error) for _, _, _, a in items]
     share, log = (time.perf_counter() - t0) / len(items), buf.getvalue()
-    for r in results:
-        r.update(duration_s=share, log=log)
-    return results
+    return [dataclasses.replace(o, duration_s=share, log=log) for o in outcomes]

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from sweeper.report.findings import findings
 from sweeper.report.page import render
 from sweeper.report.sweep_report import SweepReport, metrics_by_axis, sweep_report
-from sweeper.results.stats import interval_words
 
 log = logging.getLogger("sweeper")
 
@@ -36,8 +35,7 @@ def build_report(result, study, metric=None, maximize=False, axes=None, spec_pat
             problem = e
     if sweep and sweep.best:
         b = sweep.best
-        log.info("best by %s: %s: %s", b["metric"], interval_words(b["mean"], b["sd"], b["ci_low"], b["ci_high"],
-                 b["n"], b["n_datasets"], b["ci_unit"]), " ".join(b["overrides"]))
+        log.info("best by %s: %s: %s", b["metric"], b["interval"].words(), " ".join(b["overrides"]))
     words = stated_findings(result, study, metric if sweep else None, maximize)
     for line in words:
         log.info("finding: %s", line)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sweeper.columns import key_of, to_rows
+from sweeper.columns import key_of
 from sweeper.results.stats import ONE_DATASET
 
 MAX_PANELS = 12
@@ -36,10 +36,7 @@ def fmt(v) -> str:
 
 def levels(result, axis: str) -> list:
     """The values of a swept axis, typed, in first-planned order (numbers sorted)."""
-    from sweeper.columns import decode
-
-    seen = {key_of(v): v for v in decode(result.plan, axis)}
-    vals = list(seen.values())
+    vals = result.levels(axis)
     return sorted(vals) if numeric(vals) else vals
 
 
@@ -69,11 +66,11 @@ def layout(result, shown: list, max_panels: int = MAX_PANELS) -> tuple[list, lis
 
 
 def panels(rows: list, facet: list) -> list[tuple[str, list]]:
-    """[(panel title, its configuration rows)] for each combination of the facet axes' values."""
+    """[(panel title, its ConfigRows)] for each combination of the facet axes' values."""
     out: dict = {}
     for r in rows:
-        title = ", ".join(f"{a}={fmt(r[a])}" for a in facet)
-        out.setdefault(key_of([r[a] for a in facet]), (title, []))[1].append(r)
+        title = ", ".join(f"{a}={fmt(r.axes[a])}" for a in facet)
+        out.setdefault(key_of([r.axes[a] for a in facet]), (title, []))[1].append(r)
     return list(out.values())
 
 
@@ -87,19 +84,19 @@ def grid(plt, n: int, width: float = 4.6, height: float = 3.4, rows_of: int = 1)
 
 def caption(rows: list, ci: float, pooled: list, what: str = "error bars") -> str:
     """What the error bars (or ± values) are and what each point averages over."""
-    ns = [r["n"] for r in rows if r["n"] > 0]
-    unit = "dataset means" if any(r.get("ci_unit") == "datasets" for r in rows) else "runs"
+    ns = [r.n for r in rows if r.n > 0]
+    unit = "dataset means" if any(r.ci_unit == "datasets" for r in rows) else "runs"
     span = f"{min(ns)}-{max(ns)}" if ns and min(ns) < max(ns) else str(ns[0] if ns else 0)
-    if rows and all(r.get("ci_unit") == ONE_DATASET for r in rows if r["n"] > 0):
+    if rows and all(r.ci_unit == ONE_DATASET for r in rows if r.n > 0):
         return (f"points: mean of {span} fits on one dataset; no {what}: the spread of fits on one dataset is "
                 "fitting variance and says nothing of data variance" + (f"; averaged over {', '.join(pooled)}"
                                                                         if pooled else ""))
     text = f"{what}: {ci:.0%} CI of the mean (Student t over {unit}); n = {span} ok runs per point"
     if pooled:
         text += f"; averaged over {', '.join(pooled)}"
-    if any(r["n"] == 1 for r in rows):
+    if any(r.n == 1 for r in rows):
         text += "; none where n=1"
-    if any(r.get("ci_unit") == ONE_DATASET for r in rows):
+    if any(r.ci_unit == ONE_DATASET for r in rows):
         text += "; none where every fit used one dataset (fitting variance only)"
     return text
 
@@ -111,20 +108,19 @@ def _x(vals, level):
 
 def _line(ax, rows, metric, x, xs, label):
     """One line of configuration means with CI bars; failed configurations as red crosses at the bottom."""
-    name = metric.removeprefix("metrics.")
-    ok = sorted((r for r in rows if r["n"] > 0), key=lambda r: _x(xs, r[x]))
-    px = [_x(xs, r[x]) for r in ok]
-    mean = np.array([r[f"{name}_mean"] for r in ok], float)
-    low = np.array([r[f"{name}_ci_low"] for r in ok], float)
-    high = np.array([r[f"{name}_ci_high"] for r in ok], float)
+    ok = sorted((r for r in rows if r.n > 0), key=lambda r: _x(xs, r.axes[x]))
+    px = [_x(xs, r.axes[x]) for r in ok]
+    mean = np.array([r.stat(metric).mean for r in ok], float)
+    low = np.array([r.stat(metric).low for r in ok], float)
+    high = np.array([r.stat(metric).high for r in ok], float)
     err = np.nan_to_num(np.vstack([mean - low, high - mean]), nan=0.0) if ok else None
     line = ax.errorbar(px, mean, yerr=err, marker="o", capsize=3, label=label)
-    failed = [r for r in rows if r["n"] == 0 and r["n_failed"] > 0]
+    failed = [r for r in rows if r.n == 0 and r.n_failed > 0]
     if failed:
-        ax.plot([_x(xs, r[x]) for r in failed], [0.02] * len(failed), "x", ms=9, mew=2,
+        ax.plot([_x(xs, r.axes[x]) for r in failed], [0.02] * len(failed), "x", ms=9, mew=2,
                 color=line[0].get_color(), transform=ax.get_xaxis_transform(), clip_on=False)
         for r in failed:
-            ax.annotate("failed", (_x(xs, r[x]), 0.05), xycoords=("data", "axes fraction"), fontsize=7,
+            ax.annotate("failed", (_x(xs, r.axes[x]), 0.05), xycoords=("data", "axes fraction"), fontsize=7,
                         ha="center", color="red")
 
 
@@ -145,7 +141,7 @@ def metric_vs_axis(result, metrics: list, x: str, path: Path, ci: float = 0.95) 
     plt = pyplot()
     hue = next((a for a in result.axes if a != x and len(levels(result, a)) <= MAX_LINES), None)
     facet, pooled = layout(result, [x, hue], max(1, MAX_PANELS // len(metrics)))
-    rows = to_rows(result.configs(metrics, ci, by=[a for a in (x, hue, *facet) if a]))
+    rows = result.configs(metrics, ci, by=[a for a in (x, hue, *facet) if a])
     xs, groups = levels(result, x), panels(rows, facet)
     fig, axs = plt.subplots(len(metrics), len(groups), figsize=(4.6 * len(groups), 3.3 * len(metrics) + 0.6),
                             squeeze=False)
@@ -153,7 +149,7 @@ def metric_vs_axis(result, metrics: list, x: str, path: Path, ci: float = 0.95) 
         for j, (title, members) in enumerate(groups):
             ax = axs[i, j]
             for h in (levels(result, hue) if hue else [None]):
-                sel = [r for r in members if hue is None or key_of(r[hue]) == key_of(h)]
+                sel = [r for r in members if hue is None or key_of(r.axes[hue]) == key_of(h)]
                 _line(ax, sel, metric, x, xs, None if hue is None else f"{hue}={fmt(h)}")
             format_x(ax, xs, x)
             ax.set_ylabel(metric.removeprefix("metrics."))
@@ -170,14 +166,15 @@ def metric_vs_axis(result, metrics: list, x: str, path: Path, ci: float = 0.95) 
     return Path(path)
 
 
-def _cell_text(r, name) -> str:
+def _cell_text(r, metric) -> str:
     if r is None:
         return ""
-    if r["n"] == 0:
-        return f"failed ({r['n_failed']})" if r["n_failed"] else "pending"
-    half = (r[f"{name}_ci_high"] - r[f"{name}_ci_low"]) / 2
+    if r.n == 0:
+        return f"failed ({r.n_failed})" if r.n_failed else "pending"
+    s = r.stat(metric)
+    half = (s.high - s.low) / 2
     pm = f"\n±{half:.2g}" if math.isfinite(half) else ""
-    return f"{r[f'{name}_mean']:.3g}{pm}\nn={r['n']}" + (f", {r['n_failed']} failed" if r["n_failed"] else "")
+    return f"{s.mean:.3g}{pm}\nn={r.n}" + (f", {r.n_failed} failed" if r.n_failed else "")
 
 
 def heatmap(result, metric: str, x: str, y: str, path: Path, maximize: bool, ci: float = 0.95) -> Path:
@@ -186,21 +183,21 @@ def heatmap(result, metric: str, x: str, y: str, path: Path, maximize: bool, ci:
     plt = pyplot()
     name = metric.removeprefix("metrics.")
     facet, pooled = layout(result, [x, y])
-    rows = to_rows(result.configs(metric, ci, by=[x, y, *facet]))
+    rows = result.configs(metric, ci, by=[x, y, *facet])
     xs, ys, groups = levels(result, x), levels(result, y), panels(rows, facet)
-    finite = [r[f"{name}_mean"] for r in rows if r["n"] > 0]
+    finite = [r.stat(metric).mean for r in rows if r.n > 0]
     vmin, vmax = (min(finite), max(finite)) if finite else (0, 1)
     fig, axs = grid(plt, len(groups), 1.3 * len(xs) + 2.6, 0.8 * len(ys) + 1.8)
     for ax, (title, members) in zip(axs.flat, groups):
-        cell = {(key_of(r[x]), key_of(r[y])): r for r in members}
+        cell = {(key_of(r.axes[x]), key_of(r.axes[y])): r for r in members}
         img = np.full((len(ys), len(xs)), np.nan)
         for (i, xv), (j, yv) in ((a, b) for a in enumerate(xs) for b in enumerate(ys)):
             r = cell.get((key_of(xv), key_of(yv)))
-            if r is not None and r["n"] > 0:
-                img[j, i] = r[f"{name}_mean"]
-            if r is not None and r["n"] == 0:
+            if r is not None and r.n > 0:
+                img[j, i] = r.stat(metric).mean
+            if r is not None and r.n == 0:
                 ax.add_patch(plt.Rectangle((i - 0.5, j - 0.5), 1, 1, fill=False, hatch="xx", color="red", lw=0))
-            ax.text(i, j, _cell_text(r, name), ha="center", va="center", fontsize=8,
+            ax.text(i, j, _cell_text(r, metric), ha="center", va="center", fontsize=8,
                     bbox=dict(facecolor="white", alpha=0.6, lw=0))
         im = ax.imshow(img, cmap="viridis_r" if maximize is False else "viridis", vmin=vmin, vmax=vmax, aspect="auto",
                        origin="lower")

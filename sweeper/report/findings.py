@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import math
 
-from sweeper.columns import key_of, to_rows
+from sweeper.columns import key_of
+from sweeper.records import ONE_DATASET, Difference
 from sweeper.report.figures import fmt
-from sweeper.results.stats import ONE_DATASET, holm, interval_words
+from sweeper.results.stats import holm
 
 UNITS = {"pairs": "pairs", "datasets": "datasets", "runs": "runs"}
 
@@ -18,13 +19,14 @@ def findings(result, study, metric=None, maximize=False, ci: float = 0.95) -> li
     rows = _declared(result, study, ci) if study is not None and study.findings else []
     if not rows and metric and maximize is not None:  # no better direction: no best to state
         rows = _best_against_runner_up(result, metric, maximize, ci)
-    adjusted = holm([r["p_value"] for _, r in rows])
+    adjusted = holm([r.p_value if isinstance(r, Difference) else math.nan for _, r in rows])
     tests = sum(math.isfinite(q) for q in adjusted)
     return [_sentence(context, r, q, tests, ci) for (context, r), q in zip(rows, adjusted)]
 
 
 def _declared(result, study, ci) -> list:
-    """(context words, compare row) for every row of every declared finding that applies to this sweep."""
+    """(context words, Difference or words of a mean) for every row of every declared finding that applies to
+    this sweep."""
     out = []
     for f in study.findings:
         if f.metric not in result.metrics or (f.axis is not None and f.axis not in result.axes):
@@ -34,42 +36,39 @@ def _declared(result, study, ci) -> list:
         if f.axis is None:
             out += _means(result, f, ci)
             continue
-        for r in to_rows(result.compare(f.metric, f.axis, f.baseline, ci=ci)):
-            if any(k in r and key_of(r[k]) != key_of(v) for k, v in f.where.items()) or not math.isfinite(r["diff"]):
+        for r in result.compare(f.metric, f.axis, f.baseline, ci=ci):
+            if any(k in r.at and key_of(r.at[k]) != key_of(v) for k, v in f.where.items()) or not math.isfinite(r.diff):
                 continue
-            context = ", ".join(f"{a} = {fmt(r[a])}" for a in result.axes if a != f.axis and a not in f.where)
-            what = f"{_name(f.metric)}, {f.axis} {fmt(r[f.axis])} − {fmt(f.baseline)}"
+            context = ", ".join(f"{a} = {fmt(r.at[a])}" for a in result.axes if a != f.axis and a not in f.where)
+            what = f"{_name(f.metric)}, {f.axis} {fmt(r.level)} − {fmt(f.baseline)}"
             out.append((f"At {context}: {what}" if context else what, r))
     return out
 
 
 def _means(result, f, ci) -> list:
-    """(context, row) per configuration of `f.by`: the mean of the metric with its interval (no test)."""
+    """(context, words) per configuration of `f.by`: the mean of the metric with its interval (no test)."""
     by = [a for a in (result.axes if f.by is None else f.by) if a in result.axes]
     name, pooled = _name(f.metric), [a for a in result.axes if a not in by]
     out = []
-    for c in to_rows(result.configs(f.metric, ci, by=by)):
-        if not c["n"] or any(k in c and key_of(c[k]) != key_of(v) for k, v in f.where.items()):
+    for c in result.configs(f.metric, ci, by=by):
+        if not c.n or any(k in c.axes and key_of(c.axes[k]) != key_of(v) for k, v in f.where.items()):
             continue
-        context = ", ".join(f"{a} = {fmt(c[a])}" for a in by if a not in f.where)
-        words = interval_words(c[f"{name}_mean"], c[f"{name}_sd"], c[f"{name}_ci_low"], c[f"{name}_ci_high"], c["n"],
-                               c["n_datasets"], c["ci_unit"], ci)
+        context = ", ".join(f"{a} = {fmt(c.axes[a])}" for a in by if a not in f.where)
         over = f", averaged over {', '.join(pooled)}" if pooled else ""
-        out.append((f"At {context}: " if context else "", {"words": f"{name} = {words}{over}", "p_value": math.nan}))
+        out.append((f"At {context}: " if context else "", f"{name} = {c.stat(f.metric).words()}{over}"))
     return out
 
 
 def _best_against_runner_up(result, metric, maximize, ci) -> list:
     name = _name(metric)
-    configs = [c for c in to_rows(result.configs(metric, ci)) if c["n"] and math.isfinite(c[f"{name}_mean"])]
+    configs = [c for c in result.configs(metric, ci) if c.n and math.isfinite(c.stat(metric).mean)]
     if len(configs) < 2:
         return []
-    configs.sort(key=lambda c: c[f"{name}_mean"], reverse=maximize)
-    best, second = ({a: c[a] for a in result.axes} for c in configs[:2])
+    configs.sort(key=lambda c: c.stat(metric).mean, reverse=maximize)
+    best, second = (c.axes for c in configs[:2])
     differ = [a for a in result.axes if key_of(best[a]) != key_of(second[a])]
-    words = [interval_words(c[f"{name}_mean"], c[f"{name}_sd"], c[f"{name}_ci_low"], c[f"{name}_ci_high"], c["n"],
-                            c["n_datasets"], c["ci_unit"], ci) for c in configs[:2]]
-    row = {**result.contrast(metric, best, second, ci), "metric": metric}
+    words = [c.stat(metric).words() for c in configs[:2]]
+    row = result.contrast(metric, best, second, ci)
     label = ", ".join(f"{a} = {fmt(best[a])}" for a in result.axes)
     other = ", ".join(f"{a} = {fmt(second[a])}" for a in differ)
     context = (f"{'Highest' if maximize else 'Lowest'} mean {name}: {label} ({words[0]}); the runner-up: {other} "
@@ -85,23 +84,23 @@ def _name(metric: str) -> str:
     return metric.removeprefix("metrics.")
 
 
-def _sentence(context: str, r: dict, q: float, tests: int, ci: float) -> str:
-    """One finding: the difference, its interval and unit, the test and its p (raw and Holm-adjusted); or a
+def _sentence(context: str, r, q: float, tests: int, ci: float) -> str:
+    """One finding: a Difference, its interval and unit, the test and its p (raw and Holm-adjusted); or a
     configuration's mean in words."""
-    if "words" in r:
-        return f"{context}{r['words']}."
-    diff = _num(r["diff"], "+.3g")
-    if r["ci_unit"] == ONE_DATASET:
-        spread = (f"fitting SD {fmt(r.get('fit_sd'))} over {r['n']} fits on one dataset" if r["n"] > 1
+    if isinstance(r, str):
+        return f"{context}{r}."
+    diff = _num(r.diff, "+.3g")
+    if r.ci_unit == ONE_DATASET:
+        spread = (f"fitting SD {fmt(r.fit_sd)} over {r.n} fits on one dataset" if r.n > 1
                   else "one fit each on one dataset")
         return f"{context} = {diff} ({spread}; no interval and no p: one dataset says nothing of other datasets)."
-    if not math.isfinite(r["ci_low"]):
-        n = "one run each" if r.get("n_value") == r.get("n_baseline") == 1 else f"n = {r['n']}"
+    if not math.isfinite(r.ci_low):
+        n = "one run each" if r.n_value == r.n_baseline == 1 else f"n = {r.n}"
         return f"{context} = {diff} ({n}: no interval)."
-    if r["ci_low"] == r["ci_high"]:
-        return f"{context} = {diff} on each of the {r['n']} {UNITS.get(r['ci_unit'], r['ci_unit'])} (no spread, no test)."
-    unit = UNITS.get(r["ci_unit"], r["ci_unit"])
-    p = f"p = {r['p_value']:.2g}" if math.isfinite(r["p_value"]) else "no p (no spread)"
+    unit = UNITS.get(r.ci_unit, r.ci_unit)
+    if r.ci_low == r.ci_high:
+        return f"{context} = {diff} on each of the {r.n} {unit} (no spread, no test)."
+    p = f"p = {r.p_value:.2g}" if math.isfinite(r.p_value) else "no p (no spread)"
     held = f", Holm-adjusted over {tests} tests p = {q:.2g}" if tests > 1 and math.isfinite(q) else ""
-    return (f"{context} = {diff} [{_num(r['ci_low'], '.2g')}, {_num(r['ci_high'], '.2g')}] ({ci:.0%} CI; {r['test']} over "
-            f"{r['n']} {unit}; {p}{held}).")
+    return (f"{context} = {diff} [{_num(r.ci_low, '.2g')}, {_num(r.ci_high, '.2g')}] ({ci:.0%} CI; {r.test} over "
+            f"{r.n} {unit}; {p}{held}).")

@@ -3,18 +3,16 @@ overrides, a heatmap over two axes and the metric against each axis (figures/swe
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from sweeper.columns import to_rows
 from sweeper.hashing import plain
+from sweeper.records import ONE_DATASET, RunStatus
 from sweeper.report import figures
 from sweeper.report.figures import fmt
 from sweeper.report.tables import text_table, write_csv
-from sweeper.results.stats import ONE_DATASET
 from sweeper.store.atomic import atomic_write
 
 
@@ -32,7 +30,8 @@ def _slug(name: str) -> str:
 
 @dataclass
 class SweepReport:
-    """What the sweep report made: configurations ranked by the metric, the best one, the files written."""
+    """What the sweep report made: configurations ranked by the metric ([(rank or None, ConfigRow)]), the best
+    one, the files written."""
 
     configs: list
     axes: list
@@ -46,45 +45,39 @@ class SweepReport:
         name = self.metric.removeprefix("metrics.") if self.metric else None
         ranked = bool(name) and self.maximize is not None
         head = [*(["rank"] if ranked else []), *self.axes, "n", "failed", *([f"{name} mean", "95% CI"] if name else [])]
-        rows = [[*([fmt(r["rank"]) if r.get("rank") else "-"] if ranked else []), *(fmt(r[a]) for a in self.axes),
-                 str(r["n"]), str(r["n_failed"]), *([fmt(r[f"{name}_mean"]), _interval(r, name)] if name else [])]
-                for r in self.configs[:limit]]
+        rows = [[*([fmt(k) if k else "-"] if ranked else []), *(fmt(r.axes[a]) for a in self.axes),
+                 str(r.n), str(r.n_failed), *([fmt(r.stat(name).mean), _interval(r.stat(name))] if name else [])]
+                for k, r in self.configs[:limit]]
         text = text_table(head, rows)
         if len(self.configs) > limit:
             text += f"\n... {len(self.configs) - limit} more configurations in summary.csv"
         return text
 
 
-def _interval(row, name) -> str:
-    low, high = row.get(f"{name}_ci_low"), row.get(f"{name}_ci_high")
-    if row.get("ci_unit") == ONE_DATASET:
-        return f"none (fitting SD {row[f'{name}_sd']:.4g}, 1 dataset)"
-    return f"[{low:.4g}, {high:.4g}]" if low is not None and math.isfinite(low) else "-"
+def _interval(s) -> str:
+    if s.unit == ONE_DATASET:
+        return f"none (fitting SD {s.sd:.4g}, 1 dataset)"
+    return f"[{s.low:.4g}, {s.high:.4g}]" if s.has_interval else "-"
 
 
-def rank(rows: list, metric: str, maximize: bool) -> list:
-    """Configurations best first by mean `metric`; those without an ok run last. Adds `rank` (1-based)."""
-    name = metric.removeprefix("metrics.")
+def rank(rows, metric: str, maximize: bool) -> list:
+    """[(rank, ConfigRow)] best first by mean `metric`, 1-based; those without an ok run last, rank None."""
     sign = -1.0 if maximize else 1.0
-    key = lambda r: (r["n"] == 0, 0.0 if r["n"] == 0 else sign * r[f"{name}_mean"])  # noqa: E731
-    return [{"rank": i if r["n"] else None, **r} for i, r in enumerate(sorted(rows, key=key), 1)]
+    key = lambda r: (r.n == 0, 0.0 if r.n == 0 else sign * r.stat(metric).mean)  # noqa: E731
+    return [(i if r.n else None, r) for i, r in enumerate(sorted(rows, key=key), 1)]
 
 
 def run_rows(result) -> list:
     """Every planned run: status, the error's line, axes, metrics, best (min) and final history values."""
-    from sweeper.columns import decode
     from sweeper.results.sweep_result import error_line
 
-    by_id = {r["run_id"]: r for r in to_rows(result.table)}
-    axes = {a: decode(result.plan, a) for a in result.axes}
     rows = []
-    for i, rid in enumerate(result.plan.column("run_id").to_pylist()):
-        r = by_id.get(rid, {})
-        row = {"run_id": rid, "status": r.get("status", "pending"), **{a: v[i] for a, v in axes.items()},
-               **{k: v for k, v in r.items() if k.startswith("metrics.")},
-               "error": error_line(r["error"]) if r.get("error") else None}
-        if r:
-            row.update(_history_stats(result.store.read_history(rid)))
+    for r in result.runs():
+        row = {"run_id": r.run_id, "status": r.status.value, **{a: r[a] for a in result.axes},
+               **({m: r.get(m) for m in result.metrics} if r.status != RunStatus.PENDING else {}),
+               "error": error_line(r.error) if r.error else None}
+        if r.status != RunStatus.PENDING:
+            row.update(_history_stats(result.history(r.run_id)))
         rows.append(row)
     return rows
 
@@ -108,14 +101,16 @@ def sweep_report(result, metric: str | None = None, maximize: bool = False, axes
     out.mkdir(parents=True, exist_ok=True)
     metric = result.metric_names(metric)[0] if metric else None
     result.check_axes(axes or [])
-    configs = to_rows(result.configs(ci=ci))
-    best = None
+    rows = result.configs(ci=ci)
+    configs, best = [(None, r) for r in rows], None
     if metric and maximize is not None:  # None: no better direction, nothing ranked
-        configs = rank(configs, metric, maximize)
+        configs = rank(rows, metric, maximize)
         best = result.best(metric, "max" if maximize else "min", ci)
-    paths = [write_csv(configs, out / "summary.csv"), write_csv(run_rows(result), out / "runs.csv")]
-    summary = {"metric": metric, "maximize": maximize, "axes": result.axes, "ci": ci, "best": best,
-               "configurations": configs}
+    ranked = bool(metric) and maximize is not None
+    table = [{**({"rank": k} if ranked else {}), **rows.row_columns(r)} for k, r in configs]
+    paths = [write_csv(table, out / "summary.csv"), write_csv(run_rows(result), out / "runs.csv")]
+    summary = {"metric": metric, "maximize": maximize, "axes": result.axes, "ci": ci,
+               "best": best and {k: v for k, v in best.items() if k != "interval"}, "configurations": table}
     text = json.dumps(plain(summary, nonfinite=lambda v: None), indent=1, default=str, allow_nan=False)
     atomic_write(out / "summary.json", lambda p: Path(p).write_text(text))
     paths.append(out / "summary.json")

@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sweeper.columns import key_of
+from sweeper.records import ONE_DATASET, ConfigRow, Difference, Interval, RunStatus
 
 SD = pc.VarianceOptions(ddof=1)
 
@@ -46,53 +47,53 @@ def _status_counts(runs: pa.Table, n_groups: int) -> dict:
     return counts
 
 
-ONE_DATASET = "fits on one dataset"  # ci_unit where every run of a configuration fitted the same dataset
-
-
 def interval_words(mean, sd, low, high, n: int, n_datasets: int, unit: str, ci: float = 0.95) -> str:
-    """A mean and what its spread is about, as every page and line says it: a CI and its unit, or for fits on
-    one dataset the fitting SD and no data-level interval."""
-    if unit == ONE_DATASET:
-        return (f"{mean:.4g}, fitting SD {sd:.4g} over {n} fits on one dataset (no interval: one dataset says "
-                "nothing of data variance)")
-    over = f"{n_datasets} dataset means of {n} runs" if unit == "datasets" else f"{n} runs"
-    if low is None or not math.isfinite(low):
-        return f"{mean:.4g} (n={n}: no interval)"
-    return f"{mean:.4g}, {ci:.0%} CI [{low:.4g}, {high:.4g}] over {over}"
+    """`Interval.words` of loose numbers (a `best()` dict, a CSV row)."""
+    return Interval(mean, sd, math.nan, low, high, n, unit, ci, n_datasets).words()
 
 
-def describe(runs: pa.Table, n_groups: int, metrics: list, ci: float) -> dict:
-    """Columns (lists over groups) of n, n_failed, n_pending, n_datasets, ci_unit and per metric mean, sd,
-    sem, ci_low, ci_high; `runs` has _group, status, data_key and the metric columns."""
+def describe(runs: pa.Table, values: list, by: list, metrics: list, ci: float, averaged_over: str | None) -> list:
+    """One ConfigRow per group (`values`: each group's values of the axes `by`): n, n_failed, n_pending,
+    n_datasets, ci_unit and per metric an Interval; `runs` has _group, status, data_key and the metric columns."""
+    n_groups = len(values)
     counts = _status_counts(runs, n_groups)
-    ok = runs.filter(pc.equal(runs.column("status"), "ok"))
-    cols = {"n": counts["ok"], "n_failed": counts["failed"], "n_pending": counts["pending"]}
+    ok = runs.filter(pc.equal(runs.column("status"), RunStatus.OK.value))
     ds = _by_group(ok, ["_group"], [("data_key", "count_distinct")], n_groups, ["data_key_count_distinct"])
-    cols["n_datasets"] = [d or 0 for d in ds["data_key_count_distinct"]]
-    clustered = [d > 1 and n > d for d, n in zip(cols["n_datasets"], cols["n"])]
-    one_dataset = [d == 1 and n > 1 for d, n in zip(cols["n_datasets"], cols["n"])]
-    cols["ci_unit"] = ["datasets" if c else ONE_DATASET if o else "runs" for c, o in zip(clustered, one_dataset)]
-    for m in metrics:
-        name = m.removeprefix("metrics.")
-        ok, nans = _nan_as_null(ok, m, n_groups)
-        if any(nans):  # a fit may say "no value" with NaN: left out of the mean and interval, and counted
-            cols[f"{name}_nan"] = nans
-        per_run = _by_group(ok, ["_group"], [(m, "mean"), (m, "stddev", SD), (m, "count")], n_groups,
-                            [f"{m}_mean", f"{m}_stddev", f"{m}_count"])
-        means = ok.group_by(["_group", "data_key"]).aggregate([(m, "mean")]) if ok.num_rows else ok
-        means = means.rename_columns(["_m" if c == f"{m}_mean" else c for c in means.column_names])
-        per_data = _by_group(means, ["_group"], [("_m", "mean"), ("_m", "stddev", SD), ("_m", "count")],
-                             n_groups, ["_m_mean", "_m_stddev", "_m_count"])
-        rows = []
-        for g in range(n_groups):
-            src, p = (per_data, "_m") if clustered[g] else (per_run, m)
-            mean, sd, n = src[f"{p}_mean"][g], src[f"{p}_stddev"][g], src[f"{p}_count"][g] or 0
-            # fits on one dataset say nothing about other datasets: their spread is the fitting SD, no CI
-            interval = (math.nan,) * 3 if one_dataset[g] else t_interval(mean, sd, n, ci)
-            rows.append((math.nan if mean is None else mean, math.nan if sd is None else sd, *interval))
-        for i, stat in enumerate(("mean", "sd", "sem", "ci_low", "ci_high")):
-            cols[f"{name}_{stat}"] = [r[i] for r in rows]
-    return cols
+    n_datasets = [d or 0 for d in ds["data_key_count_distinct"]]
+    units = [ci_unit(n, d) for n, d in zip(counts["ok"], n_datasets)]
+    per_metric = {m.removeprefix("metrics."): _metric_stats(ok, m, n_groups, units, ci) for m in metrics}
+    return [ConfigRow(dict(zip(by, values[g])), counts["ok"][g], counts["failed"][g], counts["pending"][g],
+                      n_datasets[g], units[g],
+                      {name: Interval(*s[g][:5], counts["ok"][g], units[g], ci, n_datasets[g], s[g][5])
+                       for name, s in per_metric.items()}, averaged_over)
+            for g in range(n_groups)]
+
+
+def ci_unit(n: int, n_datasets: int) -> str:
+    """What a configuration's interval is over: dataset means (several datasets, several runs on some),
+    fits on one dataset (no interval), or runs."""
+    if n_datasets > 1 and n > n_datasets:
+        return "datasets"
+    return ONE_DATASET if n_datasets == 1 and n > 1 else "runs"
+
+
+def _metric_stats(ok: pa.Table, m: str, n_groups: int, units: list, ci: float) -> list:
+    """Per group (mean, sd, sem, low, high, NaNs) of metric `m` over the group's unit (`units`)."""
+    ok, nans = _nan_as_null(ok, m, n_groups)  # a fit may say "no value" with NaN: left out, and counted
+    per_run = _by_group(ok, ["_group"], [(m, "mean"), (m, "stddev", SD), (m, "count")], n_groups,
+                        [f"{m}_mean", f"{m}_stddev", f"{m}_count"])
+    means = ok.group_by(["_group", "data_key"]).aggregate([(m, "mean")]) if ok.num_rows else ok
+    means = means.rename_columns(["_m" if c == f"{m}_mean" else c for c in means.column_names])
+    per_data = _by_group(means, ["_group"], [("_m", "mean"), ("_m", "stddev", SD), ("_m", "count")],
+                         n_groups, ["_m_mean", "_m_stddev", "_m_count"])
+    out = []
+    for g in range(n_groups):
+        src, p = (per_data, "_m") if units[g] == "datasets" else (per_run, m)
+        mean, sd, n = src[f"{p}_mean"][g], src[f"{p}_stddev"][g], src[f"{p}_count"][g] or 0
+        # fits on one dataset say nothing about other datasets: their spread is the fitting SD, no CI
+        interval = (math.nan,) * 3 if units[g] == ONE_DATASET else t_interval(mean, sd, n, ci)
+        out.append((math.nan if mean is None else mean, math.nan if sd is None else sd, *interval, nans[g]))
+    return out
 
 
 def _nan_as_null(ok: pa.Table, metric: str, n_groups: int) -> tuple[pa.Table, list]:
@@ -207,8 +208,9 @@ def one_dataset(diffs: list) -> dict:
             "fit_sd": float(d.std(ddof=1)) if len(d) > 1 else math.nan, "test": "none (one dataset)"}
 
 
-def compare_rows(records: list, metric: str, axis: str, baseline, keep: list, match: list, ci: float) -> list:
-    """One row per (kept axes, value of `axis` other than baseline): the difference to the baseline."""
+def compare_rows(records: list, metric: str, axis: str, baseline, keep: list, match: list, ci: float,
+                 averaged_over: str) -> list[Difference]:
+    """One Difference per (kept axes, value of `axis` other than baseline): the difference to the baseline."""
     groups: dict = {}
     for r in records:
         groups.setdefault(key_of([r[k] for k in keep]), []).append(r)
@@ -220,8 +222,8 @@ def compare_rows(records: list, metric: str, axis: str, baseline, keep: list, ma
             if level_key == key_of(baseline):
                 continue
             arm = [r for r in members if key_of(r[axis]) == level_key]
-            rows.append({**{k: members[0][k] for k in keep}, axis: level, "baseline": baseline, "metric": metric,
-                         **difference(base, arm, metric, match, ci)})
+            rows.append(Difference({k: members[0][k] for k in keep}, axis, level, baseline, metric,
+                                   averaged_over=averaged_over, **difference(base, arm, metric, match, ci)))
     return rows
 
 

@@ -2,6 +2,7 @@
 reports and the CLI read results only through it (never by path)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -12,9 +13,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sweeper.columns import decode, key_of, override, table_from_columns, to_rows
+from sweeper.columns import decode, key_of, override
+from sweeper.records import Difference, RunRecord, RunStatus
 from sweeper.results import stats
-from sweeper.store.sweep_store import SweepStore, run_config
+from sweeper.results.rows import Rows
+from sweeper.store.sweep_store import SweepStore
 
 PLAN_COLUMNS = {"run_id", "data_key", "session", "repeat_data", "repeat_fit", "seed_data", "seed_fit", "params"}
 
@@ -90,6 +93,7 @@ class SweepResult:
         self.table = table if table is not None else store.read_results(self.plan.column("run_id").to_pylist())
         self.figures = list(figures)
         self._grouped: dict = {}
+        self._levels: dict = {}
 
     # -- what was planned and what came back ----------------------------------------------------------------
     @cached_property
@@ -145,23 +149,22 @@ class SweepResult:
         return firsts, group
 
     # -- statistics -------------------------------------------------------------------------------------
-    def configs(self, metric=None, ci: float = 0.95, by: list | None = None) -> pa.Table:
-        """One row per configuration: its axis values, n (ok runs), n_failed, n_pending, n_datasets and per
-        metric mean, sd (ddof 1), sem and a two-sided Student-t CI of the mean. `by`: keep only these axes
-        (the others are pooled; the `averaged_over` column names them). Runs of one dataset are not
-        independent: where a configuration has several datasets and several runs on some of them (crossed
-        data), the CI is over dataset means (`ci_unit`)."""
+    def configs(self, metric=None, ci: float = 0.95, by: list | None = None) -> Rows:
+        """One ConfigRow per configuration: its axis values, n (ok runs), n_failed, n_pending, n_datasets and
+        per metric an Interval: mean, sd (ddof 1), sem and a two-sided Student-t CI of the mean (`.table`: the
+        same as columns `<metric>_mean`, ...). `by`: keep only these axes (the others are pooled;
+        `averaged_over` names them). Runs of one dataset are not independent: where a configuration has
+        several datasets and several runs on some of them (crossed data), the CI is over dataset means
+        (`ci_unit`)."""
         metrics = self.metric_names(metric)
         by = list(self.axes if by is None else by)
         self.check_axes(by)
         values, group = self._groups(by)
         runs = self._runs.append_column("_group", pa.array(group, pa.int64()))
-        columns = {a: [v[i] for v in values] for i, a in enumerate(by)}
-        columns.update(stats.describe(runs, len(values), metrics, ci))
         pooled = [a for a in self.axes if a not in by]
-        if pooled:
-            columns["averaged_over"] = [", ".join(pooled)] * len(values)
-        return table_from_columns(columns)
+        rows = stats.describe(runs, values, by, metrics, ci, ", ".join(pooled) if pooled else None)
+        nan_counted = {n for r in rows for n, s in r.stats.items() if s.n_nan}
+        return Rows(rows, nan_counted=nan_counted)
 
     def best(self, metric: str, mode: str = "max", ci: float = 0.95) -> dict | None:
         """The configuration with the best mean `metric`, its CI, n, run ids and the exact overrides
@@ -169,17 +172,15 @@ class SweepResult:
         if mode not in ("min", "max"):
             raise ValueError(f"mode is 'min' or 'max', got {mode!r}")
         metric = self.metric_names(metric)[0]
-        name = metric.removeprefix("metrics.")
-        rows = [(i, r) for i, r in enumerate(to_rows(self.configs(metric, ci))) if r["n"] > 0]
+        rows = [(i, r) for i, r in enumerate(self.configs(metric, ci)) if r.n > 0]
         if not rows:
             return None
-        index, pick = (max if mode == "max" else min)(rows, key=lambda ir: ir[1][f"{name}_mean"])
-        ids = self.configurations()[index]["run_ids"]
-        return {"metric": metric, "mode": mode, "axes": {a: pick[a] for a in self.axes},
-                "mean": pick[f"{name}_mean"], "sd": pick[f"{name}_sd"], "ci_low": pick[f"{name}_ci_low"],
-                "ci_high": pick[f"{name}_ci_high"], "ci": ci, "n": pick["n"], "n_failed": pick["n_failed"],
-                "n_datasets": pick["n_datasets"], "ci_unit": pick["ci_unit"],
-                "run_ids": ids, "overrides": self.overrides(pick)}
+        index, pick = (max if mode == "max" else min)(rows, key=lambda ir: ir[1].stat(metric).mean)
+        s = pick.stat(metric)
+        return {"metric": metric, "mode": mode, "axes": pick.axes, "interval": s, "mean": s.mean, "sd": s.sd,
+                "ci_low": s.low, "ci_high": s.high, "ci": ci, "n": pick.n, "n_failed": pick.n_failed,
+                "n_datasets": pick.n_datasets, "ci_unit": pick.ci_unit,
+                "run_ids": self.configurations()[index]["run_ids"], "overrides": self.overrides(pick.axes)}
 
     def configurations(self) -> list[dict]:
         """Every configuration in plan order: {"axes": typed values, "overrides": key=value strings, "run_ids"}."""
@@ -197,8 +198,8 @@ class SweepResult:
         return [override(a, config[a]) for a in self.axes if a != "session"]
 
     def compare(self, metric: str, axis: str, baseline, by: list | None = None, ci: float = 0.95,
-                adjust: str | None = None) -> pa.Table:
-        """For every other value of `axis`: the mean difference of `metric` to `baseline` with its CI.
+                adjust: str | None = None) -> Rows:
+        """For every other value of `axis`: a Difference, the mean difference of `metric` to `baseline` with its CI.
 
         Runs are matched by (the other axes, repeat). Where every matched pair shares its dataset and fit
         seed (paired seeds, `seeds: paired`), the test is a paired t on the differences (on their dataset
@@ -217,41 +218,59 @@ class SweepResult:
         if axis in keep:
             raise ValueError(f"{axis} is the compared axis; it cannot also be in `by`")
         if not self.has_level(axis, baseline):
-            levels = decode(self.plan, axis)
+            levels = self.levels(axis)
             raise ValueError(f"{baseline!r} is not a value of {axis}; values: {sorted(set(map(repr, levels)))}")
-        match = [a for a in others if a not in keep] + ["repeat_data", "repeat_fit"]
-        rows = stats.compare_rows(self._ok_records([axis, *others]), metric, axis, baseline, keep, match, ci)
-        pooled = [a for a in others if a not in keep]
-        for r in rows:
-            r["averaged_over"] = ", ".join(pooled)
         if adjust not in (None, "holm"):
             raise ValueError(f"adjust is None or 'holm', got {adjust!r}")
+        match = [a for a in others if a not in keep] + ["repeat_data", "repeat_fit"]
+        pooled = ", ".join(a for a in others if a not in keep)
+        rows = stats.compare_rows(self.runs(RunStatus.OK), metric, axis, baseline, keep, match, ci, pooled)
         if adjust == "holm":
-            for r, q in zip(rows, stats.holm([r["p_value"] for r in rows])):
-                r["p_holm"] = q
-        return table_from_columns({k: [r[k] for r in rows] for k in (rows[0] if rows else {})})
+            rows = [dataclasses.replace(r, p_holm=q) for r, q in zip(rows, stats.holm([r.p_value for r in rows]))]
+        return Rows(rows)
 
     def has_level(self, axis: str, value) -> bool:
         """Whether `value` is a planned value of `axis` (as configurations match: 1 == 1.0)."""
-        return any(key_of(v) == key_of(value) for v in decode(self.plan, axis))
+        return any(key_of(v) == key_of(value) for v in self.levels(axis))
 
-    def contrast(self, metric: str, config: dict, baseline: dict, ci: float = 0.95) -> dict:
+    def levels(self, axis: str) -> list:
+        """The distinct planned values of a swept axis, typed, in first-planned order (decoded once)."""
+        self.check_axes([axis])
+        if axis not in self._levels:
+            self._levels[axis] = list({key_of(v): v for v in decode(self.plan, axis)}.values())
+        return self._levels[axis]
+
+    def contrast(self, metric: str, config: dict, baseline: dict, ci: float = 0.95) -> Difference:
         """`config` minus `baseline` (two configurations, as {axis: value}) in `metric`, over the right unit as
         `compare` chooses it: paired where their runs share dataset and fit seed by repeat, else over the
         datasets they share, else Welch; on one dataset, the difference and the fitting SD only."""
         metric = self.metric_names(metric)[0]
-        records = self._ok_records(self.axes)
+        records = self.runs(RunStatus.OK)
 
         def members(cfg):
             return [r for r in records if all(key_of(r[a]) == key_of(v) for a, v in cfg.items())]
 
-        return stats.difference(members(baseline), members(config), metric, ["repeat_data", "repeat_fit"], ci)
+        diff = stats.difference(members(baseline), members(config), metric, ["repeat_data", "repeat_fit"], ci)
+        return Difference({}, "configuration", config, baseline, metric, **diff)
 
-    def _ok_records(self, axes: list) -> list[dict]:
-        """The ok runs as dicts: typed axis values, repeats, data key, fit seed and metrics."""
-        values = {a: decode(self.plan, a) for a in axes}
-        runs = self._runs.to_pylist()
-        return [{**r, **{a: values[a][i] for a in axes}} for i, r in enumerate(runs) if r["status"] == "ok"]
+    def runs(self, status=None) -> list[RunRecord]:
+        """Every planned run in plan order, as a RunRecord (a pending one from the plan, without metrics);
+        `status`: only runs of this RunStatus (or of these). `record["fit.loss"]` is the planned axis value."""
+        if status is None:
+            return list(self._records)
+        wanted = {RunStatus(status)} if isinstance(status, str) else {RunStatus(s) for s in status}
+        return [r for r in self._records if r.status in wanted]
+
+    @cached_property
+    def _records(self) -> list[RunRecord]:
+        stored = self.store.read_records()
+        columns = {c: self.plan.column(c).to_pylist() for c in PLAN_COLUMNS}
+        axes = {a: decode(self.plan, a) for a in self.axes if a != "session"}
+        out = []
+        for i, rid in enumerate(columns["run_id"]):
+            record = stored.get(rid) or _pending(columns, i)
+            out.append(dataclasses.replace(record, axes={a: v[i] for a, v in axes.items()}))
+        return out
 
     def metric_names(self, metric) -> list:
         """Full metric column names ("psnr" -> "metrics.psnr"; None: all); a ValueError lists what exists."""
@@ -270,14 +289,40 @@ class SweepResult:
             if a not in self.axes:
                 raise ValueError(f"{a!r} is not a swept axis; the axes: {', '.join(self.axes) or '(none)'}")
 
+    # -- what the sweep directory says of itself ----------------------------------------------------------
+    def provenance(self) -> dict:
+        """provenance.json: when and where it ran, the git commit, the spec file, versions ({} if missing)."""
+        return self.store.read_json(self.paths.provenance)
+
+    def spec_text(self) -> str:
+        """spec.yaml as written: the resolved spec with where each value came from."""
+        return self.store.read_spec_text()
+
+    def precision_rounds(self) -> dict | None:
+        """What `precision:` repeated, round by round (precision.json), or None without it."""
+        return self.store.read_json(self.paths.precision) if self.paths.precision.is_file() else None
+
+    def slurm_jobs(self) -> list[dict]:
+        """The SLURM jobs `sweep slurm --submit` launched for this sweep ({job_id, when}), oldest first."""
+        return self.store.read_json(self.paths.slurm_jobs, default=[])
+
+    def history(self, run_id: str) -> pa.Table | None:
+        """A run's history.parquet (one row per epoch), or None."""
+        return self.store.read_history(run_id)
+
+    def log_path(self, run_id: str) -> Path:
+        """Where a run's run.log is (written when the run printed or failed)."""
+        return self.paths.run_log(run_id)
+
     # -- runs, datasets, errors -------------------------------------------------------------------------
     def run(self, run_id: str) -> RunResult:
         """One run's config, metrics, status, error, history, arrays, files and log."""
-        r = self.store.read_result(run_id)
+        r = self.store.read_record(run_id)
         if r is None:
             planned = run_id in set(self.plan.column("run_id").to_pylist())
             raise KeyError(f"run {run_id} {'has not run yet' if planned else 'is not in this sweep'}")
-        return RunResult(run_id, r["status"], r.get("error"), r.get("metrics") or {}, run_config(r), self.store)
+        config = {k: getattr(r, k) for k in CONFIG_KEYS}
+        return RunResult(run_id, r.status, r.error, r.metrics, config, self.store)
 
     def dataset(self, data_key: str) -> dict:
         """A dataset's arrays, checked against the sha256 recorded when it was made; simulated again from its
@@ -316,6 +361,18 @@ class SweepResult:
                 groups.setdefault(error_line(err), []).append(rid)
         return [{"error": e, "n": len(ids), "run_ids": ids}
                 for e, ids in sorted(groups.items(), key=lambda kv: -len(kv[1]))]
+
+
+CONFIG_KEYS = ("run_id", "data_key", "session", "data", "fit", "repeat_data", "repeat_fit", "seed_data", "seed_fit")
+
+
+def _pending(plan: dict, i: int) -> RunRecord:
+    """The record of a planned run that has none yet: what it will be given."""
+    params = json.loads(plan["params"][i])
+    return RunRecord(plan["run_id"][i], RunStatus.PENDING, plan["data_key"][i], attempt=0,
+                     repeat_data=plan["repeat_data"][i], repeat_fit=plan["repeat_fit"][i],
+                     seed_data=plan["seed_data"][i], seed_fit=plan["seed_fit"][i],
+                     session=plan["session"][i] or None, data=params["data"], fit=params["fit"])
 
 
 def error_line(error: str | None) -> str:

@@ -14,6 +14,7 @@ from sweeper.spec import precision
 from sweeper.spec import source as config
 from sweeper.spec.code_hash import study_code
 from sweeper.study import Study, defaults, resolve
+from sweeper.yaml_dialect import parse_value
 
 TOP_KEYS = {"study", "name", "description", "seed", "data", "fit", "sweep", "zip", "data_mode", "repeats",
             "resources", "executor", "actors", "retries", "save_datasets", "max_in_flight",
@@ -338,7 +339,7 @@ def _pin_axis(cfg: config.Config, text: str) -> config.Config:
         axes = cfg.values.get(section)
         if isinstance(axes, dict) and key in axes:
             if section == "zip":
-                axes = _first_rows(_without(_rows_holding(axes, key, config.parse_value(raw)), key))
+                axes = _first_rows(_without(_rows_holding(axes, key, parse_value(raw)), key))
             else:
                 axes = _without(axes, key)
             origins = {k: v for k, v in cfg.origins.items() if k != f"{section}.{key}"}

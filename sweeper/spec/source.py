@@ -3,67 +3,13 @@ from __future__ import annotations
 
 import copy
 import difflib
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from sweeper.errors import SpecError
-from sweeper.hashing import plain
-
-
-class DuplicateKey(yaml.MarkedYAMLError):
-    """A mapping sets the same key twice (YAML would silently keep the last)."""
-
-
-class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
-    """SafeLoader that also reads 1e9 and 1E-4 as floats (YAML 1.2), as scientists write them, and refuses
-    a mapping that sets a key twice."""
-
-    def construct_mapping(self, node, deep=False):
-        if isinstance(node, yaml.MappingNode):
-            first = {}
-            for knode, _ in node.value:
-                key = self.construct_object(knode, deep=True)
-                try:
-                    if key in first:
-                        raise DuplicateKey(problem=f"duplicate key {key!r} (first set on line {first[key] + 1})",
-                                           problem_mark=knode.start_mark)
-                    first[key] = knode.start_mark.line
-                except TypeError:  # an unhashable key: the base class says so
-                    break
-        return super().construct_mapping(node, deep)
-
-
-class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):
-    """The writing side of _Loader: a string that _Loader would read as a float ("1e9") is quoted."""
-
-
-FLOAT = re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-                    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-                    |\.[0-9_]+(?:[eE][-+][0-9]+)?
-                    |[-+]?\.(?:inf|Inf|INF)
-                    |\.(?:nan|NaN|NAN))$""", re.X)
-for _cls in (_Loader, _Dumper):
-    _cls.add_implicit_resolver("tag:yaml.org,2002:float", FLOAT, list("-+0123456789."))
-
-
-def parse_value(text: str):
-    """A YAML-typed value from a string (an override's right-hand side)."""
-    return yaml.load(text, Loader=_Loader)
-
-
-def dump_yaml(values) -> str:
-    """Block YAML that _Loader reads back to the same typed values (numpy scalars made plain first): the one
-    place YAML is written (spec.yaml, `sweep config`, the sbatch script's spec)."""
-    return yaml.dump(plain(values), Dumper=_Dumper, sort_keys=False, allow_unicode=True)
-
-
-def dump_flow(value) -> str:
-    """One-line YAML of a value (an override's right-hand side) that parse_value reads back exactly."""
-    text = yaml.dump(value, Dumper=_Dumper, default_flow_style=True, width=2 ** 30, allow_unicode=True)
-    return text.removesuffix("\n").removesuffix("\n...").removesuffix("...").rstrip("\n")
+from sweeper.yaml_dialect import DuplicateKey, Loader, parse_value
 
 
 @dataclass
@@ -90,7 +36,7 @@ def _origins(node, where: str, prefix: str = "") -> dict:
 
 def _parse(text: str) -> tuple:
     """(values, node tree) of a YAML document, parsed once: the nodes carry the line of every key."""
-    loader = _Loader(text)
+    loader = Loader(text)
     try:
         node = loader.get_single_node()
         return (loader.construct_document(node) if node is not None else None), node

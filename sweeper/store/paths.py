@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-RESERVED_FILES = {"config.yaml", "result.json", "arrays.npz", "history.parquet", "run.log"}
-"""Names in a run's directory the engine writes; a fit's own `files` may not use them."""
-
 
 class SweepPaths:
     """The paths of one sweep directory."""

@@ -13,12 +13,13 @@ import pyarrow.parquet as pq
 
 from sweeper.errors import SpecError
 from sweeper.hashing import arrays_sha256, plain
-from sweeper.spec.source import dump_yaml, parse_value
+from sweeper.records import RESERVED_FILES, RunOutcome, RunRecord, RunStatus
 from sweeper.store.atomic import atomic_write, write_npz, write_parquet, write_text
-from sweeper.store.gather import record_row, results_table
+from sweeper.store.gather import results_table
 from sweeper.store.lock import DirLock
-from sweeper.store.paths import RESERVED_FILES, SweepPaths
+from sweeper.store.paths import SweepPaths
 from sweeper.store.records import Records
+from sweeper.yaml_dialect import dump_yaml, parse_value
 
 log = logging.getLogger("sweeper")
 
@@ -115,16 +116,15 @@ class SweepStore:
         return {p.name: p for p in sorted(d.iterdir()) if p.is_file() and p.name not in RESERVED_FILES
                 and not p.name.startswith(".")} if d.is_dir() else {}
 
-    def write_run(self, run, result: dict) -> dict:
-        """A run's arrays, history, files and log in its run directory (only if it has any), and its record,
-        returned for the caller to append (`append_records`): the record marks the run done."""
-        _write_run_parts(self.paths.run_dir(run.run_id), result)
-        return record_row(run, result)
+    def write_run_parts(self, record: RunRecord, outcome: RunOutcome) -> None:
+        """A run's arrays, history, files and log in its run directory (only if it has any). Its record, appended
+        after (`append_records`), marks the run done."""
+        _write_run_parts(self.paths.run_dir(record.run_id), outcome)
 
-    def append_records(self, records: list) -> None:
+    def append_records(self, records: list[RunRecord]) -> None:
         """Save run records as one new shard (the driver's saver thread, in batches)."""
         if records:
-            self.records.append(records)
+            self.records.append([r.to_json() for r in records])
 
     def _records(self):
         """The run records; a sweep directory written before records existed is read from its
@@ -142,9 +142,14 @@ class SweepStore:
                 log.info("%d run results from runs/*/result.json are now run records in %s", len(old),
                          self.records.dir)
 
-    def read_result(self, run_id: str) -> dict | None:
+    def read_record(self, run_id: str) -> RunRecord | None:
         """A run's last record, or None if it has none."""
-        return self._records().get(run_id)
+        found = self._records().get(run_id)
+        return RunRecord.from_json(found) if found is not None else None
+
+    def read_records(self) -> dict[str, RunRecord]:
+        """{run_id: last record} of every recorded run."""
+        return {rid: RunRecord.from_json(r) for rid, r in self._records().all().items()}
 
     def has_results(self) -> bool:
         return bool(self.records) or self.paths.runs.is_dir()
@@ -152,7 +157,7 @@ class SweepStore:
     def completed(self, run_ids) -> set:
         """Runs whose last record says ok (failed and missing runs are run again on resume)."""
         statuses = self._records().statuses()
-        return {rid for rid in run_ids if statuses.get(rid) == "ok"}
+        return {rid for rid in run_ids if statuses.get(rid) == RunStatus.OK}
 
     # -- gather ---------------------------------------------------------------------
     def read_results(self, run_ids=None) -> pa.Table:
@@ -164,41 +169,34 @@ class SweepStore:
             if self.paths.results.exists():
                 log.warning("%s is unreadable (%s); reading the run records", self.paths.results, error)
             ids = run_ids if run_ids is not None else self.read_plan().column("run_id").to_pylist()
-            return results_table(self._records().all(), ids)
+            return results_table(self.read_records(), ids)
 
     def gather(self, run_ids) -> pa.Table:
         """results.parquet from the run records (shards compacted first when there are many)."""
         self.records.compact()
-        table = results_table(self._records().all(), run_ids)
+        table = results_table(self.read_records(), run_ids)
         write_parquet(self.paths.results, table)
         return table
 
 
-CONFIG_KEYS = ("run_id", "data_key", "session", "data", "fit", "repeat_data", "repeat_fit", "seed_data", "seed_fit")
-
-
-def run_config(record: dict) -> dict:
-    """What a run was given, from its record: ids, data and fit params, repeats and seeds."""
-    return {k: record.get(k) for k in CONFIG_KEYS}
-
-
-def _write_run_parts(d: Path, result: dict) -> None:
+def _write_run_parts(d: Path, outcome: RunOutcome) -> None:
     """arrays.npz, history.parquet, the fit's files and run.log (with the error of a failed run)."""
-    text = result.get("log") or ""
-    if result["status"] == "failed" and result.get("error"):
-        text += f"{'' if text.endswith(chr(10)) or not text else chr(10)}--- the run failed ---\n{result['error']}\n"
-    if not (result.get("arrays") or result.get("history") or result.get("files") or text):
+    text = outcome.log or ""
+    if outcome.status == RunStatus.FAILED and outcome.error:
+        text += f"{'' if text.endswith(chr(10)) or not text else chr(10)}--- the run failed ---\n{outcome.error}\n"
+    parts = outcome.parts
+    if not (parts and (parts.arrays or parts.history or parts.files) or text):
         return
     os.makedirs(d, exist_ok=True)
-    if result.get("arrays"):
-        write_npz(d / "arrays.npz", result["arrays"])
-    if result.get("history"):
-        hist = {k: pa.array(np.asarray(v, dtype=np.float64)) for k, v in result["history"].items()}
+    if parts and parts.arrays:
+        write_npz(d / "arrays.npz", parts.arrays)
+    if parts and parts.history:
+        hist = {k: pa.array(np.asarray(v, dtype=np.float64)) for k, v in parts.history.items()}
         n = max(len(v) for v in hist.values())
         hist = {k: v if len(v) == n else pa.array(list(v.to_pylist()) + [None] * (n - len(v)))
                 for k, v in hist.items()}
         write_parquet(d / "history.parquet", pa.table({"epoch": np.arange(n), **hist}))
-    for name, blob in (result.get("files") or {}).items():
+    for name, blob in ((parts.files if parts else None) or {}).items():
         atomic_write(d / name, lambda p, b=blob: p.write_bytes(b))
     if text:
         write_text(d / "run.log", text, make_dir=False)

@@ -105,7 +105,7 @@ def test_missing_spec_file_is_a_clear_error(tmp_path, capsys):
 
 def test_resources_beyond_an_existing_cluster_warn_instead(ray_session, caplog):
     """On a cluster joined with --address the autoscaler may still add a GPU node: a warning, not an error."""
-    from sweeper.execution.driver import check_resources
+    from sweeper.driver import check_resources
     from sweeper.spec.resolved import load_spec
 
     spec = load_spec({"study": "tests.fixtures.linear", "seed": 1, "name": "gpu", "data": {"n": 5, "a": 1.0,

@@ -1,8 +1,11 @@
 """The code's layout holds: studies and benchmarks use the engine through its front door only, the engine
-imports nothing from studies or kernels, kernels nothing from Ray or Keras, and no engine import cycle.
-Checked over the import graph (every import statement's target, resolved), not by grepping strings."""
+imports nothing from studies or kernels, kernels nothing from Ray or Keras, no import cycle in the engine, the
+studies or the benchmarks, and a sweep is read through SweepResult only. Checked over the import graph (every
+import statement's target, resolved) and the syntax tree, not by grepping strings."""
 import ast
 from pathlib import Path
+
+import pytest
 
 import sweeper
 from tests import REPO
@@ -12,7 +15,7 @@ FRONT_DOOR = {"sweeper", "sweeper.toolkit"}
 
 
 def module_name(path: Path) -> str:
-    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    parts = list(path.relative_to(ROOT).with_suffix("").parts) if path.is_relative_to(ROOT) else [path.stem]
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
@@ -37,9 +40,9 @@ def files(*folders) -> list:
     return [p for f in folders for p in sorted((ROOT / f).rglob("*.py"))]
 
 
-def engine_graph() -> dict:
-    """{engine module: the engine modules it imports}; `from pkg import mod` counts as importing pkg.mod."""
-    mods = {module_name(p): p for p in files("sweeper")}
+def engine_graph(*folders) -> dict:
+    """{module: the modules of `folders` it imports}; `from pkg import mod` counts as importing pkg.mod."""
+    mods = {module_name(p): p for p in files(*(folders or ("sweeper",)))}
     graph = {}
     for name, path in mods.items():
         targets = set()
@@ -78,8 +81,9 @@ def test_engine_imports_no_study_and_kernels_no_framework():
         assert not {b for b, _ in imports(path) if b.split(".")[0] in ("ray", "keras", "tensorflow", "sweeper")}, path
 
 
-def test_engine_has_no_import_cycle():
-    graph = engine_graph()
+@pytest.mark.parametrize("folder", ["sweeper", "studies", "benchmarks"])
+def test_no_import_cycle(folder):
+    graph = engine_graph(folder)
     state = {}
 
     def visit(node, stack):
@@ -99,9 +103,9 @@ def test_engine_has_no_import_cycle():
 
 def test_a_cycle_would_be_found(monkeypatch):
     """The cycle check itself: a graph with a loop fails it."""
-    monkeypatch.setitem(globals(), "engine_graph", lambda: {"a": {"b"}, "b": {"a"}})
+    monkeypatch.setitem(globals(), "engine_graph", lambda *_: {"a": {"b"}, "b": {"a"}})
     try:
-        test_engine_has_no_import_cycle()
+        test_no_import_cycle("sweeper")
     except AssertionError as e:
         assert "a -> b -> a" in str(e)
     else:
@@ -111,3 +115,34 @@ def test_a_cycle_would_be_found(monkeypatch):
 def test_the_engine_has_few_top_level_modules():
     top = [p.name for p in (ROOT / "sweeper").glob("*.py") if p.name != "__init__.py"]
     assert len(top) <= 10, top
+
+
+READERS = ("sweeper/report", "sweeper/spec", "sweeper/cli.py", "sweeper/toolkit.py", "sweeper/records.py", "studies")
+STORE_MODULES = {"sweeper.store.sweep_store", "sweeper.store.records", "sweeper.store.gather"}
+
+
+def touches_the_store(path: Path) -> list:
+    """Where a file imports the store's reading and writing modules or reaches an object's `.store`."""
+    tree = ast.parse(path.read_text())
+    found = [f"imports {base}" for base, what in imports(path)
+             if base in STORE_MODULES or f"{base}.{what}" in STORE_MODULES]
+    found += [f"line {n.lineno}: .store" for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr == "store"]
+    return found
+
+
+def test_a_sweep_is_read_through_sweep_result_only():
+    """Reports, the CLI, the spec and the studies ask SweepResult (records, configs, compare, provenance, logs);
+    only store/ and results/, the driver and execution/'s writers (which write a sweep) and the benchmarks of
+    the store's own speed (through `toolkit.SweepStore`) hold a SweepStore."""
+    wrong = {}
+    for target in READERS:
+        for path in [ROOT / target] if target.endswith(".py") else files(target):
+            if path.name != "toolkit.py" or touches_the_store(path) != ["imports sweeper.store.sweep_store"]:
+                wrong.update({str(path.relative_to(ROOT)): touches_the_store(path)} if touches_the_store(path) else {})
+    assert not wrong, wrong
+
+
+def test_touching_the_store_would_be_found(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("from sweeper.store.sweep_store import SweepStore\n\ndef f(result):\n    return result.store\n")
+    assert touches_the_store(bad) == ["imports sweeper.store.sweep_store", "line 4: .store"]

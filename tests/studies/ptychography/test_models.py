@@ -10,6 +10,7 @@ keras = pytest.importorskip("keras")
 
 from kernels import diffraction, objects, probe, scan  # noqa: E402
 from studies.ptychography.models import physics  # noqa: E402
+from studies.ptychography import training  # noqa: E402
 
 
 def test_physics_layer_equals_kernels_forward():
@@ -37,9 +38,8 @@ def _gs2_dataset(N=32, object_size=128, n_train=96):
 
 def _true_group_patches(d, groups):
     """(G, C, N, N) true object patches of the groups' members and the groups' offsets (G, C, 2)."""
-    from studies.ptychography import pipeline as P
 
-    return d["train_patches"][groups], P._group_offsets(d["train_positions"], groups)
+    return d["train_patches"][groups], training.group_offsets(d["train_positions"], groups)
 
 
 def _counts_error(d, groups, offsets, patches):
@@ -70,10 +70,9 @@ def test_gridsize_two_physics_on_true_patches_reproduces_every_members_counts(N,
 
 
 def test_group_offsets_are_member_centres_minus_the_group_mean_in_row_col_order():
-    from studies.ptychography import pipeline as P
 
     pos = np.array([[10.0, 20.0], [12.0, 20.0], [10.0, 23.0], [14.0, 25.0]])
-    off = P._group_offsets(pos, np.array([[0, 1, 2, 3]]))
+    off = training.group_offsets(pos, np.array([[0, 1, 2, 3]]))
     np.testing.assert_allclose(off[0], pos - pos.mean(axis=0))
     d = _gs2_dataset()
     groups = d["train_groups"]

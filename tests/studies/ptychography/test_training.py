@@ -8,6 +8,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 pytest.importorskip("keras")
 
 from studies.ptychography import pipeline as P  # noqa: E402
+from studies.ptychography.training import Schedule  # noqa: E402
 
 pytestmark = pytest.mark.slow  # trains networks
 
@@ -98,12 +99,12 @@ def test_plateau_schedule_halves_the_rate_and_early_stopping_keeps_the_best_epoc
     import keras
 
     f = P.FitParams.model_validate({"schedule": "plateau", "learning_rate": 1e-3, "epochs": 9}).model_dump()
-    plateau, stop = P.callbacks(f, validated=True)
+    plateau, stop = Schedule.of(f).callbacks(validated=True)
     assert isinstance(plateau, keras.callbacks.ReduceLROnPlateau) and plateau.monitor == "val_loss"
     assert plateau.factor == 0.5 and plateau.min_lr == pytest.approx(1e-3 / 16)
     assert stop.restore_best_weights and stop.patience == 9  # plateau alone: keep the best, never stop
-    assert P.callbacks(P.FitParams().model_dump(), validated=True) == []
-    assert P.callbacks(P.FitParams(patience=2).model_dump(), validated=False)[0].monitor == "loss"
+    assert Schedule.of(P.FitParams().model_dump()).callbacks(validated=True) == []
+    assert Schedule.of(P.FitParams(patience=2).model_dump()).callbacks(validated=False)[0].monitor == "loss"
     # a rate so high that the loss cannot keep improving: patience 1 stops before the last epoch
     out = P.fit(dataset, {"epochs": 12, "width": 4, "learning_rate": 0.5, "patience": 1, "save_model": False}, 2)
     assert out["metrics"]["epochs_trained"] < 12 and len(out["history"]["train_loss"]) < 12

@@ -5,7 +5,9 @@ from types import SimpleNamespace
 import pytest
 
 from sweeper.execution.executors import Executor, TaskExecutor
-from sweeper.execution.queues import Batcher, DatasetPool, RunQueue, Saver
+from sweeper.execution.queues import Batcher, DatasetPool, RunQueue
+from sweeper.execution.saver import Saver
+from sweeper.records import RunRecord, RunStatus
 
 
 def runs(spec: dict):
@@ -89,15 +91,14 @@ def test_saver_writes_on_one_thread_appends_records_in_batches_and_raises_a_fail
     threads, written, shards = set(), [], []
 
     class Dir:
-        def write_run(self, run, result):
+        def write_run_parts(self, record, outcome):
             threads.add(threading.get_ident())
-            written.append(run)
-            return {"run_id": run}
+            written.append(int(record.run_id))
 
         def append_records(self, records):
             threads.add(threading.get_ident())
             if records:
-                shards.append([r["run_id"] for r in records])
+                shards.append([int(r.run_id) for r in records])
 
         def save_dataset(self, key, data, meta):
             raise OSError("disk full")
@@ -105,7 +106,7 @@ def test_saver_writes_on_one_thread_appends_records_in_batches_and_raises_a_fail
     monkeypatch.setattr(Saver, "FLUSH_ROWS", 4)
     saver = Saver(Dir())
     for i in range(5):
-        saver.run(i, {})
+        saver.run(RunRecord(str(i), RunStatus.OK), None)
     saver.tick()  # the oldest has not waited FLUSH_S: nothing yet beyond the full batch
     saver.pool.submit(lambda: None).result()
     assert shards == [[0, 1, 2, 3]]
@@ -113,7 +114,7 @@ def test_saver_writes_on_one_thread_appends_records_in_batches_and_raises_a_fail
     saver.tick()
     saver.pool.submit(lambda: None).result()
     assert shards == [[0, 1, 2, 3], [4]]
-    saver.run(5, {})
+    saver.run(RunRecord("5", RunStatus.OK), None)
     saver.close()
     assert shards == [[0, 1, 2, 3], [4], [5]]
     assert written == list(range(6)) and len(threads) == 1 and threading.get_ident() not in threads

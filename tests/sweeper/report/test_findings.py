@@ -60,9 +60,9 @@ def test_without_declared_findings_the_best_is_set_against_the_runner_up(tmp_pat
     configs = sorted(res.configs("metrics.a").to_pylist(), key=lambda c: -c["a_mean"])
     best = {a: configs[0][a] for a in res.axes}
     d = res.contrast("metrics.a", best, {a: configs[1][a] for a in res.axes})
-    assert line.startswith("Highest mean a: data.a = 2") and f"{d['diff']:+.3g}".replace("-", "−") in line
+    assert line.startswith("Highest mean a: data.a = 2") and f"{d.diff:+.3g}".replace("-", "−") in line
     page = (res.dir / "report.html").read_text()
-    assert math.isfinite(d["ci_low"]) and "Findings" in page
+    assert math.isfinite(d.ci_low) and "Findings" in page
     assert "Holm" not in page and "Holm" not in line  # one test: nothing to adjust, and the page says nothing of it
 
 

@@ -58,7 +58,7 @@ def test_figures_facet_small_and_name_what_they_average(three_axes):
     assert figures.layout(three_axes, ["data.noise", "data.a"]) == (["fit.fail"], [])
     facet, pooled = figures.layout(three_axes, ["data.noise"], max_panels=2)
     assert facet == ["data.a"] and pooled == ["fit.fail"]
-    rows = sweeper.columns.to_rows(three_axes.configs("a", by=["data.noise", "data.a"]))
+    rows = three_axes.configs("a", by=["data.noise", "data.a"])
     text = figures.caption(rows, 0.95, pooled)
     # shared data: every point is fits of one dataset, so there are no error bars, and the caption says why
     assert "fits on one dataset" in text and "fitting variance" in text and "averaged over fit.fail" in text

@@ -50,9 +50,9 @@ def test_report_ranks_configurations_and_plots(grid_dir):
 
     res = sweeper.load(grid_dir)
     rep = sweep_report(res, metric="a", maximize=True)
-    means = [r["a_mean"] for r in rep.configs]
-    assert means == sorted(means, reverse=True) and [r["rank"] for r in rep.configs] == list(range(1, 7))
-    assert all(r["n"] == 2 for r in rep.configs)  # one row per configuration, not per run
+    means = [r.stat("a").mean for _, r in rep.configs]
+    assert means == sorted(means, reverse=True) and [k for k, _ in rep.configs] == list(range(1, 7))
+    assert all(r.n == 2 for _, r in rep.configs)  # one row per configuration, not per run
     assert rep.best["axes"]["data.a"] == 3.0 and rep.best["n"] == 2
     assert "data.a=3.0" in rep.best["overrides"]
     names = {p.name for p in rep.paths}
@@ -78,8 +78,8 @@ def test_failed_and_pending_configurations_appear_with_their_status(tmp_path, ra
     out = capsys.readouterr().out
     assert "best metrics.b" in out and "spec.yaml fit.fail=false data.a=" in out and "report.html" in out
     rep = sweep_report(res, metric="metrics.b")
-    assert [(r["n"], r["n_failed"]) for r in rep.configs] == [(1, 0), (1, 0), (0, 1), (0, 1)]
-    assert rep.configs[-1]["rank"] is None and all(r["fit.fail"] is False for r in rep.configs[:2])
+    assert [(r.n, r.n_failed) for _, r in rep.configs] == [(1, 0), (1, 0), (0, 1), (0, 1)]
+    assert rep.configs[-1][0] is None and all(r.axes["fit.fail"] is False for _, r in rep.configs[:2])
     with pytest.raises(ValueError, match="the results have: metrics.a, metrics.b"):
         sweep_report(res, metric="metrics.nope")
     assert main(["report", str(res.dir), "--metric", "nope", "--maximize"]) == 2

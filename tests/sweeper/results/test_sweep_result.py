@@ -49,21 +49,21 @@ def test_compare_uses_datasets_as_units_and_claims_nothing_from_one_dataset(tmp_
     fit seeds the arms still share datasets (a paired t over datasets), and the interval is wider."""
     res = _effect_sweep(tmp_path, 50, "paired")
     assert res.counts() == {"ok": 900, "failed": 0, "pending": 0}
-    rows = to_rows(res.compare("y", "fit.arm", "control", by=["data.study"]))
+    rows = res.compare("y", "fit.arm", "control", by=["data.study"]).to_pylist()
     assert len(rows) == 100 and {r["ci_unit"] for r in rows} == {"fits on one dataset"}
     assert all(math.isnan(r["p_value"]) and math.isnan(r["ci_low"]) and r["fit_sd"] > 0 for r in rows)
     treated = [r["diff"] for r in rows if r["fit.arm"] == "treated"]
     null = [r["diff"] for r in rows if r["fit.arm"] == "null"]
     assert abs(np.mean(treated) - 1.0) < 0.1 and abs(np.mean(null)) < 0.1
-    pooled = {r["fit.arm"]: r for r in to_rows(res.compare("y", "fit.arm", "control", by=[]))}
+    pooled = {r["fit.arm"]: r for r in res.compare("y", "fit.arm", "control", by=[]).to_pylist()}
     assert pooled["treated"]["averaged_over"] == "data.study" and pooled["treated"]["n"] == 50
     assert {r["ci_unit"] for r in pooled.values()} == {"datasets"}  # 6 pairs on each of 50 datasets
     assert pooled["treated"]["ci_low"] <= 1.0 <= pooled["treated"]["ci_high"]
     assert pooled["null"]["ci_low"] <= 0.0 <= pooled["null"]["ci_high"] and pooled["treated"]["ci_low"] > 0
-    adjusted = to_rows(res.compare("y", "fit.arm", "control", by=[], adjust="holm"))  # two arms tested at once
+    adjusted = res.compare("y", "fit.arm", "control", by=[], adjust="holm").to_pylist()  # two arms tested at once
     assert all(r["p_value"] <= r["p_holm"] <= min(1.0, 2 * r["p_value"]) for r in adjusted)
     unpaired = _effect_sweep(tmp_path, 50, "independent")
-    other = {r["fit.arm"]: r for r in to_rows(unpaired.compare("y", "fit.arm", "control", by=[]))}
+    other = {r["fit.arm"]: r for r in unpaired.compare("y", "fit.arm", "control", by=[]).to_pylist()}
     assert {r["test"] for r in other.values()} == {"paired t over datasets"} and other["treated"]["n"] == 50
     width = lambda r: r["ci_high"] - r["ci_low"]  # noqa: E731
     assert width(pooled["treated"]) < width(other["treated"])
@@ -118,7 +118,7 @@ def test_without_results_parquet_the_records_answer_and_only_a_damaged_file_warn
 
 
 def test_configs_mean_sd_ci_by_configuration(grid):
-    rows = to_rows(grid.configs("metrics.a"))
+    rows = grid.configs("metrics.a").to_pylist()
     assert [(r["data.a"], r["fit.fail"], r["n"], r["n_failed"]) for r in rows] == [
         (1.0, False, 3, 0), (1.0, True, 0, 3), (3.0, False, 3, 0), (3.0, True, 0, 3)]
     t = grid.to_pandas()
@@ -129,7 +129,7 @@ def test_configs_mean_sd_ci_by_configuration(grid):
         assert r["ci_unit"] == "fits on one dataset" and r["n_datasets"] == 1
         assert math.isnan(r["a_sem"]) and math.isnan(r["a_ci_low"]) and math.isnan(r["a_ci_high"])
     assert math.isnan(rows[1]["a_mean"])
-    pooled = to_rows(grid.configs("a", by=["data.a"]))
+    pooled = grid.configs("a", by=["data.a"]).to_pylist()
     assert [r["n"] for r in pooled] == [3, 3] and pooled[0]["averaged_over"] == "fit.fail"
     with pytest.raises(ValueError, match="no metric 'metrics.nope'; the results have: metrics.a"):
         grid.configs("nope")
@@ -140,7 +140,7 @@ def test_independent_configs_have_t_intervals_over_runs(tmp_path, ray_session):
     res = sweeper.run({"study": "tests.fixtures.linear", "name": "ind", "seed": 2,
                        "data": {"n": 40, "a": 1.0, "b": 0.0, "noise": 0.5}, "fit": {"bootstrap": True},
                        "data_mode": "independent", "repeats": 3}, out=tmp_path, progress=False)
-    (row,) = to_rows(res.configs("a"))
+    (row,) = res.configs("a").to_pylist()
     vals = res.to_pandas()["metrics.a"].to_numpy()
     assert row["ci_unit"] == "runs" and row["n"] == 3 and row["n_datasets"] == 3
     assert row["a_sem"] == pytest.approx(vals.std(ddof=1) / math.sqrt(3))
@@ -152,7 +152,7 @@ def test_crossed_configs_use_dataset_means(tmp_path, ray_session):
     res = sweeper.run({"study": "tests.fixtures.linear", "name": "x", "seed": 2,
                        "data": {"n": 40, "a": 1.0, "b": 0.0, "noise": 0.5}, "fit": {"bootstrap": True},
                        "data_mode": "crossed", "repeats": {"data": 4, "fit": 3}}, out=tmp_path, progress=False)
-    (row,) = to_rows(res.configs("a"))
+    (row,) = res.configs("a").to_pylist()
     t = res.to_pandas()
     means = t.groupby("data_key")["metrics.a"].mean().to_numpy()
     assert row["ci_unit"] == "datasets" and row["n"] == 12 and row["n_datasets"] == 4

@@ -119,7 +119,7 @@ def test_the_columnar_plan_equals_the_per_run_definition(data_axis, fit_axis, zi
     if sessions:  # session files beside the spec; each session sets its own params, a sweep axis of its own
         import tempfile
 
-        from sweeper.spec.source import dump_yaml
+        from sweeper.yaml_dialect import dump_yaml
 
         folder = Path(tempfile.mkdtemp())
         (folder / "s1.yaml").write_text("data: {b: 1.0}\n")

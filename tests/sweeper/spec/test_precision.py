@@ -10,7 +10,7 @@ from scipy import stats
 
 import sweeper
 from sweeper import SpecError
-from sweeper.execution.driver import RayOnDemand
+from sweeper.driver import RayOnDemand
 from sweeper.spec import precision
 
 P = {"metric": "metrics.a", "half_width": 0.1, "max_repeats": 200, "min_repeats": 3, "ci": 0.95}

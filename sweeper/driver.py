@@ -12,7 +12,6 @@ import time
 import numpy as np
 import ray
 
-from sweeper.columns import to_rows
 from sweeper.errors import ClusterError, SpecError, SweepFailed
 from sweeper.execution import connect, shipping
 from sweeper.execution.scheduler import Scheduler
@@ -175,7 +174,7 @@ def _precision_rows(result: SweepResult, p: dict, spec: Spec) -> list:
                         key="precision.metric")
     if p["metric"] not in result.metrics:  # nothing ran ok: no interval to narrow
         return [{"n": 0, "n_datasets": 0, "ci_unit": "runs"}] * len(result.configurations())
-    return to_rows(result.configs(p["metric"], ci=p["ci"]))
+    return result.configs(p["metric"], ci=p["ci"]).to_pylist()
 
 
 INFRASTRUCTURE = {  # Ray's errors that say the machinery failed, not the study, and their likely causes

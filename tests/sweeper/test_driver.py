@@ -339,9 +339,9 @@ def test_a_failing_simulate_fails_only_its_run_in_a_fused_task():
                             name="s", ref=None)
     out = simulate_and_fit(StudyRef(obj=study), [("r1", {"bad": False}, 1, {}, 2, 1), ("r2", {"bad": True}, 3, {}, 4, 2)],
                            keep_data=False)
-    assert out[0]["result"]["status"] == "ok" and out[0]["meta"]["seed"] == 1 and out[0]["data"] is None
-    assert out[1]["meta"] is None and out[1]["result"]["status"] == "failed"
-    assert "no such dataset" in out[1]["result"]["error"] and out[1]["result"]["attempt"] == 2
+    assert out[0]["result"].status == "ok" and out[0]["meta"]["seed"] == 1 and out[0]["data"] is None
+    assert out[1]["meta"] is None and out[1]["result"].status == "failed"
+    assert "no such dataset" in out[1]["result"].error and out[1]["result"].attempt == 2
 
 
 @pytest.mark.slow  # starts a cluster and a test session of its own
@@ -376,7 +376,7 @@ def test_a_live_foreign_ray_neither_captures_a_sweep_nor_is_harmed_by_it(tmp_pat
 
 def test_which_ray_a_sweep_uses(monkeypatch):
     """Without --address (or address=) a sweep starts a Ray of its own; RAY_ADDRESS and --address join one."""
-    from sweeper.execution.driver import ray_address
+    from sweeper.driver import ray_address
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     assert ray_address(None) == "local" and ray_address("auto") == "auto"
@@ -410,7 +410,7 @@ def test_a_gpu_request_on_a_cpu_machine_fails_before_ray_starts(tmp_path, monkey
     import ray
 
     from sweeper.cli import main
-    from sweeper.execution.driver import machine_resources
+    from sweeper.driver import machine_resources
 
     if machine_resources()["GPU"]:
         pytest.skip("this machine has a GPU")
