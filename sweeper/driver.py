@@ -131,7 +131,8 @@ def execute(spec: Spec, plan, store: SweepStore, max_in_flight, progress, starte
     try:
         if todo:
             need_ray()
-            Scheduler(spec, store, todo, max_in_flight or spec.max_in_flight, progress, need_ray.options).run()
+            how = spec.how.model_copy(update={"max_in_flight": max_in_flight or spec.how.max_in_flight})
+            Scheduler(spec.study, how, store, todo, spec.name if progress else None, need_ray.options).run()
     finally:
         table = store.gather(ids)
         store.write_json(store.paths.provenance, provenance(spec.path, started))
@@ -230,8 +231,8 @@ def check_resources(spec: Spec, cluster_known: bool, nodes: list | None = None) 
     if nodes is None:
         nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
     names = {"num_cpus": "CPU", "num_gpus": "GPU", "memory": "memory"}
-    for prefix, asked, who in (("resources", spec.resources, "each run"),
-                               ("resources.simulate", spec.simulate_resources, "each simulate task")):
+    for prefix, asked, who in (("resources", spec.how.resources.asked(), "each run"),
+                               ("resources.simulate", spec.how.simulate.asked(), "each simulate task")):
         for key, name in names.items():
             want = asked.get(key) or 0
             have = max((n.get(name, 0) for n in nodes), default=0)

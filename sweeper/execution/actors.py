@@ -13,7 +13,7 @@ import ray
 
 from sweeper.execution.executors import Executor
 from sweeper.execution.worker import StudyRef, execute_packed, execute_run, fit_items, set_up
-from sweeper.spec.resolved import Spec
+from sweeper.spec.models import HowToRun
 
 
 class TrainerActor:
@@ -50,11 +50,11 @@ class TrainerActor:
         return {"pid": os.getpid(), "runs": self.runs}
 
 
-def pool_size(spec: Spec, cluster: dict) -> int:
-    """spec.actors, else as many actors as the cluster's CPUs / GPUs fit with the spec's resources."""
-    if spec.actors:
-        return spec.actors
-    gpus, cpus = spec.resources.get("num_gpus", 0), spec.resources.get("num_cpus", 1)
+def pool_size(how: HowToRun, cluster: dict) -> int:
+    """how.actors, else as many actors as the cluster's CPUs / GPUs fit with the spec's resources."""
+    if how.actors:
+        return how.actors
+    gpus, cpus = how.resources.num_gpus or 0, how.resources.num_cpus or 0
     fits = []
     if gpus:
         fits.append(int(cluster.get("GPU", 0) // gpus))
@@ -63,7 +63,7 @@ def pool_size(spec: Spec, cluster: dict) -> int:
         fits.append(int(max(cluster.get("CPU", 0) - 1, cpus) // cpus))
     n = min(fits) if fits else 1
     if n < 1:
-        raise RuntimeError(f"no actor fits the cluster: each asks {spec.resources}, the cluster has "
+        raise RuntimeError(f"no actor fits the cluster: each asks {how.resources.asked()}, the cluster has "
                            f"{ {k: cluster.get(k, 0) for k in ('CPU', 'GPU')} }")
     return n
 
@@ -71,14 +71,14 @@ def pool_size(spec: Spec, cluster: dict) -> int:
 class ActorExecutor(Executor):
     """A pool of TrainerActors; runs go to idle actors, one at a time each."""
 
-    def __init__(self, spec: Spec, study_ref, n_runs: int, opts: dict):
+    def __init__(self, how: HowToRun, study_ref, n_runs: int, opts: dict):
         """`opts`: the Ray options of every actor (resources, runtime_env)."""
         # an actor killed past a run's time limit is restarted for the next run, however often
-        restarts = -1 if spec.timeout_s else max(spec.retries, 0)
+        restarts = -1 if how.timeout_s else max(how.retries, 0)
         cls = ray.remote(TrainerActor).options(max_restarts=restarts, max_task_retries=0, **opts)
-        n = min(pool_size(spec, ray.cluster_resources()), max(n_runs, 1))
+        n = min(pool_size(how, ray.cluster_resources()), max(n_runs, 1))
         self.actors = [cls.remote(study_ref) for _ in range(n)]
-        self.reserved_cpus = n * spec.resources.get("num_cpus", 1)
+        self.reserved_cpus = n * (how.resources.num_cpus or 0)
         self.idle = list(self.actors)
         self.busy: dict = {}
         self.recovering: dict = {}  # health-check ref -> actor being restarted

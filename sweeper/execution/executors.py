@@ -52,13 +52,13 @@ class TaskExecutor(Executor):
 
     batches = True
 
-    def __init__(self, spec, study_ref, opts: dict):
+    def __init__(self, how, study_ref, opts: dict):
         """`opts`: the Ray options of every task (resources, runtime_env)."""
         self._fit = ray.remote(execute_batch).options(max_retries=0, **opts)
         # simulate and fit together only where they ask for the same resources
         self._fused = ray.remote(simulate_and_fit).options(max_retries=0, **opts)
         self._packed = ray.remote(execute_packed).options(max_retries=0, **opts)
-        self.fuses = not spec.simulate_resources
+        self.fuses = not how.simulate.asked()
         self.study_ref = study_ref
 
     def submit(self, runs: list, data_ref):

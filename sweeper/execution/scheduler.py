@@ -16,15 +16,15 @@ from sweeper.execution.queues import FUSED, Batcher, DatasetPool, Deadlines, Run
 from sweeper.execution.saver import Saver
 from sweeper.execution.worker import StudyRef, simulate_dataset
 from sweeper.records import RunOutcome, RunRecord
+from sweeper.spec.models import HowToRun
 
 log = logging.getLogger("sweeper")
 
 
-def packing_keys(spec, runs: list) -> dict:
+def packing_keys(pack: int, study, runs: list) -> dict:
     """{run id: the study's pack key} when the spec packs (`pack` > 1) and the study can (fit_packed and
     pack_key); runs whose key is None, and every run otherwise, go alone."""
-    study = spec.study
-    if spec.pack <= 1 or study.fit_packed is None or study.pack_key is None:
+    if pack <= 1 or study.fit_packed is None or study.pack_key is None:
         return {}
     return {run.run_id: study.pack_key(run.data, run.fit) for run in runs}
 
@@ -48,34 +48,35 @@ def datasets_alive(nbytes: int) -> int:
 class Scheduler:
     """One sweep's runs through Ray: the wait loop over the pieces above."""
 
-    def __init__(self, spec, store, todo: list, max_in_flight, progress: bool, options: dict):
-        """`options`: what every task and actor gets (the study's runtime_env, from the driver)."""
-        study_ref = StudyRef.of(spec.study)
+    def __init__(self, study, how: HowToRun, store, todo: list, progress: str | None, options: dict):
+        """`how`: how the spec runs (max_in_flight as the driver settled it); `options`: what every task and
+        actor gets (the study's runtime_env, from the driver); `progress`: the bar's label, None for none."""
+        study_ref = StudyRef.of(study)
         if study_ref.obj is not None:
             study_ref = ray.put(study_ref)  # a script study (functions by value) is pickled once, not per task
-        self.spec, self.store, self.study_ref = spec, store, study_ref
-        self.executor = make_executor(spec, study_ref, len(todo), options)
-        self.simulate = ray.remote(simulate_dataset).options(num_returns=2, max_retries=max(spec.retries, 1),
+        self.how, self.store, self.study_ref = how, store, study_ref
+        self.executor = make_executor(how, study_ref, len(todo), options)
+        self.simulate = ray.remote(simulate_dataset).options(num_returns=2, max_retries=max(how.retries, 1),
                                                              **options, **self._simulate_options())
         default_runs, max_datasets = default_limits()
-        self.limit = self.executor.capacity(max_in_flight or default_runs)
-        self.deadlines = Deadlines(spec.timeout_s)
+        self.limit = self.executor.capacity(how.max_in_flight or default_runs)
+        self.deadlines = Deadlines(how.timeout_s)
         if self.deadlines:  # a run's clock must not tick while it queues: no more in flight than run at once
-            self.limit = min(self.limit, runs_at_once(spec.resources))
-        self.saved = {p.stem for p in store.paths.datasets.glob("*.npz")} if spec.save_datasets and store.paths.datasets.is_dir() \
-            else set()
+            self.limit = min(self.limit, runs_at_once(how.resources.asked()))
+        self.saved = {p.stem for p in store.paths.datasets.glob("*.npz")} \
+            if how.save_datasets and store.paths.datasets.is_dir() else set()
         self.datasets = DatasetPool(todo, max_datasets, self._make_dataset)
-        self.queue = RunQueue(todo, spec.retries)
+        self.queue = RunQueue(todo, how.retries)
         self.batcher = Batcher(self.executor.batches and not self.deadlines)  # a time limit is a run's own
         self.saver = Saver(store)
         self.counts = collections.Counter()
-        self.pack_keys = packing_keys(spec, todo)
-        self.bar = tqdm(total=len(todo), desc=spec.name, unit="run", disable=not progress, smoothing=0.05)
+        self.pack_keys = packing_keys(how.pack, study, todo)
+        self.bar = tqdm(total=len(todo), desc=progress, unit="run", disable=progress is None, smoothing=0.05)
 
     def _simulate_options(self) -> dict:
         """resources.simulate, by default the runs' CPUs and no GPU; with num_gpus the study's simulate runs
         where Ray assigned it a GPU (`sweeper.worker.assigned_gpus()`)."""
-        opts = {"num_cpus": self.spec.resources.get("num_cpus", 1) or 1, **self.spec.simulate_resources}
+        opts = {"num_cpus": self.how.resources.num_cpus or 1, **self.how.simulate.asked()}
         if ray.cluster_resources().get("CPU", 0) - self.executor.reserved_cpus < opts["num_cpus"]:
             log.info("the actor pool holds the CPUs; datasets are simulated beside it (num_cpus=0)")
             opts["num_cpus"] = 0  # rather than wait for ever behind the pool
@@ -151,7 +152,7 @@ class Scheduler:
             taken[run.run_id] = self.datasets.take(run)
             return True
 
-        runs = self.queue.take_matching(self.spec.pack, 8 * self.spec.pack, accept)
+        runs = self.queue.take_matching(self.how.pack, 8 * self.how.pack, accept)
         if not runs:
             return False
         refs = [taken[run.run_id] for run in runs]
@@ -176,7 +177,7 @@ class Scheduler:
         if attempt == 1:  # a retry's dataset was skipped on its first attempt
             for run in runs:
                 self.datasets.skip(run)
-        ref = self.executor.submit_fused([(run, attempt) for run in runs], self.spec.save_datasets)
+        ref = self.executor.submit_fused([(run, attempt) for run in runs], self.how.save_datasets)
         self._pending(ref, [(run, FUSED, attempt) for run in runs])
 
     def _pending(self, ref, entries: list) -> None:
@@ -209,7 +210,7 @@ class Scheduler:
             meta = None  # the runs that need it will carry the simulate error
         key, data_ref = self.datasets.known(ref, meta, datasets_alive)
         self.deadlines.data_known(key)
-        if meta is not None and self.spec.save_datasets:
+        if meta is not None and self.how.save_datasets:
             self.saver.dataset(key, ray.get(data_ref), meta)
 
     def _on_result(self, ref) -> None:
@@ -293,12 +294,12 @@ def runs_at_once(resources: dict) -> int:
     return max(min(fits, default=1), 1)
 
 
-def make_executor(spec, study_ref, n_runs: int, options: dict) -> Executor:
+def make_executor(how: HowToRun, study_ref, n_runs: int, options: dict) -> Executor:
     """Tasks, or a pool of warm actors (`executor: actor`); each task or actor asks the spec's resources and gets
     `options` (the study's runtime_env)."""
-    opts = {**{k: v for k, v in spec.resources.items() if v}, **options}
-    if spec.executor == "actor":
+    opts = {**{k: v for k, v in how.resources.asked().items() if v}, **options}
+    if how.executor == "actor":
         from sweeper.execution.actors import ActorExecutor
 
-        return ActorExecutor(spec, study_ref, n_runs, opts)
-    return TaskExecutor(spec, study_ref, opts)
+        return ActorExecutor(how, study_ref, n_runs, opts)
+    return TaskExecutor(how, study_ref, opts)

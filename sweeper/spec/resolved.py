@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import difflib
 import logging
-import math
-from dataclasses import dataclass, field
 from pathlib import Path
+
+import pydantic
 
 from sweeper.columns import first_duplicate, key_of
 from sweeper.errors import SpecError
@@ -13,47 +13,37 @@ from sweeper.hashing import short_hash
 from sweeper.spec import precision
 from sweeper.spec import source as config
 from sweeper.spec.code_hash import study_code
+from sweeper.spec.models import DESIGN_KEYS, HOW_KEYS, Design, HowToRun, how_to_run, validated
 from sweeper.study import Study, defaults, resolve
-from sweeper.yaml_dialect import parse_value
 
-TOP_KEYS = {"study", "name", "description", "seed", "data", "fit", "sweep", "zip", "data_mode", "repeats",
-            "resources", "executor", "actors", "retries", "save_datasets", "max_in_flight",
-            "report", "seeds", "precision", "pack", "timeout_s"}
-DATA_MODES = ("shared", "independent", "crossed")
-SEEDS = ("paired", "independent")
-EXECUTORS = ("task", "actor")
+TOP_KEYS = {"study", "description", "data", "fit", "sweep", "zip", "precision", *DESIGN_KEYS, *HOW_KEYS}
 
 
-@dataclass
-class Spec:
+class Spec(pydantic.BaseModel):
+    """What to sweep, resolved and validated: the study, its data and fit params (defaults filled in), the
+    swept and zipped axes, sessions, repeats, seeds, the report and precision sections; `how` is how to run it
+    (`HowToRun`, all the executors get). `origins`: the file:line of every value."""
+
+    model_config = pydantic.ConfigDict(arbitrary_types_allowed=True, frozen=True)
     study: Study
     name: str
     seed: int
     data: dict
     fit: dict
-    sweep: dict = field(default_factory=dict)
-    zip: dict = field(default_factory=dict)
+    sweep: dict = {}
+    zip: dict = {}
     data_mode: str = "shared"
     repeats_data: int = 1
     repeats_fit: int = 1
-    resources: dict = field(default_factory=lambda: {"num_cpus": 1, "num_gpus": 0})
-    # resources.simulate: what each simulate task asks for (default: the runs' CPUs, no GPU)
-    simulate_resources: dict = field(default_factory=dict)
-    executor: str = "task"
-    actors: int | None = None
-    retries: int = 1
-    save_datasets: bool = True
-    max_in_flight: int | None = None
-    sessions: dict = field(default_factory=dict)   # name -> {"data": ..., "fit": ...}
-    origins: dict = field(default_factory=dict)
+    sessions: dict = {}   # name -> {"data": ..., "fit": ...}
+    origins: dict = {}
     path: str | None = None
     description: str = ""
-    report: dict = field(default_factory=dict)   # {metric, maximize, axes}: the generic sweep report
+    report: dict = {}   # {metric, maximize, axes}: the generic sweep report
     seeds: str = "paired"   # paired: fit arms share fit seeds; independent: a seed per arm too
-    code: dict = field(default_factory=dict)   # {"sha256", "parts"}: the study's code (sweeper.code)
-    precision: dict = field(default_factory=dict)  # spec.precision: repeats added until intervals are tight
-    pack: int = 1   # up to this many compatible runs trained as one program (study.fit_packed); no run id changes
-    timeout_s: float | None = None  # a run still running this long after it started is cancelled and failed
+    code: dict = {}   # {"sha256", "parts"}: the study's code (sweeper.code)
+    precision: dict = {}  # spec.precision: repeats added until intervals are tight
+    how: HowToRun = HowToRun()
 
     @property
     def study_name(self) -> str:
@@ -71,27 +61,16 @@ class Spec:
 
     def to_dict(self) -> dict:
         """The resolved spec as plain YAML-able values (spec.yaml)."""
+        how = self.how.to_dict()
         d = {"study": self.study_ref, "name": self.name, **({"description": self.description}
-                                                             if self.description else {}), "seed": self.seed, "data": self.data, "fit": self.fit,
-             "sweep": self.sweep, "zip": self.zip, "data_mode": self.data_mode, "repeats": self.repeats(),
-             "resources": {**self.resources, **({"simulate": self.simulate_resources}
-                                                if self.simulate_resources else {})}, "executor": self.executor, "retries": self.retries,
-             "save_datasets": self.save_datasets}
-        if self.actors is not None:
-            d["actors"] = self.actors
-        if self.sessions:
-            d["sessions"] = self.sessions
-        if self.report:
-            d["report"] = self.report
-        if self.seeds != "paired":
-            d["seeds"] = self.seeds
-        if self.precision:
-            d["precision"] = self.precision
-        if self.pack != 1:
-            d["pack"] = self.pack
-        if self.timeout_s is not None:
-            d["timeout_s"] = self.timeout_s
-        return d
+                                                             if self.description else {}), "seed": self.seed,
+             "data": self.data, "fit": self.fit, "sweep": self.sweep, "zip": self.zip, "data_mode": self.data_mode,
+             "repeats": self.repeats(), **{k: how.pop(k) for k in ("resources", "executor", "retries", "save_datasets")}}
+        if "actors" in how:
+            d["actors"] = how.pop("actors")
+        optional = {"sessions": self.sessions, "report": self.report,
+                    "seeds": self.seeds if self.seeds != "paired" else None, "precision": self.precision}
+        return {**d, **{k: v for k, v in optional.items() if v}, **how}
 
     def sweep_id(self) -> str:
         """Hash of what decides the runs' results (not resources or executor), so a re-run resumes."""
@@ -113,13 +92,6 @@ def get_dotted(d: dict, dotted: str):
             raise KeyError(dotted)
         node = node[p]
     return node
-
-
-def _int(values, key, origins, path, low=0):
-    v = values[key]
-    if isinstance(v, bool) or not isinstance(v, int) or v < low:
-        raise SpecError(f"expected an integer >= {low}, got {v!r}", where=origins.get(key, path), key=key)
-    return v
 
 
 def _axes(values, key, origins, path, spec_data, spec_fit, sessions) -> dict:
@@ -168,39 +140,14 @@ def _has(tree, dotted):
         return False
 
 
-def _report(values, origins, path) -> dict:
-    """report: {metric: metrics.x, maximize: bool, axes: [a, b]} -- what the generic sweep report ranks and plots.
-    `direction: max | min | none` says the same as maximize; none: the metric has no better direction (a
-    recovered parameter), so nothing is ranked (stored as maximize: null)."""
-    rep = dict(values.get("report") or {})
-    where = origins.get("report", path)
-    if set(rep) - {"metric", "maximize", "axes", "direction"}:
-        raise SpecError("expected a mapping with metric, maximize (or direction) and axes", where=where, key="report")
-    if "metric" in rep and not isinstance(rep["metric"], str):
-        raise SpecError(f"expected a metric name such as metrics.psnr, got {rep['metric']!r}",
-                        where=origins.get("report.metric", where), key="report.metric")
-    if "direction" in rep:
-        directions = {"max": True, "min": False, "none": None}
-        if rep["direction"] not in directions or "maximize" in rep:
-            raise SpecError(f"expected max, min or none (and no maximize beside it), got {rep['direction']!r}",
-                            where=origins.get("report.direction", where), key="report.direction")
-        rep["maximize"] = directions[rep.pop("direction")]
-    if rep.get("maximize") is not None and not isinstance(rep["maximize"], bool):
-        raise SpecError(f"expected true or false, got {rep['maximize']!r}",
-                        where=origins.get("report.maximize", where), key="report.maximize")
-    axes = rep.get("axes", [])
-    if not isinstance(axes, list) or not all(isinstance(a, str) for a in axes):
-        raise SpecError(f"expected a list of sweep keys, got {axes!r}", where=origins.get("report.axes", where),
-                        key="report.axes")
-    return rep
-
-
 def from_config(cfg: config.Config, path: str | None = None) -> Spec:
     """Validate a merged Config into a Spec; every problem is a SpecError naming the file and key."""
     values, origins = cfg.values, dict(cfg.origins)
     _check_keys(values, origins, path)
     study = resolve(values["study"], origins.get("study", path))
-    seed = _int(values, "seed", origins, path)
+    given = {k: values[k] for k in DESIGN_KEYS if values.get(k) is not None}
+    design = validated(Design, {**given, "name": given.get("name") or (Path(path).stem if path else study.name)},
+                       origins, path)
     data, fit, sessions = _params(values, origins, path, study)
     sweep = _axes(values, "sweep", origins, path, data, fit, sessions)
     zips = _axes(values, "zip", origins, path, data, fit, sessions)
@@ -211,41 +158,15 @@ def from_config(cfg: config.Config, path: str | None = None) -> Spec:
     both = sorted(set(sweep) & set(zips))
     if both:
         raise SpecError("a key is either swept or zipped, not both", where=origins.get("zip", path), key=both[0])
-    mode, rd, rf = _repeats(values, origins, path)
+    rd, rf = design.repeat_counts()
     precise = precision.parse(values, origins, path)
     if precise:  # the plan holds every repeat precision may use; the driver runs them round by round
-        rd, rf = (rd, precise["max_repeats"]) if mode == "shared" else (precise["max_repeats"], rf)
-    executor = _choice(values, origins, path, "executor", EXECUTORS)
-    actors = _int(values, "actors", origins, path, 1) if values.get("actors") is not None else None
-    retries = _int(values, "retries", origins, path) if "retries" in values else 1
-    mif = _int(values, "max_in_flight", origins, path, 1) if "max_in_flight" in values else None
-    save = values.get("save_datasets", True)
-    if not isinstance(save, bool):
-        raise SpecError(f"expected true or false, got {save!r}", where=origins.get("save_datasets", path),
-                        key="save_datasets")
-    name = values.get("name") or (Path(path).stem if path else study.name)
-    if not name or not isinstance(name, str) or "/" in name:
-        raise SpecError("expected a name (letters, digits, _ and -) for the sweep directory",
-                        where=origins.get("name", path), key="name")
-    return Spec(study=study, name=name, seed=seed, data=data, fit=fit, sweep=sweep, zip=zips, data_mode=mode,
-                repeats_data=rd, repeats_fit=rf, resources=_resources(values, origins, path),
-                simulate_resources=_simulate_resources(values, origins, path), executor=executor,
-                actors=actors, retries=retries, save_datasets=save, max_in_flight=mif, sessions=sessions,
-                origins=origins, path=path, description=str(values.get("description") or study.description or ""),
-                report=_report(values, origins, path), seeds=_choice(values, origins, path, "seeds", SEEDS),
-                code=study_code(study), precision=precise,
-                pack=_int(values, "pack", origins, path, 1) if "pack" in values else 1,
-                timeout_s=_timeout(values, origins, path))
-
-
-def _timeout(values, origins, path) -> float | None:
-    v = values.get("timeout_s")
-    if v is None:
-        return None
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < math.inf:
-        raise SpecError(f"expected a number of seconds > 0, got {v!r}", where=origins.get("timeout_s", path),
-                        key="timeout_s")
-    return float(v)
+        rd, rf = (rd, precise["max_repeats"]) if design.data_mode == "shared" else (precise["max_repeats"], rf)
+    return Spec(study=study, name=design.name, seed=design.seed, data=data, fit=fit, sweep=sweep, zip=zips,
+                data_mode=design.data_mode, repeats_data=rd, repeats_fit=rf, sessions=sessions, origins=origins,
+                path=path, description=str(values.get("description") or study.description or ""),
+                report=design.report.to_dict(), seeds=design.seeds, code=study_code(study), precision=precise,
+                how=how_to_run(values, origins, path))
 
 
 def _check_keys(values, origins, path) -> None:
@@ -278,68 +199,17 @@ def _params(values, origins, path, study: Study) -> tuple[dict, dict, dict]:
     return data, fit, sessions
 
 
-def _choice(values, origins, path, key, choices):
-    value = values.get(key, choices[0])
-    if value not in choices:
-        raise SpecError(f"expected one of {', '.join(choices)}, got {value!r}", where=origins.get(key, path), key=key)
-    return value
-
-
-def _repeats(values, origins, path) -> tuple[str, int, int]:
-    mode = _choice(values, origins, path, "data_mode", DATA_MODES)
-    reps = values.get("repeats", 1)
-    rwhere = origins.get("repeats", path)
-    if mode == "crossed":
-        if not isinstance(reps, dict) or set(reps) != {"data", "fit"}:
-            raise SpecError("crossed data needs repeats: {data: D, fit: F}", where=rwhere, key="repeats")
-        return mode, _int(reps, "data", {"data": rwhere}, path, 1), _int(reps, "fit", {"fit": rwhere}, path, 1)
-    if isinstance(reps, bool) or not isinstance(reps, int) or reps < 1:
-        raise SpecError(f"expected an integer >= 1 (or {{data: D, fit: F}} with data_mode: crossed), got {reps!r}",
-                        where=rwhere, key="repeats")
-    return (mode, reps, 1) if mode == "independent" else (mode, 1, reps)
-
-
-def _resources(values, origins, path) -> dict:
-    given = {k: v for k, v in (values.get("resources") or {}).items() if k != "simulate"}
-    return _checked({"num_cpus": 1, "num_gpus": 0, **given}, "resources", origins, path,
-                    "resources are num_cpus, num_gpus, memory and simulate (the simulate task's own)")
-
-
-def _simulate_resources(values, origins, path) -> dict:
-    given = (values.get("resources") or {}).get("simulate") or {}
-    if not isinstance(given, dict):
-        raise SpecError("expected a mapping such as {num_gpus: 1}", where=origins.get("resources.simulate", path),
-                        key="resources.simulate")
-    return _checked(dict(given), "resources.simulate", origins, path,
-                    "resources.simulate are num_cpus, num_gpus and memory")
-
-
-def _checked(resources: dict, prefix: str, origins, path, known: str) -> dict:
-    for k, v in resources.items():
-        key = f"{prefix}.{k}"
-        if k not in ("num_cpus", "num_gpus", "memory"):
-            raise SpecError(known, where=origins.get(key, path), key=key)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or not math.isfinite(v):
-            raise SpecError(f"expected a number >= 0, got {v!r}", where=origins.get(key, path), key=key)
-    gpus = resources.get("num_gpus", 0)
-    if gpus > 1 and gpus != int(gpus):
-        raise SpecError("fractional num_gpus must be below 1", where=origins.get(f"{prefix}.num_gpus", path),
-                        key=f"{prefix}.num_gpus")
-    return resources
-
-
-def _pin_axis(cfg: config.Config, text: str) -> config.Config:
+def _pin_axis(cfg: config.Config, override: config.Override) -> config.Config:
     """`data.x=v` on a swept (or zipped) key means "run at v": the axis is dropped, as in Hydra's multirun.
     On a zipped key whose rows hold v, only those rows stay (fit.model=epie runs the epie arm alone)."""
-    key, raw = (part.strip() for part in text.split("=", 1))  # apply_override has checked there is a "="
-    key = key.lstrip("+")
+    key, text = override.key, override.text
     if key.startswith(("sweep.", "zip.")):
         return cfg
     for section in ("sweep", "zip"):
         axes = cfg.values.get(section)
         if isinstance(axes, dict) and key in axes:
             if section == "zip":
-                axes = _first_rows(_without(_rows_holding(axes, key, parse_value(raw)), key))
+                axes = _first_rows(_without(_rows_holding(axes, key, override.value), key))
             else:
                 axes = _without(axes, key)
             origins = {k: v for k, v in cfg.origins.items() if k != f"{section}.{key}"}
@@ -404,13 +274,12 @@ def load_spec(spec, overrides=()) -> Spec:
         cfg = config.load(path)
     sessions = config.load_sessions(cfg, Path(path) if path else Path.cwd())
     declared = _declared(cfg, path)
-    for text in overrides:
-        key = text.split("=", 1)[0].strip()
+    for override in map(config.Override.parse, overrides):
         # a top-level setting, or a parameter the study declares, may be set even if the file leaves it out
-        new = "=" in text and (key in TOP_KEYS or key in declared)
-        cfg = config.apply_override(cfg, text, add=new)
-        sessions = {name: config.apply_override(s, text, add=new) for name, s in sessions.items()}
-        cfg = _pin_axis(cfg, text)
+        new = override.key in TOP_KEYS or override.key in declared
+        cfg = config.apply_override(cfg, override, add=new)
+        sessions = {name: config.apply_override(s, override, add=new) for name, s in sessions.items()}
+        cfg = _pin_axis(cfg, override)
     if sessions:
         cfg.values["_sessions"] = sessions
     try:

@@ -141,20 +141,36 @@ def load_sessions(cfg: Config, spec_path: Path) -> dict[str, Config]:
     return out
 
 
-def apply_override(cfg: Config, text: str, add: bool = False) -> Config:
-    """`key=value` (dotted key, YAML-typed value) onto cfg; `+key=value` (or add=True) may add a key that is
-    not there."""
-    if "=" not in text:
-        raise SpecError("an override is key=value (or +key=value to add a key)", where=f"override {text!r}")
-    key, raw = text.split("=", 1)
-    add = add or key.startswith("+")
-    key = key.lstrip("+").strip()
-    where = f"override {text!r}"
-    try:
-        value = parse_value(raw)
-    except yaml.YAMLError as e:
-        raise SpecError(f"cannot read the value {raw!r} as YAML: {getattr(e, 'problem', None) or e}", where=where,
-                        key=key) from None
+@dataclass(frozen=True)
+class Override:
+    """One command-line `key=value` (`+key=value` may add a key), read once: the dotted key, the YAML-typed
+    value, and the text as typed (where its values came from)."""
+
+    key: str
+    value: object
+    add: bool
+    text: str
+
+    @classmethod
+    def parse(cls, text: str) -> "Override":
+        if "=" not in text:
+            raise SpecError("an override is key=value (or +key=value to add a key)", where=f"override {text!r}")
+        key, raw = text.split("=", 1)
+        try:
+            value = parse_value(raw)
+        except yaml.YAMLError as e:
+            raise SpecError(f"cannot read the value {raw!r} as YAML: {getattr(e, 'problem', None) or e}",
+                            where=f"override {text!r}", key=key.lstrip("+").strip()) from None
+        return cls(key.lstrip("+").strip(), value, key.startswith("+"), text)
+
+    @property
+    def where(self) -> str:
+        return f"override {self.text!r}"
+
+
+def apply_override(cfg: Config, override: Override, add: bool = False) -> Config:
+    """An override onto cfg; `+key=value` (or add=True) may add a key that is not there."""
+    key, value, where, add = override.key, override.value, override.where, add or override.add
     parts = key.split(".")
     if parts[0] in ("sweep", "zip") and len(parts) > 1:
         parts = [parts[0], ".".join(parts[1:])]

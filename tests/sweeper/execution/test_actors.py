@@ -42,14 +42,15 @@ def test_pool_reuses_warm_actors(tmp_path, setup_log, ray_session):
 
 def test_pool_size_follows_resources():
     from sweeper.execution.actors import pool_size
+    from sweeper.spec.models import Resources
     from sweeper.spec.resolved import load_spec
 
     s = load_spec({"study": "tests.fixtures.warm", "name": "w", "seed": 1, "data": {"n": 1}, "fit": {},
                    "executor": "actor", "resources": {"num_cpus": 1, "num_gpus": 0.5}})
-    assert pool_size(s, {"CPU": 16, "GPU": 2}) == 4  # two actors share each GPU
-    s.resources = {"num_cpus": 2, "num_gpus": 0}
-    assert pool_size(s, {"CPU": 5}) == 2  # one CPU is left for simulate tasks
-    assert pool_size(s, {"CPU": 4}) == 1
-    s.resources = {"num_cpus": 1, "num_gpus": 1}
+    assert pool_size(s.how, {"CPU": 16, "GPU": 2}) == 4  # two actors share each GPU
+    how = s.how.model_copy(update={"resources": Resources(num_cpus=2, num_gpus=0)})
+    assert pool_size(how, {"CPU": 5}) == 2  # one CPU is left for simulate tasks
+    assert pool_size(how, {"CPU": 4}) == 1
+    how = s.how.model_copy(update={"resources": Resources(num_cpus=1, num_gpus=1)})
     with pytest.raises(RuntimeError, match="no actor fits"):
-        pool_size(s, {"CPU": 4, "GPU": 0})
+        pool_size(how, {"CPU": 4, "GPU": 0})

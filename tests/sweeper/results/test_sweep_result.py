@@ -281,3 +281,37 @@ def test_printed_overrides_plan_exactly_their_configuration(tmp_path_factory, ax
             assert key_of(value) == key_of(next(v for v in sweep[axis] if key_of(v) == key_of(value)))
         again = sweeper.expand(sweeper.load_spec(str(sd.paths.spec), c["overrides"]))
         assert sorted(r.run_id for r in again.runs) == sorted(c["run_ids"])
+
+
+def test_runs_are_typed_records_and_configs_typed_rows_with_their_table(grid):
+    """runs(status=...) is the one status filter; configs() rows carry an Interval per metric whose numbers
+    are the table form's columns."""
+    from sweeper import ConfigRow, RunRecord, RunStatus
+
+    runs = grid.runs()
+    assert len(runs) == 12 and all(isinstance(r, RunRecord) for r in runs)
+    ok, failed = grid.runs(RunStatus.OK), grid.runs("failed")
+    assert len(ok) == grid.counts()["ok"] == 6 and len(failed) == 6 and not grid.runs(RunStatus.PENDING)
+    assert all(r.ok and r["fit.fail"] is False and "metrics.a" in r.columns for r in ok)
+    assert [r.run_id for r in runs] == grid.plan.column("run_id").to_pylist()
+    rows = grid.configs("a")
+    for row, flat in zip(rows, rows.to_pylist()):
+        assert isinstance(row, ConfigRow) and row.n == flat["n"] and row.axes["data.a"] == flat["data.a"]
+        s = row.stat("metrics.a")
+        assert (s.mean, s.sd, s.unit) == pytest.approx((flat["a_mean"], flat["a_sd"], flat["ci_unit"]), nan_ok=True)
+    assert rows.table.column_names[:4] == ["data.a", "fit.fail", "n", "n_failed"]
+    assert grid.levels("data.a") == [1.0, 3.0] and grid.levels("fit.fail") == [False, True]
+
+
+def test_a_planned_run_without_a_record_is_pending(grid, tmp_path):
+    import shutil
+
+    copy = tmp_path / "grid"
+    shutil.copytree(grid.dir, copy)
+    (copy / "results.parquet").unlink()
+    for shard in (copy / "records").glob("*.parquet"):
+        shard.unlink()
+    again = sweeper.load(copy)
+    pending = again.runs(sweeper.RunStatus.PENDING)
+    assert len(pending) == 12 and pending[0].metrics == {} and pending[0]["data.a"] == 1.0
+    assert pending[0].data == grid.runs()[0].data and pending[0].seed_fit == grid.runs()[0].seed_fit

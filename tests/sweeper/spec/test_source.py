@@ -124,9 +124,9 @@ def test_an_override_of_a_swept_key_pins_it(tmp_path):
 def test_the_simulate_task_s_own_resources(linear_spec):
     spec, _ = linear_spec
     s = load_spec({**spec, "resources": {"num_cpus": 1, "simulate": {"num_gpus": 1}}})
-    assert s.resources == {"num_cpus": 1, "num_gpus": 0} and s.simulate_resources == {"num_gpus": 1}
+    assert s.how.resources.asked() == {"num_cpus": 1, "num_gpus": 0} and s.how.simulate.asked() == {"num_gpus": 1}
     assert s.to_dict()["resources"]["simulate"] == {"num_gpus": 1}  # spec.yaml keeps it
-    with pytest.raises(SpecError, match=r"resources.simulate.gpus: resources.simulate are num_cpus, num_gpus"):
+    with pytest.raises(SpecError, match=r"resources.simulate.gpus: unknown key \(did you mean 'num_gpus'\? expected one of num_cpus, num_gpus"):
         load_spec({**spec, "resources": {"simulate": {"gpus": 1}}})
     with pytest.raises(SpecError, match=r"resources.simulate.num_gpus: fractional num_gpus must be below 1"):
         load_spec({**spec, "resources": {"simulate": {"num_gpus": 1.5}}})
