@@ -7,6 +7,7 @@ Run: python benchmarks/bench_fault_tolerance.py [--runs 200] [--sleep 0.1]
 from __future__ import annotations
 
 import argparse
+import collections
 import sys
 import tempfile
 from pathlib import Path
@@ -26,7 +27,7 @@ def main(argv=None):
         for label, kill_after in [("no node lost", args.runs + 1), ("1 of 2 workers killed halfway", args.runs // 2)]:
             r = in_subprocess("node_loss", Path(tmp) / label.replace(" ", "_"), timeout=900, runs=args.runs,
                               sleep=args.sleep, kill_after=kill_after)
-            ok = sum(x["status"] == "ok" for x in r["rows"])
+            ok = collections.Counter(x["status"] for x in r["rows"])["ok"]
             retried = sum(x["attempt"] > 1 for x in r["rows"])
             k = r["killed"] or {}
             in_flight = k.get("started_at_kill", 0) - k.get("written_at_kill", 0)

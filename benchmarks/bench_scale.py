@@ -150,6 +150,7 @@ def store_rows(n: int, out: str) -> list:
     import json as js
     import os
 
+    from sweeper import RunRecord
     from sweeper.toolkit import SweepStore
 
     records = [{"run_id": f"{i:016x}", "data_key": f"{i // 10:016x}", "status": "ok", "error": None,
@@ -157,10 +158,11 @@ def store_rows(n: int, out: str) -> list:
                 "repeat_fit": 0, "seed_data": i, "seed_fit": i, "session": None, "data": {"a": i / 7},
                 "fit": {"k": i % 10}, "metrics": {"v": i * 0.5, "w": 1.0}} for i in range(n)]
     ids = [r["run_id"] for r in records]
+    typed = [RunRecord.from_json(r) for r in records]  # what the scheduler hands the store
 
     def write_shards(sd):
         for i in range(0, n, 5000):
-            sd.append_records(records[i:i + 5000])
+            sd.append_records(typed[i:i + 5000])
 
     def write_files(sd):  # the per-run layout the records replace
         for r in records:

@@ -260,12 +260,11 @@ def _cells(cpu_only: bool, text: str) -> tuple[str, str]:
 
 
 def _sweep_counts(sweep_dir: Path) -> tuple[int, int]:
-    """(runs that ended ok, of them trained packed) from a sweep directory's results."""
-    import pyarrow.parquet as pq
+    """(runs that ended ok, of them trained packed) from a sweep directory's records."""
+    import sweeper
 
-    rows = pq.read_table(sweep_dir / "results.parquet", columns=["status", "device"]).to_pylist()
-    ok = [r for r in rows if r["status"] == "ok"]
-    return len(ok), sum("(packed" in (r["device"] or "") for r in ok)
+    ok = sweeper.load(sweep_dir).runs(sweeper.RunStatus.OK)
+    return len(ok), sum("(packed" in (r.device or "") for r in ok)
 
 
 def _epochs_within(dataset, fit: dict, seed: int, seconds: float) -> int:

@@ -122,9 +122,8 @@ class RunRecord:
     @classmethod
     def from_json(cls, d: dict) -> "RunRecord":
         """A record as a shard (or an old runs/<id>/result.json) holds it; unknown keys are ignored."""
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in d.items() if k in known - {"axes"} and v is not None}
-        metrics = {k: _number(v) for k, v in (d.get("metrics") or {}).items()}
+        values = {k: d[k] for k in STORED if d.get(k) is not None}
+        metrics = {k: v if type(v) is float else _number(v) for k, v in (d.get("metrics") or {}).items()}
         return cls(**{**values, "status": RunStatus(d["status"]), "attempt": d.get("attempt") or 1,
                       "metrics": metrics})
 
@@ -159,6 +158,9 @@ class RunRecord:
     @property
     def ok(self) -> bool:
         return self.status is RunStatus.OK
+
+
+STORED = ("run_id", *RECORD_IDS[1:], "session", "data", "fit")  # what from_json reads beside status and metrics
 
 
 def _number(value):

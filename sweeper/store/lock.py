@@ -100,12 +100,35 @@ class DirLock:
         self._beat.start()
 
     def _heartbeat(self) -> None:
+        """Touch the lock every HEARTBEAT_S until released. A failed touch (a shared filesystem's hiccup) is
+        said once and retried at the next beat; a lock removed under the sweep is put back unless another
+        driver has taken it meanwhile."""
+        failing = False
         while not self._stop.wait(HEARTBEAT_S):
             try:
                 os.utime(self.path)
+                failing = False
             except FileNotFoundError:
-                log.error("the lock %s was removed while this sweep held it", self.path)
-                return
+                if not self._restore():
+                    return
+            except OSError as e:
+                if not failing:
+                    log.warning("the lock %s could not be touched (%s); trying again", self.path, e)
+                failing = True
+
+    def _restore(self) -> bool:
+        """Put back the lock removed while this sweep held it; False (and said) if another driver has one."""
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            log.error("the lock %s was removed while this sweep held it, and another driver took it", self.path)
+            return False
+        except OSError:
+            return True  # the folder is unreachable just now: the next beat tries again
+        with os.fdopen(fd, "w") as f:
+            json.dump(self._held, f)
+        log.warning("the lock %s was removed while this sweep held it; it is back", self.path)
+        return True
 
     def release(self) -> None:
         if self._held is None:
@@ -135,8 +158,11 @@ def _live(holder: dict, age: float) -> bool:
 
 
 def _alive(pid: int) -> bool:
+    """Whether a process `pid` runs on this host; one of another user (EPERM) runs too."""
     try:
         os.kill(int(pid), 0)
-    except (OSError, ValueError):
+    except PermissionError:
+        return True
+    except (OSError, ValueError, TypeError):
         return False
     return True

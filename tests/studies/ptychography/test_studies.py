@@ -72,9 +72,9 @@ def test_dose_study_figures_and_summary(dose):
 
 @pytest.mark.slow  # a whole study: networks trained
 def test_dose_study_table_gives_every_arm_and_the_paired_loss_difference(dose):
-    from studies.ptychography.dose_response import _rows, arm_table
+    from studies.ptychography.dose_response import arm_table
 
-    table = arm_table(dose, _rows(dose))
+    table = arm_table(dose, dose.runs(sweeper.RunStatus.OK))
     assert [(r[0], r[1], r[2]) for r in table[:3]] == [("1e+09", "PINN, MAE loss", "2"),
                                                        ("1e+09", "PINN, NLL loss", "2"),
                                                        ("1e+09", "ePIE reference", "2")]
@@ -90,12 +90,12 @@ def test_dose_study_table_gives_every_arm_and_the_paired_loss_difference(dose):
 def test_a_swept_axis_beyond_dose_and_loss_makes_arms_of_its_own(tmp_path, ray_session):
     """A budget sweep (here fit.epochs) is never pooled into one arm: the table, the paired NLL - MAE rows,
     the summary and the figure's panels keep each value apart."""
-    from studies.ptychography.dose_response import _rows, arm_table
+    from studies.ptychography.dose_response import arm_table
 
     res = sweeper.run(SPECS / "dose_response.yaml", TINY + ["sweep.data.nphotons=[1e9]", "sweep.fit.epochs=[1, 2]",
                                                             "zip.fit.model=[pinn, pinn]", "zip.fit.loss=[nll, mae]",
                                                             "repeats=2"], out=tmp_path, progress=False)
-    table = arm_table(res, _rows(res))
+    table = arm_table(res, res.runs(sweeper.RunStatus.OK))
     assert [(r[1], r[2]) for r in table] == [("PINN, MAE loss, epochs 1", "2"), ("PINN, MAE loss, epochs 2", "2"),
                                              ("PINN, NLL loss, epochs 1", "2"), ("PINN, NLL loss, epochs 2", "2"),
                                              ("NLL - MAE (paired t), epochs 1", "2 pairs"),

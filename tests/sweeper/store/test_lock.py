@@ -76,3 +76,64 @@ def test_a_take_over_that_finds_a_live_lock_after_all_gives_it_back(tmp_path):
         lk._take_over()
     assert json.loads((tmp_path / ".lock").read_text())["host"] == "node-b"
     assert sorted(p.name for p in tmp_path.iterdir()) == [".lock"]
+
+
+def test_a_live_driver_of_another_user_is_live():
+    """os.kill(pid, 0) on another user's process raises PermissionError: that process runs, its lock holds.
+    Root may signal anyone, so as root the check runs with an unprivileged effective user, against a process of
+    a third user."""
+    import subprocess
+
+    if os.geteuid() != 0:
+        assert lockmod._alive(1)  # init: always running, never ours
+        return
+    import pwd
+
+    try:
+        owner, checker = pwd.getpwnam("daemon"), pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no unprivileged users to play the two drivers")
+    other = subprocess.Popen(["sleep", "30"], user=owner.pw_uid, group=owner.pw_gid)
+    try:
+        os.seteuid(checker.pw_uid)
+        try:
+            with pytest.raises(PermissionError):
+                os.kill(other.pid, 0)  # what the lock sees: the process is there, but not ours to signal
+            alive = lockmod._alive(other.pid)
+        finally:
+            os.seteuid(0)
+        assert alive
+    finally:
+        other.kill()
+        other.wait()
+    assert not lockmod._alive(other.pid)
+
+
+def test_the_heartbeat_survives_a_failed_touch_and_puts_back_a_removed_lock(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(lockmod, "HEARTBEAT_S", 0.05)
+    real, failures = os.utime, []
+
+    def flaky(path, *a, **k):
+        if len(failures) < 2:  # the first two beats fail (a shared filesystem's hiccup)
+            failures.append(path)
+            raise OSError(5, "Input/output error")
+        return real(path, *a, **k)
+
+    lk = DirLock(tmp_path / ".lock")
+    lk.acquire()
+    try:
+        monkeypatch.setattr(lockmod.os, "utime", flaky)
+        old = time.time() - 3600
+        real(tmp_path / ".lock", (old, old))
+        deadline = time.time() + 5
+        while (tmp_path / ".lock").stat().st_mtime < time.time() - 60 and time.time() < deadline:
+            time.sleep(0.02)
+        assert len(failures) == 2 and time.time() - (tmp_path / ".lock").stat().st_mtime < 60
+        assert caplog.text.count("could not be touched") == 1  # said once, not every beat
+        (tmp_path / ".lock").unlink()
+        while not (tmp_path / ".lock").exists() and time.time() < deadline:
+            time.sleep(0.02)
+        assert json.loads((tmp_path / ".lock").read_text())["pid"] == os.getpid() and "it is back" in caplog.text
+    finally:
+        lk.release()
+    assert not (tmp_path / ".lock").exists()
