@@ -242,6 +242,11 @@ def _cmd_report(a) -> int:
     from sweeper.results.sweep_result import load
 
     res = load(a.dir)
+    try:  # what was asked is checked before anything is drawn: one line each
+        res.metric_names(a.metric) if a.metric else None
+        res.check_axes(a.axes or [])
+    except ValueError as e:
+        raise SpecError(str(e), where=str(res.dir), key="--metric" if "metric" in str(e) else "--axes") from None
     spec_report = res.spec.get("report") or {}
     metric, maximize = direction(a, spec_report)
     axes = a.axes or ([x for x in spec_report.get("axes", []) if x in res.axes] if metric else None)

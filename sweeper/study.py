@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import importlib
 import sys
+import types
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -168,11 +170,27 @@ def validated(model, values: dict, section: str, context=None) -> dict:
 
 @functools.cache
 def strict(model):
-    """The model itself if it forbids unknown keys, else a subclass that does."""
-    if model.model_config.get("extra") == "forbid":
+    """The model as the spec is checked against it: unknown keys are errors, and a number field takes no
+    true/false (pydantic would read true as 1). The model itself where it already is so."""
+    numbers = [name for name, f in model.model_fields.items() if _takes_numbers(f.annotation)]
+    if model.model_config.get("extra") == "forbid" and not numbers:
         return model
     config = pydantic.ConfigDict(**{**model.model_config, "extra": "forbid"})
-    return type(model.__name__, (model,), {"model_config": config, "__module__": model.__module__})
+    validators = {"_no_bools": pydantic.field_validator(*numbers, mode="before")(_no_bool)} if numbers else {}
+    return type(model.__name__, (model,), {"model_config": config, "__module__": model.__module__, **validators})
+
+
+def _takes_numbers(annotation) -> bool:
+    """An int or float field (or an optional one), not a bool one."""
+    kinds = set(typing.get_args(annotation)) if typing.get_origin(annotation) in (typing.Union, types.UnionType) \
+        else {annotation}
+    return bool(kinds & {int, float}) and bool not in kinds
+
+
+def _no_bool(cls, value):
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got {value!r}")
+    return value
 
 
 def defaults(model) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import re
 
 import ray
 from ray.exceptions import RayTaskError
@@ -241,7 +242,7 @@ class Scheduler:
             return [timed_out(attempt, allowed) for _, _, attempt in entries]
         if isinstance(e, RayTaskError):  # the simulate task these runs depend on raised
             self.executor.done(ref)
-            return [RunOutcome.failed(a, str(e)) for _, _, a in entries]
+            return [RunOutcome.failed(a, in_the_study_s_words(e)) for _, _, a in entries]
         self.executor.done(ref, lost=True)
         return [self._lost(run, data_ref, attempt, e) for run, data_ref, attempt in entries]
 
@@ -278,6 +279,17 @@ class Scheduler:
         self.counts[outcome.status] += 1
         self.bar.update(1)
         self.bar.set_postfix(ok=self.counts["ok"], failed=self.counts["failed"], refresh=False)
+
+
+ANSI_CODES = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def in_the_study_s_words(e: RayTaskError) -> str:
+    """A task error as the study raised it: the innermost task's traceback, without Ray's task headers
+    ("ray::simulate_dataset() (pid=..., ip=...)", "At least one of the input arguments ...") and colour codes."""
+    innermost = ANSI_CODES.sub("", str(e)).rsplit("ray::", 1)[-1]
+    body = innermost.split("\n", 1)[1] if "\n" in innermost else innermost
+    return "Traceback (most recent call last):\n" + body.strip("\n")
 
 
 def timed_out(attempt: int, allowed: float) -> RunOutcome:

@@ -199,6 +199,8 @@ def param_error(e, section: str, point: dict, spec: Spec) -> SpecError:
     if err["type"] == "extra_forbidden":
         near = difflib.get_close_matches(str(err["loc"][-1]), list(model.model_fields), n=1)
         msg = f"not a parameter of study {spec.study_name}" + (f"; did you mean {section}.{near[0]}?" if near else "")
+    elif err["type"] == "value_error":  # the study's (or the engine's) own words: as they are
+        msg = msg.removeprefix("Value error, ")
     elif "input" in err and not isinstance(err["input"], dict):
         msg = f"{msg}, got {err['input']!r}"
     swept = next((f"{s}.{key}" for s in ("sweep", "zip") if key in point and f"{s}.{key}" in spec.origins), None)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+from typing import Annotated
 from pathlib import Path
 
 import pydantic
@@ -16,6 +17,7 @@ from sweeper.spec.code_hash import study_code
 from sweeper.spec.models import DESIGN_KEYS, HOW_KEYS, Design, HowToRun, how_to_run, validated
 from sweeper.study import Study, defaults, resolve
 
+log = logging.getLogger("sweeper")
 TOP_KEYS = {"study", "description", "data", "fit", "sweep", "zip", "precision", *DESIGN_KEYS, *HOW_KEYS}
 
 
@@ -146,8 +148,9 @@ def from_config(cfg: config.Config, path: str | None = None) -> Spec:
     _check_keys(values, origins, path)
     study = resolve(values["study"], origins.get("study", path))
     given = {k: values[k] for k in DESIGN_KEYS if values.get(k) is not None}
-    design = validated(Design, {**given, "name": given.get("name") or (Path(path).stem if path else study.name)},
-                       origins, path)
+    default_name = Path(path).stem if path else study.name
+    design = validated(Design, {**given, "name": values["name"] if "name" in values and values["name"] is not None
+                                else default_name}, origins, path)
     data, fit, sessions = _params(values, origins, path, study)
     sweep = _axes(values, "sweep", origins, path, data, fit, sessions)
     zips = _axes(values, "zip", origins, path, data, fit, sessions)
@@ -158,10 +161,15 @@ def from_config(cfg: config.Config, path: str | None = None) -> Spec:
     both = sorted(set(sweep) & set(zips))
     if both:
         raise SpecError("a key is either swept or zipped, not both", where=origins.get("zip", path), key=both[0])
+    _check_swept_bases(study, {"data": data, "fit": fit}, [*sweep, *zips], origins, path)
     rd, rf = design.repeat_counts()
     precise = precision.parse(values, origins, path)
     if precise:  # the plan holds every repeat precision may use; the driver runs them round by round
         rd, rf = (rd, precise["max_repeats"]) if design.data_mode == "shared" else (precise["max_repeats"], rf)
+        if "repeats" in values and not isinstance(values["repeats"], dict):
+            log.warning("%srepeats: %s is replaced by precision (from min_repeats %d up to max_repeats %d)",
+                        f"{origins['repeats']}: " if origins.get("repeats") else "", values["repeats"],
+                        precise["min_repeats"], precise["max_repeats"])
     return Spec(study=study, name=design.name, seed=design.seed, data=data, fit=fit, sweep=sweep, zip=zips,
                 data_mode=design.data_mode, repeats_data=rd, repeats_fit=rf, sessions=sessions, origins=origins,
                 path=path, description=str(values.get("description") or study.description or ""),
@@ -183,6 +191,23 @@ def _check_keys(values, origins, path) -> None:
     for section in ("data", "fit"):
         if not isinstance(values.get(section, {}), dict):
             raise SpecError("expected a mapping of parameters", where=origins.get(section, path), key=section)
+
+
+def _check_swept_bases(study: Study, params: dict, axes: list, origins, path) -> None:
+    """A swept key's own value in data or fit is never run, but it is what the spec says: it is checked
+    against the field alone (its type and bounds; checks across fields need a whole point)."""
+    for axis in axes:
+        section, _, name = axis.partition(".")
+        model = study.data_params if section == "data" else study.fit_params
+        field = model.model_fields.get(name) if model is not None else None
+        if field is None or name not in params[section] or origins.get(axis, "").startswith("study "):
+            continue
+        try:
+            pydantic.TypeAdapter(Annotated[field.annotation, field]).validate_python(params[section][name])
+        except pydantic.ValidationError as e:
+            err = e.errors()[0]
+            raise SpecError(f"{err['msg'].removeprefix('Value error, ')}, got {err.get('input')!r} (the value "
+                            f"{axis} takes where it is not swept)", where=origins.get(axis, path), key=axis) from None
 
 
 def _params(values, origins, path, study: Study) -> tuple[dict, dict, dict]:

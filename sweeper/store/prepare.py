@@ -3,8 +3,10 @@ spec.yaml, plan.parquet and code.json."""
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
+from sweeper.errors import SpecError
 from sweeper.hashing import short_hash
 from sweeper.store.sweep_store import SweepStore
 
@@ -12,8 +14,26 @@ log = logging.getLogger("sweeper")
 
 
 def sweep_store(spec, out) -> SweepStore:
-    """The store of a spec's sweep directory, OUT/<name>/<sweep_id>."""
-    return SweepStore(Path(out) / spec.name / spec.sweep_id())
+    """The store of a spec's sweep directory, OUT/<name>/<sweep_id>; a SpecError (one line, before any Ray
+    work, nothing written) if that folder could not be made or written."""
+    store = SweepStore(Path(out) / spec.name / spec.sweep_id())
+    problem = _unwritable(store.root)
+    if problem:
+        raise SpecError(f"cannot write the sweep into {store.root}: {problem}", where=str(out), key="--out")
+    return store
+
+
+def _unwritable(folder: Path) -> str | None:
+    """Why `folder` (made if missing) could not be written, judged at its nearest existing ancestor; None if
+    it could."""
+    existing = next(p for p in [folder, *folder.parents] if p.exists())
+    if not existing.is_dir():
+        return f"{existing} is not a folder"
+    if os.statvfs(existing).f_flag & os.ST_RDONLY:
+        return f"{existing} is on a read-only file system"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable (permission denied)"
+    return None
 
 
 def prepare(store: SweepStore, spec, plan):

@@ -72,6 +72,10 @@ CASES = [
     ("override-bad-value", {"spec.yaml": LINEAR}, ["data.a=[1,"], "data.a", "cannot read the value"),
     ("override-not-key-value", {"spec.yaml": LINEAR}, ["justtext"], None, "key=value"),
     ("report-metric-number", {"spec.yaml": LINEAR + "report: {metric: 3}\n"}, [], "report.metric", "metric name"),
+    ("empty-name", {"spec.yaml": LINEAR + "name: ''\n"}, [], "name", "expected a name"),
+    ("true-for-a-count", {}, ["fit.epochs=true"], "fit.epochs", "expected a number, got True"),
+    ("swept-key-base-out-of-range", {}, ["data.nphotons=-1", "sweep.data.nphotons=[1e9, 1e4]"], "data.nphotons",
+     "the value data.nphotons takes where it is not swept"),
 ]
 
 
@@ -113,3 +117,25 @@ def test_resources_beyond_an_existing_cluster_warn_instead(ray_session, caplog):
     with caplog.at_level("WARNING", logger="sweeper"):
         check_resources(spec, cluster_known=False)
     assert "each run asks for 1 GPU, but the largest node has 0" in caplog.text and "autoscaler" in caplog.text
+
+
+def test_an_output_that_cannot_be_written_is_one_line_before_ray(tmp_path, capsys):
+    """--out a file, or on a read-only file system: one line naming the path, exit 2, nothing written."""
+    import os
+    import subprocess
+
+    (tmp_path / "spec.yaml").write_text(LINEAR)
+    (tmp_path / "afile").write_text("")
+    assert main(["run", str(tmp_path / "spec.yaml"), "--out", str(tmp_path / "afile"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--out" in err[0] and f"{tmp_path / 'afile'} is not a folder" in err[0]
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)]).returncode:
+        return  # a read-only mount needs root
+    try:
+        assert main(["run", str(tmp_path / "spec.yaml"), "--out", str(ro / "out"), "--no-progress"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"{ro} is on a read-only file system" in err[0]
+    finally:
+        subprocess.run(["umount", str(ro)])

@@ -496,3 +496,29 @@ def test_a_dataset_is_a_dict_of_arrays_and_numbers():
     assert "got dict" in check_dataset({})
     assert "'meta' is a dict, not an array or number" in check_dataset({"x": np.zeros(3), "meta": {"a": 1}})
     assert "'z' is a NoneType" in check_dataset({"z": None})
+
+
+def _picky_simulate(data, seed):
+    if data["bad"] == 1:
+        raise ValueError(f"no such dataset: bad={data['bad']}")
+    if data["bad"] == 2:
+        return "not a dict"
+    return {"x": np.ones(3)}
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_a_failing_simulate_is_said_in_the_study_s_words(tmp_path, capsys):
+    """Runs whose shared dataset could not be simulated fail with the study's exception type and message:
+    no Ray task header, no terminal colour codes in .errors(), run.log or report.html."""
+    study = sweeper.Study("picky", _picky_simulate, lambda d, p, s: {"metrics": {"m": float(d["x"].sum())}})
+    res = sweeper.run({"study": study, "seed": 1, "data": {"bad": 0}, "fit": {"k": 0}, "repeats": 2,
+                       "sweep": {"data.bad": [0, 1, 2], "fit.k": [0, 1]}}, out=tmp_path, progress=False)
+    assert res.counts() == {"ok": 4, "failed": 8, "pending": 0}
+    assert sorted((e["error"], e["n"]) for e in res.errors()) == [
+        ("TypeError: simulate must return a non-empty dict of arrays and scalars, got str", 4),
+        ("ValueError: no such dataset: bad=1", 4)]
+    failed = res.runs(sweeper.RunStatus.FAILED)
+    texts = [r.error for r in failed] + [res.log_path(r.run_id).read_text() for r in failed]
+    texts.append((res.dir / "report.html").read_text())
+    assert not any("\x1b" in t or "ray::" in t for t in texts)
+    assert all(r.error.startswith("Traceback") for r in failed)

@@ -211,3 +211,11 @@ def test_a_spec_whose_metric_has_no_better_direction_ranks_nothing(tmp_path, ray
     assert "Best configuration" not in page and "Findings" not in page and "Ranked by" not in page
     assert main(["report", str(res.dir)]) == 0
     assert "best metrics.a" not in capsys.readouterr().out
+
+
+def test_sweep_report_names_an_unknown_axis_or_metric_in_one_line(three_axes, capsys):
+    for flags, words in ((["--axes", "data.a", "data.nope"], "--axes: 'data.nope' is not a swept axis"),
+                         (["--metric", "metrics.nope"], "--metric: no metric 'metrics.nope'; the results have")):
+        assert main(["report", str(three_axes.dir), *flags]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and words in err[0], err
