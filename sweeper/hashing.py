@@ -30,8 +30,9 @@ _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=rep
 
 
 def canonical_json(obj) -> str:
-    """Sorted-key, compact JSON of plain(obj): the text every content hash is taken over."""
-    return _CANONICAL.encode(plain(obj))
+    """Sorted-key, compact JSON of plain(obj): the text every content hash is taken over. A non-finite float
+    stays a number (JSON's NaN, Infinity), so it never hashes like the string "nan"."""
+    return _CANONICAL.encode(plain(obj, nonfinite=float))
 
 
 def short_hash(obj, n: int = 12) -> str:

@@ -60,7 +60,21 @@ def _strip(tree: ast.Module, report: str | None = None, roots: set = frozenset()
 
 def source_hash(text: str, report: str | None = None, roots: set = frozenset()) -> str:
     tree = _strip(ast.parse(text), report, roots)
-    return hashlib.sha256(ast.dump(tree, annotate_fields=False).encode()).hexdigest()
+    return hashlib.sha256(canonical(tree).encode()).hexdigest()
+
+
+def canonical(node) -> str:
+    """The syntax tree as text that stays the same across Python versions for the same source: node types and
+    their fields by name, positions left out, and empty fields (None, []) left out, as newer Pythons add
+    fields that are empty in code that does not use them (`type_params`, 3.12) and `ast.dump` stopped
+    printing empty fields (3.13)."""
+    if isinstance(node, ast.AST):
+        fields = (f"{name}={canonical(value)}" for name, value in ast.iter_fields(node)
+                  if value is not None and value != [])
+        return f"{type(node).__name__}({','.join(fields)})"
+    if isinstance(node, list):
+        return f"[{','.join(map(canonical, node))}]"
+    return repr(node)
 
 
 def _imports(tree: ast.AST, module: str, is_package: bool) -> set:
