@@ -12,7 +12,7 @@ import time
 import numpy as np
 import ray
 
-from sweeper.errors import ClusterError, SpecError, SweepFailed
+from sweeper.errors import ClusterError, OutputFailed, SpecError, SweepFailed
 from sweeper.execution import connect, shipping
 from sweeper.execution.scheduler import Scheduler
 from sweeper.execution.slurm import note_job
@@ -128,15 +128,31 @@ def execute(spec: Spec, plan, store: SweepStore, max_in_flight, progress, starte
     todo = plan.runs_at([i for i, rid in enumerate(ids) if rid not in done])
     if done and first_round:
         log.info("resuming %s: %d of %d runs already done", store.root, len(done), len(ids))
+    failure = None
     try:
         if todo:
             need_ray()
             how = spec.how.model_copy(update={"max_in_flight": max_in_flight or spec.how.max_in_flight})
             Scheduler(spec.study, how, store, todo, spec.name if progress else None, need_ray.options).run()
+    except OSError as e:  # the sweep directory could not be written: the scheduler stopped at it
+        failure = e
     finally:
-        table = store.gather(ids)
-        store.write_json(store.paths.provenance, provenance(spec.path, started))
+        try:
+            table = store.gather(ids)
+            store.write_json(store.paths.provenance, provenance(spec.path, started))
+        except OSError as e:
+            failure = failure or e
+    if failure is not None:
+        raise output_failed(failure, store, ids)
     return SweepResult(store, table, study=spec.study, plan=plan_table, spec=spec.to_dict())
+
+
+def output_failed(e: OSError, store: SweepStore, ids: list) -> OutputFailed:
+    """The one line of a sweep stopped by a failed write: the path, the cause, what is saved, what to do."""
+    saved = len(store.completed(ids))
+    cause = (e.strerror or str(e)).lower()
+    return OutputFailed(f"{cause} writing {e.filename or store.root} (the {saved} of {len(ids)} runs done are "
+                        "saved; free space and run the same command again)")
 
 
 def execute_to_precision(spec: Spec, plan, store: SweepStore, max_in_flight, progress, started,

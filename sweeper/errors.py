@@ -24,6 +24,11 @@ class SweepFailed(RuntimeError):
     sweep itself did not work. The results are saved; the message names the error and its likely cause."""
 
 
+class OutputFailed(SweepFailed):
+    """The sweep directory could not be written (a full disk, a quota, a lost mount): the sweep stopped at the
+    first failed write; the message names the path, the cause and how many runs are saved."""
+
+
 class Stopped(KeyboardInterrupt):
     """The driver was asked to stop by a signal (SIGTERM from scancel, SIGUSR1 before a time limit): it saves
     what finished and exits like an interrupt, with status 128 + the signal's number."""

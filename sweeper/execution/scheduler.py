@@ -92,8 +92,9 @@ class Scheduler:
 
     def run(self) -> None:
         try:
-            while self.queue:
-                self._submit()
+            while self.queue.pending if self.saver.failure else self.queue:
+                if not self.saver.failure:  # a failed write starts no more runs; those in flight come back
+                    self._submit()
                 self._cancel_overdue()
                 self.saver.tick()
                 waiting = list(self.datasets.waiting) + list(self.queue.pending)

@@ -44,7 +44,7 @@ class Records:
         table = pa.table({"run_id": [r["run_id"] for r in records], "status": [r["status"] for r in records],
                           "record": [json.dumps(plain(r)) for r in records]}, schema=SCHEMA)
         path = self.dir / f"{self._next_seq():08d}-{len(records)}.parquet"
-        write_parquet(path, table)
+        write_parquet(path, table, durable=True)
         return path
 
     def _next_seq(self) -> int:
@@ -107,7 +107,7 @@ class Records:
             return
         latest = self.latest()
         path = self.dir / f"{self._next_seq():08d}-{latest.num_rows}.parquet"
-        write_parquet(path, latest)
+        write_parquet(path, latest, durable=True)
         for p in old:
             p.unlink()
 

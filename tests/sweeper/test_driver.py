@@ -522,3 +522,42 @@ def test_a_failing_simulate_is_said_in_the_study_s_words(tmp_path, capsys):
     texts.append((res.dir / "report.html").read_text())
     assert not any("\x1b" in t or "ray::" in t for t in texts)
     assert all(r.error.startswith("Traceback") for r in failed)
+
+
+def _big_fit(dataset, params, seed):
+    return {"metrics": {"m": float(seed % 97)}, "arrays": {"noise": np.random.default_rng(seed).random(40_000)}}
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_a_full_disk_stops_the_sweep_in_one_line_and_a_resume_makes_it_whole(tmp_path, capsys):
+    """The output on a 2 MB file system, runs writing 320 kB each: the first failed write stops the sweep
+    (no new runs start), `sweep run` ends with one line naming the cause, the path and what is saved (exit 1);
+    with space again, the same command completes every run once."""
+    import subprocess
+
+    from sweeper.cli import main
+
+    out = tmp_path / "out"
+    out.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(out)]).returncode:
+        pytest.skip("a small file system of its own needs root (mount)")
+    try:
+        (tmp_path / "bigfit.py").write_text(
+            "import numpy as np\nfrom tests.sweeper.test_driver import _big_fit as fit\n"
+            "def simulate(data, seed):\n    return {'x': np.ones(3)}\n")
+        (tmp_path / "big.yaml").write_text("study: bigfit\nseed: 3\ndata: {k: 0}\nfit: {j: 0}\nrepeats: 4\n"
+                                           "save_datasets: false\nsweep: {data.k: [0, 1, 2, 3, 4, 5]}\n")
+        command = ["run", str(tmp_path / "big.yaml"), "--out", str(out), "--no-progress", "--no-report"]
+        assert main(command) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith("sweep: error: no space left on device writing ") and \
+            "runs done are saved; free space and run the same command again" in err[-1], err[-1]
+        saved = int(err[-1].split("(the ")[1].split(" of ")[0])
+        assert 0 < saved < 24
+        subprocess.run(["mount", "-o", "remount,size=64m", str(out)], check=True)
+        assert main(command) == 0
+        res = sweeper.load(next(p for p in (out / "big").iterdir() if p.is_dir()))
+        assert res.counts() == {"ok": 24, "failed": 0, "pending": 0} and res.table.num_rows == 24
+        assert sorted(res.table.column("run_id").to_pylist()) == sorted(res.plan.column("run_id").to_pylist())
+    finally:
+        subprocess.run(["umount", str(out)])
