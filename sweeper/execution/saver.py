@@ -11,8 +11,8 @@ class Saver:
     """Writes runs and datasets on one background thread, so the driver keeps Ray busy while files are
     written. Run records are appended in batches: when FLUSH_ROWS are waiting, when the oldest has waited
     FLUSH_S (`tick()`, from the wait loop), and at close. The first failed write (`failure`) stops the sweep:
-    the scheduler starts no more runs, what comes back is kept here and written at close if it can be; close()
-    raises the failure if anything is still unwritten."""
+    the scheduler starts no more runs, what comes back is kept here and written at close if it can be, and
+    close() raises the failure."""
 
     FLUSH_S, FLUSH_ROWS = 1.0, 5000
 
@@ -75,7 +75,7 @@ class Saver:
         self.pool.shutdown(wait=True)
         for w in self.writes:
             w.result()
-        if self.unwritten or self.waiting:
+        if self.failure is not None:  # the sweep stopped at it, whatever the last try could still write
             raise self.failure
 
     def _last_try(self) -> None:
@@ -84,4 +84,4 @@ class Saver:
         for record, outcome in retry:
             self._write_run(record, outcome)
         self._flush()
-        self.failure = self.failure or failed
+        self.failure = failed or self.failure

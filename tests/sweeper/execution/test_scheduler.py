@@ -130,3 +130,36 @@ def test_executors_share_one_explicit_interface():
     assert issubclass(TaskExecutor, Executor) and issubclass(ActorExecutor, Executor)
     with pytest.raises(TypeError, match="abstract"):
         Executor()
+
+
+def test_a_failed_write_stops_the_saver_keeps_what_comes_and_tries_once_more_at_close():
+    """The first OSError (a full disk) is the saver's `failure` at once; runs that come after are kept, not
+    dropped, and written by close's last try if space came back; close raises the failure all the same (the
+    scheduler stopped starting runs at it)."""
+    full = {"on": False}
+    parts, shards = [], []
+
+    class Dir:
+        def write_run_parts(self, record, outcome):
+            if full["on"]:
+                raise OSError(28, "No space left on device", "/out/runs/x/arrays.npz")
+            parts.append(record.run_id)
+
+        def append_records(self, records):
+            if full["on"]:
+                raise OSError(28, "No space left on device", "/out/records/x.parquet")
+            shards.append([r.run_id for r in records])
+
+    saver = Saver(Dir())
+    saver.run(RunRecord("0", RunStatus.OK), None)
+    saver.pool.submit(lambda: None).result()
+    assert saver.failure is None
+    full["on"] = True
+    for i in (1, 2):
+        saver.run(RunRecord(str(i), RunStatus.OK), None)
+    saver.pool.submit(lambda: None).result()
+    assert saver.failure is not None and saver.failure.errno == 28 and len(saver.unwritten) == 2
+    full["on"] = False  # space again before the sweep ends
+    with pytest.raises(OSError, match="No space left"):
+        saver.close()
+    assert parts == ["0", "1", "2"] and sorted(sum(shards, [])) == ["0", "1", "2"]
