@@ -135,16 +135,8 @@ class RunRecord:
 
     @cached_property
     def columns(self) -> dict:
-        """The record as one results row: ids and status, then data.*, fit.* and metrics.* columns."""
-        flat = {k: getattr(self, k) for k in RECORD_IDS}
-        flat["status"] = self.status.value
-        if self.session is not None:
-            flat["session"] = self.session
-        flat.update(_flatten("data", self.data))
-        flat.update(_flatten("fit", self.fit))
-        flat.update({f"metrics.{k}": v for k, v in self.metrics.items()})
-        flat.update(self.axes)
-        return flat
+        """The record as one results row (`flat_columns`), the planned axis values over it."""
+        return {**flat_columns(self.to_json()), **self.axes}
 
     def __getitem__(self, column: str):
         try:
@@ -158,6 +150,18 @@ class RunRecord:
     @property
     def ok(self) -> bool:
         return self.status is RunStatus.OK
+
+
+def flat_columns(stored: dict) -> dict:
+    """A record as stored (`RunRecord.to_json`) as one results row: ids and status, then data.*, fit.* and
+    metrics.* columns. The one flattening: gather runs it on the shards' records without making RunRecords."""
+    flat = {k: stored.get(k) for k in RECORD_IDS}
+    if stored.get("session") is not None:
+        flat["session"] = stored["session"]
+    flat.update(_flatten("data", stored.get("data")))
+    flat.update(_flatten("fit", stored.get("fit")))
+    flat.update({f"metrics.{k}": v for k, v in (stored.get("metrics") or {}).items()})
+    return flat
 
 
 STORED = ("run_id", *RECORD_IDS[1:], "session", "data", "fit")  # what from_json reads beside status and metrics

@@ -169,12 +169,12 @@ class SweepStore:
             if self.paths.results.exists():
                 log.warning("%s is unreadable (%s); reading the run records", self.paths.results, error)
             ids = run_ids if run_ids is not None else self.read_plan().column("run_id").to_pylist()
-            return results_table(self.read_records(), ids)
+            return results_table(self._records().all(), ids)
 
     def gather(self, run_ids) -> pa.Table:
         """results.parquet from the run records (shards compacted first when there are many)."""
         self.records.compact()
-        table = results_table(self.read_records(), run_ids)
+        table = results_table(self._records().all(), run_ids)
         write_parquet(self.paths.results, table)
         return table
 
