@@ -17,11 +17,19 @@ class DatasetPool:
         self.refs: dict = {}      # data key -> data ref, while runs still need submitting
         self.meta: dict = {}      # data key -> metadata once known
         self.waiting: dict = {}   # meta ref -> (data key, data ref), until the metadata is in
+        self.live: set = set()    # keys with a ref kept or runs in flight: what the limit counts
         self.limit, self.sized, self._make = limit, False, make
 
     def can_open(self, key) -> bool:
-        live = {k for k, n in self.in_flight.items() if n} | set(self.refs)
-        return key in live or len(live) < self.limit
+        return key in self.live or len(self.live) < self.limit
+
+    def _update(self, key) -> None:
+        """Keep `live` (and the in-flight counts, which only live keys hold) up to date after a change."""
+        if key in self.refs or self.in_flight[key] > 0:
+            self.live.add(key)
+        else:
+            self.live.discard(key)
+            del self.in_flight[key]
 
     def take(self, run):
         """The dataset ref a new run of `run.data_key` uses (started on first use)."""
@@ -38,6 +46,7 @@ class DatasetPool:
         self.in_flight[key] += 1
         if self.remaining[key] == 0:
             del self.refs[key]  # in-flight runs keep it alive
+        self._update(key)
         return ref
 
     def alone(self, run) -> bool:
@@ -51,9 +60,11 @@ class DatasetPool:
 
     def retake(self, run) -> None:
         self.in_flight[run.data_key] += 1
+        self._update(run.data_key)
 
     def give_back(self, run) -> None:
         self.in_flight[run.data_key] -= 1
+        self._update(run.data_key)
 
     def known(self, meta_ref, meta, size_limit) -> tuple:
         """Record a dataset's metadata; the first one sets the limit from its size. (data key, data ref)."""

@@ -54,10 +54,17 @@ class Saver:
         self.waiting = []
 
     def tick(self) -> None:
-        """Append the waiting records if the oldest has waited FLUSH_S."""
+        """Append the waiting records if the oldest has waited FLUSH_S; forget the writes that are done (an
+        error in one is raised here), so the saver holds what is in flight, not every run of the sweep."""
         if self.oldest is not None and time.monotonic() - self.oldest >= self.FLUSH_S:
             self.oldest = None
             self.writes.append(self.pool.submit(self._flush))
+        still, done = [], []
+        for w in self.writes:
+            (done if w.done() else still).append(w)
+        self.writes = still
+        for w in done:
+            w.result()
 
     def dataset(self, key: str, data: dict, meta: dict) -> None:
         self.writes.append(self.pool.submit(self._save_dataset, key, data, meta))

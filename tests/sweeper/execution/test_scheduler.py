@@ -163,3 +163,34 @@ def test_a_failed_write_stops_the_saver_keeps_what_comes_and_tries_once_more_at_
     with pytest.raises(OSError, match="No space left"):
         saver.close()
     assert parts == ["0", "1", "2"] and sorted(sum(shards, [])) == ["0", "1", "2"]
+
+
+def test_the_bookkeeping_holds_what_is_alive_not_every_dataset_ever_taken():
+    """10^4 datasets taken and given back one after another: `can_open` looks at the live set only, which
+    stays at one key, and the in-flight counts forget finished datasets; the saver forgets finished writes."""
+    from types import SimpleNamespace
+
+    runs = [SimpleNamespace(data_key=f"k{i}", run_id=str(i)) for i in range(10_000)]
+    pool = DatasetPool(runs, 4, lambda run: (f"ref-{run.data_key}", None, {"sha256": "x"}))
+    for run in runs:
+        assert pool.can_open(run.data_key)
+        pool.take(run)
+        assert len(pool.live) == 1 and len(pool.in_flight) == 1
+        pool.give_back(run)
+    assert not pool.live and not pool.in_flight and not pool.refs
+
+    class Dir:
+        def write_run_parts(self, record, outcome):
+            pass
+
+        def append_records(self, records):
+            pass
+
+    saver = Saver(Dir())
+    for i in range(2000):
+        saver.run(RunRecord(str(i), RunStatus.OK), None)
+        if i % 100 == 99:
+            saver.pool.submit(lambda: None).result()
+            saver.tick()
+            assert len(saver.writes) <= 1  # only what was submitted since the last wait
+    saver.close()
