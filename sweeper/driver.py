@@ -227,13 +227,12 @@ def write_reports(result: SweepResult, spec: Spec) -> None:
 
 
 def machine_resources() -> dict:
-    """What a local Ray started on this machine would have, as Ray counts it (CPUs, GPUs, memory in bytes),
-    found without starting Ray."""
-    from ray._private.accelerators import get_accelerator_manager_for_resource
+    """What a local Ray started on this machine would have, as Ray itself counts it (the cgroup's CPUs, the
+    GPUs, the memory left beside the object store), found without starting Ray."""
+    from ray._private.resource_and_label_spec import ResourceAndLabelSpec  # checked against Ray 2.60
 
-    gpus = get_accelerator_manager_for_resource("GPU").get_current_node_num_accelerators()
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return {"CPU": float(os.cpu_count() or 1), "GPU": float(gpus), "memory": float(memory)}
+    have = ResourceAndLabelSpec().resolve(is_head=True, node_ip_address="127.0.0.1").to_resource_dict()
+    return {name: float(have.get(name, 0)) for name in ("CPU", "GPU", "memory")}
 
 
 def check_resources(spec: Spec, cluster_known: bool, nodes: list | None = None) -> None:

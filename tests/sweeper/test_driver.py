@@ -561,3 +561,24 @@ def test_a_full_disk_stops_the_sweep_in_one_line_and_a_resume_makes_it_whole(tmp
         assert sorted(res.table.column("run_id").to_pylist()) == sorted(res.plan.column("run_id").to_pylist())
     finally:
         subprocess.run(["umount", str(out)])
+
+
+def test_memory_a_local_ray_would_not_have_is_an_error_before_ray(tmp_path, monkeypatch, capsys):
+    """Ray gives a local node the memory beside its object store, well under the machine's physical memory:
+    a run asking for 90% of the physical memory would wait for ever, so it is an error before Ray starts."""
+    import ray
+
+    from sweeper.cli import main
+    from sweeper.driver import machine_resources
+
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    assert 0 < machine_resources()["memory"] < 0.9 * physical
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda *a, **k: pytest.fail("Ray was started"))
+    spec = tmp_path / "s.yaml"
+    spec.write_text("study: tests.fixtures.linear\nseed: 1\nname: mem\ndata: {n: 20, a: 1.0, b: 0.0, noise: 0.1}\n"
+                    f"fit: {{}}\nresources: {{num_cpus: 1, memory: {int(0.9 * physical)}}}\n")
+    assert main(["run", str(spec), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "resources.memory" in err and "asks for" in err and f"{spec}:6" in err
