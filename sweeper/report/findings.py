@@ -4,6 +4,7 @@ configuration by the report's metric against the runner-up. The p values of the 
 every test it states (several arms or doses are tested at once), and the page says so."""
 from __future__ import annotations
 
+import logging
 import math
 
 from sweeper.columns import key_of
@@ -11,6 +12,7 @@ from sweeper.records import ONE_DATASET, Difference
 from sweeper.report.figures import fmt
 from sweeper.results.stats import holm
 
+log = logging.getLogger("sweeper")
 UNITS = {"pairs": "pairs", "datasets": "datasets", "runs": "runs"}
 
 
@@ -26,34 +28,81 @@ def findings(result, study, metric=None, maximize=False, ci: float = 0.95) -> li
 
 def _declared(result, study, ci) -> list:
     """(context words, Difference or words of a mean) for every row of every declared finding that applies to
-    this sweep."""
+    this sweep; a finding that names what the sweep does not have is said in the log, never dropped silently."""
     out = []
     for f in study.findings:
-        if f.metric not in result.metrics or (f.axis is not None and f.axis not in result.axes):
-            continue  # the axis was pinned (e.g. fit.loss=nll) or the metric is not there
-        if f.axis is not None and not result.has_level(f.axis, f.baseline):
-            continue  # the baseline is not swept here (e.g. a zip that keeps fit.loss: [nll] only)
+        if not _applies(result, f):
+            continue
         if f.axis is None:
             out += _means(result, f, ci)
             continue
         for r in result.compare(f.metric, f.axis, f.baseline, ci=ci):
             if any(k in r.at and key_of(r.at[k]) != key_of(v) for k, v in f.where.items()) or not math.isfinite(r.diff):
                 continue
-            context = ", ".join(f"{a} = {fmt(r.at[a])}" for a in result.axes if a != f.axis and a not in f.where)
+            context = ", ".join(f"{a} = {fmt(r.at[a])}" for a in result.axes if a != f.axis)
             what = f"{_name(f.metric)}, {f.axis} {fmt(r.level)} − {fmt(f.baseline)}"
             out.append((f"At {context}: {what}" if context else what, r))
     return out
 
 
+def _applies(result, f) -> bool:
+    """Whether a finding can be stated on this sweep. Its axis pinned (fit.loss=nll), its baseline not among the
+    axis's one value (a zip that keeps fit.loss: [nll]), its `where` not what a pinned key holds: not here,
+    quietly. A metric, axis, baseline or `where` key the sweep does not know at all: not here, and said."""
+    if f.metric not in result.metrics:
+        if result.counts()["ok"]:
+            log.warning("finding on %s not stated: the results have no such metric (%s)", f.metric,
+                        ", ".join(result.metrics) or "none")
+        return False
+    for key, value in f.where.items():
+        if key not in result.axes and not _pinned_to(result, key, value):
+            return False
+    if f.axis is None:
+        return True
+    if f.axis not in result.axes:
+        if _setting(result, f.axis) is _MISSING:
+            log.warning("finding on %s not stated: %s is not a key of this sweep", f.metric, f.axis)
+        return False
+    if not result.has_level(f.axis, f.baseline):
+        if len(result.levels(f.axis)) > 1:
+            log.warning("finding on %s not stated: %r is not a value of %s (its values: %s)", f.metric, f.baseline,
+                        f.axis, ", ".join(map(repr, result.levels(f.axis))))
+        return False
+    return True
+
+
+_MISSING = object()
+
+
+def _setting(result, key: str):
+    """The value a pinned (not swept) dotted key holds in the spec, or _MISSING."""
+    node = result.spec
+    for part in [key.split(".", 1)[0], key.split(".", 1)[1]] if "." in key else [key]:
+        if not isinstance(node, dict) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def _pinned_to(result, key: str, value) -> bool:
+    held = _setting(result, key)
+    if held is _MISSING:
+        log.warning("finding `where` names %s, which is not a key of this sweep: not stated", key)
+        return False
+    return key_of(held) == key_of(value)
+
+
 def _means(result, f, ci) -> list:
-    """(context, words) per configuration of `f.by`: the mean of the metric with its interval (no test)."""
+    """(context, words) per configuration of `f.by` (and the `where` axes, kept so that `where` selects rather
+    than pools): the mean of the metric with its interval (no test)."""
     by = [a for a in (result.axes if f.by is None else f.by) if a in result.axes]
+    by += [a for a in f.where if a in result.axes and a not in by]
     name, pooled = _name(f.metric), [a for a in result.axes if a not in by]
     out = []
     for c in result.configs(f.metric, ci, by=by):
         if not c.n or any(k in c.axes and key_of(c.axes[k]) != key_of(v) for k, v in f.where.items()):
             continue
-        context = ", ".join(f"{a} = {fmt(c.axes[a])}" for a in by if a not in f.where)
+        context = ", ".join(f"{a} = {fmt(c.axes[a])}" for a in by)
         over = f", averaged over {', '.join(pooled)}" if pooled else ""
         out.append((f"At {context}: " if context else "", f"{name} = {c.stat(f.metric).words()}{over}"))
     return out

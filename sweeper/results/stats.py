@@ -233,7 +233,8 @@ def variance_components(values, groups) -> dict:
     One-way random-effects ANOVA (method of moments): within = MS_within, between =
     (MS_between - MS_within) / n0 (floored at 0), n0 = (N - sum n_i^2 / N) / (G - 1) for unequal
     group sizes. With crossed data, groups are datasets: between = data variance, within = fitting
-    variance. A part that the design cannot estimate (one group; or one value per group) is NaN.
+    variance. A part that the design cannot estimate (one group; or one value per group, where the spread of
+    the values mixes both) is NaN, and so is the share; `var_total` is then the values' own variance.
     """
     values = np.asarray(values, dtype=float)
     groups = np.asarray(groups)
@@ -247,13 +248,15 @@ def variance_components(values, groups) -> dict:
     ss_within = float(((values - means[idx]) ** 2).sum())
     ss_between = float((sizes * (means - grand) ** 2).sum())
     within = ss_within / (n - g) if n > g else np.nan
-    if g > 1:
+    if g > 1 and np.isfinite(within):
         n0 = (n - (sizes ** 2).sum() / n) / (g - 1)
-        ms_between = ss_between / (g - 1)
-        between = max((ms_between - within) / n0, 0.0) if np.isfinite(within) else ms_between
+        between = max((ss_between / (g - 1) - within) / n0, 0.0)
     else:
         between = np.nan
-    total = np.nansum([between, within]) if np.isfinite(between) or np.isfinite(within) else np.nan
+    if np.isfinite(between):
+        total = between + within
+    else:  # one of the parts is not estimable: the total is the values' own variance
+        total = float(values.var(ddof=1)) if n > 1 else np.nan
     return {"groups": g, "n": n, "var_between": float(between), "var_within": float(within),
             "var_total": float(total), "share_between": float(between / total) if total and np.isfinite(between)
             else np.nan}

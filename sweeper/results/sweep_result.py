@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -168,11 +169,11 @@ class SweepResult:
 
     def best(self, metric: str, mode: str = "max", ci: float = 0.95) -> dict | None:
         """The configuration with the best mean `metric`, its CI, n, run ids and the exact overrides
-        (`key=value`) that run it alone. None if no configuration has an ok run."""
+        (`key=value`) that run it alone. None if no configuration has a mean (an ok run with a value)."""
         if mode not in ("min", "max"):
             raise ValueError(f"mode is 'min' or 'max', got {mode!r}")
         metric = self.metric_names(metric)[0]
-        rows = [(i, r) for i, r in enumerate(self.configs(metric, ci)) if r.n > 0]
+        rows = [(i, r) for i, r in enumerate(self.configs(metric, ci)) if r.n > 0 and math.isfinite(r.stat(metric).mean)]
         if not rows:
             return None
         index, pick = (max if mode == "max" else min)(rows, key=lambda ir: ir[1].stat(metric).mean)

@@ -92,3 +92,35 @@ def test_best_against_runner_up_with_one_run_each_says_so(tmp_path):
     res = sweeper.run(s, out=tmp_path, progress=False, report=False)
     (line,) = findings(res, s["study"], "metrics.a", True)
     assert line.endswith("(one run each: no interval).") and "n=1: no interval" in line
+
+
+def test_where_selects_even_where_by_would_pool_and_the_sentence_says_it(tmp_path, caplog):
+    """A mean over `by=["data.a"]` with where fit.bootstrap = True: the rows are bootstrap fits only (the key is
+    kept, not pooled away), and each sentence names it. A finding on a metric or axis the sweep does not have
+    is said in the log, not dropped in silence."""
+    found = (Finding("metrics.a", by=("data.a",), where={"fit.bootstrap": True}),
+             Finding("metrics.nope", "fit.bootstrap", False), Finding("metrics.a", "fit.bootstrapp", False))
+    res = sweeper.run({**spec(), "study": study(*found)}, out=tmp_path, progress=False)
+    with caplog.at_level("WARNING", logger="sweeper"):
+        lines = findings(res, study(*found), ci=0.95)
+    boot = {c.axes["data.a"]: c.stat("a").mean for c in res.configs("a", by=["data.a", "fit.bootstrap"])
+            if c.axes["fit.bootstrap"] is True}
+    assert len(lines) == 2 and all("fit.bootstrap = True" in line for line in lines)
+    for line, a in zip(lines, (1.0, 2.0)):
+        assert f"a = {boot[a]:.4g}" in line
+    assert "metrics.nope not stated" in caplog.text and "fit.bootstrapp is not a key" in caplog.text
+
+
+def test_best_skips_configurations_without_a_value(tmp_path):
+    """A configuration whose every run says NaN has no mean: best() picks among the others, and None when no
+    configuration has one."""
+    def fit(dataset, params, seed):
+        return {"metrics": {"m": math.nan if params["arm"] == "none" else float(params["arm"] == "b"),
+                            "z": math.nan}}
+
+    s = Study("nanbest", linear.simulate, fit)
+    res = sweeper.run({"study": s, "seed": 1, "data": {"n": 10, "a": 1.0, "b": 0.0, "noise": 0.1},
+                       "fit": {"arm": "a"}, "sweep": {"fit.arm": ["none", "a", "b"]}, "repeats": 2},
+                      out=tmp_path, progress=False)
+    assert res.best("m", "max")["axes"]["fit.arm"] == "b" and res.best("m", "min")["axes"]["fit.arm"] == "a"
+    assert res.best("z", "max") is None

@@ -31,8 +31,10 @@ def test_variance_components_recover_known_between_and_within(sizes):
 def test_variance_components_say_what_the_design_cannot_estimate():
     one_group = variance_components([1.0, 2.0, 3.0], [0, 0, 0])
     assert np.isnan(one_group["var_between"]) and one_group["var_within"] == pytest.approx(1.0)
-    one_each = variance_components([1.0, 2.0, 3.0], [0, 1, 2])
-    assert np.isnan(one_each["var_within"]) and one_each["var_between"] == pytest.approx(1.0)
+    assert one_group["var_total"] == pytest.approx(1.0) and np.isnan(one_group["share_between"])
+    one_each = variance_components([1.0, 2.0, 3.0], [0, 1, 2])  # data and fitting spread mixed in one value each
+    assert np.isnan(one_each["var_within"]) and np.isnan(one_each["var_between"])
+    assert np.isnan(one_each["share_between"]) and one_each["var_total"] == pytest.approx(1.0)
 
 
 @pytest.fixture
