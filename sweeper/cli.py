@@ -261,7 +261,8 @@ def _cmd_report(a) -> int:
     print(rep.table_text(a.top))
     if rep.best:
         b = rep.best
-        print(f"\nbest {b['metric']}: {b['interval'].words()}; to run it alone:")
+        skipped = f" ({b['skipped']} configuration(s) without a value skipped)" if b["skipped"] else ""
+        print(f"\nbest {b['metric']}: {b['interval'].words()}{skipped}; to run it alone:")
         print("  " + run_command(res.paths.spec, b["overrides"]))
     return 0
 

@@ -185,7 +185,7 @@ def heatmap(result, metric: str, x: str, y: str, path: Path, maximize: bool, ci:
     facet, pooled = layout(result, [x, y])
     rows = result.configs(metric, ci, by=[x, y, *facet])
     xs, ys, groups = levels(result, x), levels(result, y), panels(rows, facet)
-    finite = [r.stat(metric).mean for r in rows if r.n > 0]
+    finite = [r.stat(metric).mean for r in rows if r.n > 0 and math.isfinite(r.stat(metric).mean)]
     vmin, vmax = (min(finite), max(finite)) if finite else (0, 1)
     fig, axs = grid(plt, len(groups), 1.3 * len(xs) + 2.6, 0.8 * len(ys) + 1.8)
     for ax, (title, members) in zip(axs.flat, groups):

@@ -3,6 +3,7 @@ overrides, a heatmap over two axes and the metric against each axis (figures/swe
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,10 +62,12 @@ def _interval(s) -> str:
 
 
 def rank(rows, metric: str, maximize: bool) -> list:
-    """[(rank, ConfigRow)] best first by mean `metric`, 1-based; those without an ok run last, rank None."""
+    """[(rank, ConfigRow)] best first by mean `metric`, 1-based; those without a mean (no ok run, or NaN in
+    every run) last, rank None."""
     sign = -1.0 if maximize else 1.0
-    key = lambda r: (r.n == 0, 0.0 if r.n == 0 else sign * r.stat(metric).mean)  # noqa: E731
-    return [(i if r.n else None, r) for i, r in enumerate(sorted(rows, key=key), 1)]
+    valued = lambda r: r.n > 0 and math.isfinite(r.stat(metric).mean)  # noqa: E731
+    ordered = sorted(rows, key=lambda r: (not valued(r), sign * r.stat(metric).mean if valued(r) else 0.0))
+    return [(i if valued(r) else None, r) for i, r in enumerate(ordered, 1)]
 
 
 def run_rows(result) -> list:

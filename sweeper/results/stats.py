@@ -80,16 +80,18 @@ def ci_unit(n: int, n_datasets: int) -> str:
 def _metric_stats(ok: pa.Table, m: str, n_groups: int, units: list, ci: float) -> list:
     """Per group (mean, sd, sem, low, high, NaNs) of metric `m` over the group's unit (`units`)."""
     ok, nans = _nan_as_null(ok, m, n_groups)  # a fit may say "no value" with NaN: left out, and counted
-    per_run = _by_group(ok, ["_group"], [(m, "mean"), (m, "stddev", SD), (m, "count")], n_groups,
-                        [f"{m}_mean", f"{m}_stddev", f"{m}_count"])
+    stats = lambda c: [(c, "mean"), (c, "stddev", SD), (c, "count"), (c, "min"), (c, "max")]  # noqa: E731
+    names = lambda c: [f"{c}_{s}" for s in ("mean", "stddev", "count", "min", "max")]  # noqa: E731
+    per_run = _by_group(ok, ["_group"], stats(m), n_groups, names(m))
     means = ok.group_by(["_group", "data_key"]).aggregate([(m, "mean")]) if ok.num_rows else ok
     means = means.rename_columns(["_m" if c == f"{m}_mean" else c for c in means.column_names])
-    per_data = _by_group(means, ["_group"], [("_m", "mean"), ("_m", "stddev", SD), ("_m", "count")],
-                         n_groups, ["_m_mean", "_m_stddev", "_m_count"])
+    per_data = _by_group(means, ["_group"], stats("_m"), n_groups, names("_m"))
     out = []
     for g in range(n_groups):
         src, p = (per_data, "_m") if units[g] == "datasets" else (per_run, m)
         mean, sd, n = src[f"{p}_mean"][g], src[f"{p}_stddev"][g], src[f"{p}_count"][g] or 0
+        if n > 1 and src[f"{p}_min"][g] == src[f"{p}_max"][g]:
+            sd = 0.0  # equal values: no spread (the sum of squares leaves rounding, e.g. 1.4e-17)
         # fits on one dataset say nothing about other datasets: their spread is the fitting SD, no CI
         interval = (math.nan,) * 3 if units[g] == ONE_DATASET else t_interval(mean, sd, n, ci)
         out.append((math.nan if mean is None else mean, math.nan if sd is None else sd, *interval, nans[g]))

@@ -173,15 +173,18 @@ class SweepResult:
         if mode not in ("min", "max"):
             raise ValueError(f"mode is 'min' or 'max', got {mode!r}")
         metric = self.metric_names(metric)[0]
-        rows = [(i, r) for i, r in enumerate(self.configs(metric, ci)) if r.n > 0 and math.isfinite(r.stat(metric).mean)]
+        configs = self.configs(metric, ci)
+        rows = [(i, r) for i, r in enumerate(configs) if r.n > 0 and math.isfinite(r.stat(metric).mean)]
         if not rows:
             return None
+        skipped = sum(r.n > 0 for r in configs) - len(rows)  # ok runs, but NaN ("no value") in every one
         index, pick = (max if mode == "max" else min)(rows, key=lambda ir: ir[1].stat(metric).mean)
         s = pick.stat(metric)
         return {"metric": metric, "mode": mode, "axes": pick.axes, "interval": s, "mean": s.mean, "sd": s.sd,
                 "ci_low": s.low, "ci_high": s.high, "ci": ci, "n": pick.n, "n_failed": pick.n_failed,
                 "n_datasets": pick.n_datasets, "ci_unit": pick.ci_unit,
-                "run_ids": self.configurations()[index]["run_ids"], "overrides": self.overrides(pick.axes)}
+                "run_ids": self.configurations()[index]["run_ids"], "overrides": self.overrides(pick.axes),
+                "skipped": skipped}
 
     def configurations(self) -> list[dict]:
         """Every configuration in plan order: {"axes": typed values, "overrides": key=value strings, "run_ids"}."""

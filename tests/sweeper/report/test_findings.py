@@ -111,16 +111,23 @@ def test_where_selects_even_where_by_would_pool_and_the_sentence_says_it(tmp_pat
     assert "metrics.nope not stated" in caplog.text and "fit.bootstrapp is not a key" in caplog.text
 
 
-def test_best_skips_configurations_without_a_value(tmp_path):
-    """A configuration whose every run says NaN has no mean: best() picks among the others, and None when no
-    configuration has one."""
+def test_nan_never_wins_and_equal_values_have_no_spread(tmp_path):
+    """A configuration whose every run says NaN has no mean: best() and the ranking pass it over and say how
+    many they skipped, and best() is None when no configuration has a mean. Three equal values have SD 0 (not
+    the 1.7e-17 their sum of squares leaves)."""
+    from sweeper.report.sweep_report import rank
+
     def fit(dataset, params, seed):
-        return {"metrics": {"m": math.nan if params["arm"] == "none" else float(params["arm"] == "b"),
+        return {"metrics": {"m": math.nan if params["arm"] == "none" else 0.1 * (params["arm"] == "b"),
                             "z": math.nan}}
 
     s = Study("nanbest", linear.simulate, fit)
     res = sweeper.run({"study": s, "seed": 1, "data": {"n": 10, "a": 1.0, "b": 0.0, "noise": 0.1},
-                       "fit": {"arm": "a"}, "sweep": {"fit.arm": ["none", "a", "b"]}, "repeats": 2},
+                       "fit": {"arm": "a"}, "sweep": {"fit.arm": ["none", "a", "b"]}, "repeats": 3},
                       out=tmp_path, progress=False)
-    assert res.best("m", "max")["axes"]["fit.arm"] == "b" and res.best("m", "min")["axes"]["fit.arm"] == "a"
+    best = res.best("m", "max")
+    assert best["axes"]["fit.arm"] == "b" and best["skipped"] == 1 and res.best("m", "min")["axes"]["fit.arm"] == "a"
     assert res.best("z", "max") is None
+    ranked = rank(res.configs("m"), "metrics.m", maximize=True)
+    assert [(k, r.axes["fit.arm"]) for k, r in ranked] == [(1, "b"), (2, "a"), (None, "none")]
+    assert ranked[0][1].stat("m").sd == 0.0 and ranked[0][1].stat("m").mean == pytest.approx(0.1)
