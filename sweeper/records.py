@@ -194,7 +194,8 @@ ONE_DATASET = "fits on one dataset"  # the unit where every run of a configurati
 class Interval:
     """A mean and its spread, with what the spread is over: a two-sided Student-t interval (`low`, `high`, at
     level `ci`) over `n` units (`unit`: runs, datasets, pairs), or for fits on one dataset the fitting SD and no
-    interval. `n_nan`: runs whose value was NaN ("no value"), left out."""
+    interval. `n_nan`: runs whose value was NaN ("no value"), left out; `n_missing`: ok runs that did not give
+    this metric at all."""
 
     mean: float
     sd: float
@@ -206,6 +207,7 @@ class Interval:
     ci: float = 0.95
     n_datasets: int = 0
     n_nan: int = 0
+    n_missing: int = 0
 
     @property
     def has_interval(self) -> bool:
@@ -242,14 +244,17 @@ class ConfigRow:
         """The Interval of a metric ("psnr" or "metrics.psnr")."""
         return self.stats[metric.removeprefix("metrics.")]
 
-    def columns(self, nan_counted=()) -> dict:
+    def columns(self, nan_counted=(), missing_counted=()) -> dict:
         """The row as the table form of `configs()` has it (axes, counts, `<metric>_mean` ... columns);
-        `<metric>_nan` for the metrics in `nan_counted` (those with a NaN in any configuration)."""
+        `<metric>_nan` for the metrics in `nan_counted` (those with a NaN in any configuration), and
+        `<metric>_missing` for those in `missing_counted` (a run without the metric in any)."""
         out = {**self.axes, "n": self.n, "n_failed": self.n_failed, "n_pending": self.n_pending,
                "n_datasets": self.n_datasets, "ci_unit": self.ci_unit}
         for name, s in self.stats.items():
             if name in nan_counted:
                 out[f"{name}_nan"] = s.n_nan
+            if name in missing_counted:
+                out[f"{name}_missing"] = s.n_missing
             out.update({f"{name}_{k}": v for k, v in zip(STATS, (s.mean, s.sd, s.sem, s.low, s.high))})
         if self.averaged_over is not None:
             out["averaged_over"] = self.averaged_over

@@ -20,6 +20,7 @@ def _cell(row, name) -> str:
     """A configuration's mean of a metric with its interval (or fitting SD), as a table cell."""
     s = row.stat(name)
     nan = f" ({s.n_nan} NaN left out)" if s.n_nan else ""
+    nan += f" ({s.n_missing} run(s) lack it)" if s.n_missing else ""
     if row.n == 0 or s.mean is None or not math.isfinite(s.mean):
         return "–" + nan
     if s.unit == ONE_DATASET:

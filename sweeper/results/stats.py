@@ -64,7 +64,8 @@ def describe(runs: pa.Table, values: list, by: list, metrics: list, ci: float, a
     per_metric = {m.removeprefix("metrics."): _metric_stats(ok, m, n_groups, units, ci) for m in metrics}
     return [ConfigRow(dict(zip(by, values[g])), counts["ok"][g], counts["failed"][g], counts["pending"][g],
                       n_datasets[g], units[g],
-                      {name: Interval(*s[g][:5], counts["ok"][g], units[g], ci, n_datasets[g], s[g][5])
+                      {name: Interval(*s[g][:5], counts["ok"][g], units[g], ci, n_datasets[g], s[g][5],
+                                      counts["ok"][g] - s[g][6] - s[g][5])
                        for name, s in per_metric.items()}, averaged_over)
             for g in range(n_groups)]
 
@@ -78,7 +79,7 @@ def ci_unit(n: int, n_datasets: int) -> str:
 
 
 def _metric_stats(ok: pa.Table, m: str, n_groups: int, units: list, ci: float) -> list:
-    """Per group (mean, sd, sem, low, high, NaNs) of metric `m` over the group's unit (`units`)."""
+    """Per group (mean, sd, sem, low, high, NaNs, values) of metric `m` over the group's unit (`units`)."""
     ok, nans = _nan_as_null(ok, m, n_groups)  # a fit may say "no value" with NaN: left out, and counted
     stats = lambda c: [(c, "mean"), (c, "stddev", SD), (c, "count"), (c, "min"), (c, "max")]  # noqa: E731
     names = lambda c: [f"{c}_{s}" for s in ("mean", "stddev", "count", "min", "max")]  # noqa: E731
@@ -94,7 +95,8 @@ def _metric_stats(ok: pa.Table, m: str, n_groups: int, units: list, ci: float) -
             sd = 0.0  # equal values: no spread (the sum of squares leaves rounding, e.g. 1.4e-17)
         # fits on one dataset say nothing about other datasets: their spread is the fitting SD, no CI
         interval = (math.nan,) * 3 if units[g] == ONE_DATASET else t_interval(mean, sd, n, ci)
-        out.append((math.nan if mean is None else mean, math.nan if sd is None else sd, *interval, nans[g]))
+        out.append((math.nan if mean is None else mean, math.nan if sd is None else sd, *interval, nans[g],
+                    per_run[f"{m}_count"][g] or 0))
     return out
 
 

@@ -165,7 +165,8 @@ class SweepResult:
         pooled = [a for a in self.axes if a not in by]
         rows = stats.describe(runs, values, by, metrics, ci, ", ".join(pooled) if pooled else None)
         nan_counted = {n for r in rows for n, s in r.stats.items() if s.n_nan}
-        return Rows(rows, nan_counted=nan_counted)
+        missing_counted = {n for r in rows for n, s in r.stats.items() if s.n_missing}
+        return Rows(rows, nan_counted=nan_counted, missing_counted=missing_counted)
 
     def best(self, metric: str, mode: str = "max", ci: float = 0.95) -> dict | None:
         """The configuration with the best mean `metric`, its CI, n, run ids and the exact overrides

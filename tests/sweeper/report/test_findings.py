@@ -131,3 +131,17 @@ def test_nan_never_wins_and_equal_values_have_no_spread(tmp_path):
     ranked = rank(res.configs("m"), "metrics.m", maximize=True)
     assert [(k, r.axes["fit.arm"]) for k, r in ranked] == [(1, "b"), (2, "a"), (None, "none")]
     assert ranked[0][1].stat("m").sd == 0.0 and ranked[0][1].stat("m").mean == pytest.approx(0.1)
+
+
+def test_a_metric_missing_from_some_runs_is_counted(tmp_path):
+    def fit(dataset, params, seed):
+        return {"metrics": {"a": 1.0, **({"extra": 2.0} if params["arm"] == "b" and seed % 2 else {})}}
+
+    res = sweeper.run({"study": Study("miss", linear.simulate, fit), "seed": 2, "fit": {"arm": "a"},
+                       "data": {"n": 10, "a": 1.0, "b": 0.0, "noise": 0.1}, "sweep": {"fit.arm": ["a", "b"]},
+                       "repeats": 4}, out=tmp_path, progress=False)
+    rows = {r.axes["fit.arm"]: r for r in res.configs()}
+    present = sum(1 for r in res.runs(sweeper.RunStatus.OK) if r.fit["arm"] == "b" and "extra" in r.metrics)
+    assert rows["a"].stat("extra").n_missing == 4 and rows["b"].stat("extra").n_missing == 4 - present
+    assert rows["a"].stat("a").n_missing == 0 and "extra_missing" in res.configs().table.column_names
+    assert "run(s) lack it" in (res.dir / "report.html").read_text()
