@@ -269,10 +269,8 @@ def _cmd_report(a) -> int:
 
 def _study_or_none(res):
     """The study named in spec.yaml if it imports here; else None (a study defined in a script)."""
-    from sweeper.study import resolve
-
     try:
-        return resolve(res.spec.get("study"))
+        return res.find_study()
     except SpecError:
         logging.getLogger("sweeper").warning("study %s cannot be imported here; its own report is skipped",
                                              res.spec.get("study"))

@@ -341,14 +341,13 @@ class SweepResult:
 
     def _simulate_again(self, data_key: str) -> dict:
         from sweeper.hashing import arrays_sha256
-        from sweeper.study import resolve
 
         keys = self.plan.column("data_key").to_pylist()
         if data_key not in keys:
             raise KeyError(f"no dataset {data_key} in this sweep")
         i = keys.index(data_key)
         params = json.loads(self.plan.column("params")[i].as_py())["data"]
-        study = self.study if self.study is not None else resolve(self.spec["study"])
+        study = self.study if self.study is not None else self.find_study()
         data = study.simulate(params, self.plan.column("seed_data")[i].as_py())
         recorded = {r["data_key"]: r.get("data_sha256") for r in self.table.select(
             [c for c in ("data_key", "data_sha256") if c in self.table.column_names]).to_pylist()}
@@ -356,6 +355,14 @@ class SweepResult:
             raise ValueError(f"dataset {data_key} simulated again differs from the one the runs used "
                              "(the study's code changed?)")
         return data
+
+    def find_study(self):
+        """The study spec.yaml names, found as `sweep run` found it: in the working directory, then beside the
+        spec file it ran from; a SpecError if it does not import here."""
+        from sweeper.study import resolve
+
+        spec_path = self.provenance().get("spec_path")
+        return resolve(self.spec.get("study"), f"{spec_path}:1" if spec_path else None)
 
     def errors(self) -> list[dict]:
         """Failed runs grouped by the first line of their error: [{error, n, run_ids}], most frequent first."""

@@ -162,6 +162,7 @@ def from_config(cfg: config.Config, path: str | None = None) -> Spec:
     if both:
         raise SpecError("a key is either swept or zipped, not both", where=origins.get("zip", path), key=both[0])
     _check_swept_bases(study, {"data": data, "fit": fit}, [*sweep, *zips], origins, path)
+    _check_findings(study, {"data": data, "fit": fit})
     rd, rf = design.repeat_counts()
     precise = precision.parse(values, origins, path)
     if precise:  # the plan holds every repeat precision may use; the driver runs them round by round
@@ -208,6 +209,29 @@ def _check_swept_bases(study: Study, params: dict, axes: list, origins, path) ->
             err = e.errors()[0]
             raise SpecError(f"{err['msg'].removeprefix('Value error, ')}, got {err.get('input')!r} (the value "
                             f"{axis} takes where it is not swept)", where=origins.get(axis, path), key=axis) from None
+
+
+def _check_findings(study: Study, params: dict) -> None:
+    """A declared Finding's axis and `where` keys must be params of the study, and its baseline and `where`
+    values values those params can take: a typo is refused here, not a sentence missing from report.html."""
+    for i, f in enumerate(study.findings):
+        named = ([(f.axis, f.baseline, "axis")] if f.axis is not None else []) + \
+            [(k, v, "where") for k, v in f.where.items()]
+        for key, value, role in named:
+            section, _, name = str(key).partition(".")
+            model = {"data": study.data_params, "fit": study.fit_params}.get(section)
+            field = model.model_fields.get(name) if model is not None else None
+            where = f"study {study.name}, findings[{i}] ({f.metric})"
+            if section not in params or (field is None and name not in params[section]):
+                raise SpecError(f"{key} is not a parameter of the study (the finding's {role})", where=where,
+                                key=str(key))
+            if field is None:
+                continue
+            try:
+                pydantic.TypeAdapter(Annotated[field.annotation, field]).validate_python(value)
+            except pydantic.ValidationError as e:
+                raise SpecError(f"{value!r} is not a value {key} can take ({e.errors()[0]['msg']})", where=where,
+                                key=str(key)) from None
 
 
 def _params(values, origins, path, study: Study) -> tuple[dict, dict, dict]:

@@ -145,3 +145,21 @@ def test_a_metric_missing_from_some_runs_is_counted(tmp_path):
     assert rows["a"].stat("extra").n_missing == 4 and rows["b"].stat("extra").n_missing == 4 - present
     assert rows["a"].stat("a").n_missing == 0 and "extra_missing" in res.configs().table.column_names
     assert "run(s) lack it" in (res.dir / "report.html").read_text()
+
+
+def test_a_finding_with_a_typo_is_refused_when_the_spec_is_loaded():
+    """An axis or `where` key that is no param of the study, or a baseline the param cannot take, is a spec
+    error (exit 2, naming the finding and the key) before any run; a valid one loads."""
+    from typing import Literal
+
+    class Fit(sweeper.Params):
+        loss: Literal["nll", "mae"] = "nll"
+
+    for finding, words in [(Finding("metrics.m", "fit.los", "mae"), "fit.los is not a parameter of the study"),
+                           (Finding("metrics.m", "fit.loss", "MAE"), "'MAE' is not a value fit.loss can take"),
+                           (Finding("metrics.m", where={"data.zz": 1}), "data.zz is not a parameter")]:
+        s = Study("typo", linear.simulate, linear.fit, fit_params=Fit, findings=(finding,))
+        with pytest.raises(sweeper.SpecError, match=words):
+            sweeper.load_spec({"study": s, "seed": 1, "data": {"n": 5, "a": 1.0, "b": 0.0, "noise": 0.1}})
+    ok = Study("typo", linear.simulate, linear.fit, fit_params=Fit, findings=(Finding("metrics.m", "fit.loss", "mae"),))
+    assert sweeper.load_spec({"study": ok, "seed": 1, "data": {"n": 5, "a": 1.0, "b": 0.0, "noise": 0.1}})

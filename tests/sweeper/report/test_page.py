@@ -219,3 +219,34 @@ def test_sweep_report_names_an_unknown_axis_or_metric_in_one_line(three_axes, ca
         assert main(["report", str(three_axes.dir), *flags]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and words in err[0], err
+
+
+def test_sweep_report_elsewhere_finds_the_study_beside_its_spec_and_keeps_the_findings(tmp_path):
+    """`sweep report DIR` run from another folder imports the study from beside the spec the sweep ran from,
+    as `sweep run` did, so report.html keeps the study's findings."""
+    import os
+    import subprocess
+    import sys
+
+    from tests import REPO
+
+    (tmp_path / "beside.py").write_text(textwrap.dedent('''\
+        import sweeper
+        from tests.fixtures.linear import fit, simulate
+        study = sweeper.Study("beside", simulate, fit,
+                              findings=(sweeper.Finding("metrics.a", "fit.bootstrap", False),))
+        '''))
+    (tmp_path / "beside.yaml").write_text("study: beside\nseed: 2\nrepeats: 3\ndata_mode: independent\n"
+                                          "data: {n: 30, a: 1.0, b: 0.0, noise: 0.2}\nfit: {bootstrap: false}\n"
+                                          "sweep: {fit.bootstrap: [false, true]}\n")
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(REPO)}  # a local Ray of its own
+    run = subprocess.run([sys.executable, "-m", "sweeper.cli", "run", "beside.yaml", "--out", "out", "--no-progress"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    root = run.stdout.strip().splitlines()[-1]
+    (tmp_path / root / "report.html").unlink()
+    again = subprocess.run([sys.executable, "-m", "sweeper.cli", "report", str(tmp_path / root)], cwd="/", env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    page = (tmp_path / root / "report.html").read_text()
+    assert "cannot be imported" not in again.stderr and "fit.bootstrap True − False" in page
