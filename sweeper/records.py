@@ -188,6 +188,7 @@ def _flatten(prefix: str, d: dict) -> dict:
 
 
 ONE_DATASET = "fits on one dataset"  # the unit where every run of a configuration fitted the same dataset
+MIXED = "several data configurations"  # a row pooling data settings: its datasets are no replicates, no interval
 
 
 @dataclass(frozen=True)
@@ -218,6 +219,9 @@ class Interval:
         if self.unit == ONE_DATASET:
             return (f"{self.mean:.4g}, fitting SD {self.sd:.4g} over {self.n} fits on one dataset (no interval: "
                     "one dataset says nothing of data variance)")
+        if self.unit == MIXED:
+            return (f"{self.mean:.4g}, averaged over {self.n} runs of several data configurations (no interval: "
+                    "their datasets are not replicates of one)")
         if not self.has_interval:
             return f"{self.mean:.4g} (n={self.n}: no interval)"
         over = f"{self.n_datasets} dataset means of {self.n} runs" if self.unit == "datasets" else f"{self.n} runs"

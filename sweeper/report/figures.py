@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from sweeper.columns import key_of
-from sweeper.results.stats import ONE_DATASET
+from sweeper.records import MIXED, ONE_DATASET
 
 MAX_PANELS = 12
 MAX_LINES = 8
@@ -96,6 +96,8 @@ def caption(rows: list, ci: float, pooled: list, what: str = "error bars") -> st
         text += f"; averaged over {', '.join(pooled)}"
     if any(r.n == 1 for r in rows):
         text += "; none where n=1"
+    if any(r.ci_unit == MIXED for r in rows):
+        text += "; none where a point pools several data configurations (their datasets are not replicates)"
     if any(r.ci_unit == ONE_DATASET for r in rows):
         text += "; none where every fit used one dataset (fitting variance only)"
     return text

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sweeper.columns import key_of
-from sweeper.records import ONE_DATASET, ConfigRow, Difference, Interval, RunStatus
+from sweeper.records import MIXED, ONE_DATASET, ConfigRow, Difference, Interval, RunStatus
 
 SD = pc.VarianceOptions(ddof=1)
 
@@ -52,15 +52,17 @@ def interval_words(mean, sd, low, high, n: int, n_datasets: int, unit: str, ci: 
     return Interval(mean, sd, math.nan, low, high, n, unit, ci, n_datasets).words()
 
 
-def describe(runs: pa.Table, values: list, by: list, metrics: list, ci: float, averaged_over: str | None) -> list:
+def describe(runs: pa.Table, values: list, by: list, metrics: list, ci: float, averaged_over: str | None,
+             mixed=()) -> list:
     """One ConfigRow per group (`values`: each group's values of the axes `by`): n, n_failed, n_pending,
-    n_datasets, ci_unit and per metric an Interval; `runs` has _group, status, data_key and the metric columns."""
+    n_datasets, ci_unit and per metric an Interval; `runs` has _group, status, data_key and the metric columns.
+    `mixed`: the groups that pool several data configurations (no interval: their datasets are no replicates)."""
     n_groups = len(values)
     counts = _status_counts(runs, n_groups)
     ok = runs.filter(pc.equal(runs.column("status"), RunStatus.OK.value))
     ds = _by_group(ok, ["_group"], [("data_key", "count_distinct")], n_groups, ["data_key_count_distinct"])
     n_datasets = [d or 0 for d in ds["data_key_count_distinct"]]
-    units = [ci_unit(n, d) for n, d in zip(counts["ok"], n_datasets)]
+    units = [MIXED if g in mixed else ci_unit(n, d) for g, (n, d) in enumerate(zip(counts["ok"], n_datasets))]
     per_metric = {m.removeprefix("metrics."): _metric_stats(ok, m, n_groups, units, ci) for m in metrics}
     return [ConfigRow(dict(zip(by, values[g])), counts["ok"][g], counts["failed"][g], counts["pending"][g],
                       n_datasets[g], units[g],
@@ -94,7 +96,7 @@ def _metric_stats(ok: pa.Table, m: str, n_groups: int, units: list, ci: float) -
         if n > 1 and src[f"{p}_min"][g] == src[f"{p}_max"][g]:
             sd = 0.0  # equal values: no spread (the sum of squares leaves rounding, e.g. 1.4e-17)
         # fits on one dataset say nothing about other datasets: their spread is the fitting SD, no CI
-        interval = (math.nan,) * 3 if units[g] == ONE_DATASET else t_interval(mean, sd, n, ci)
+        interval = (math.nan,) * 3 if units[g] in (ONE_DATASET, MIXED) else t_interval(mean, sd, n, ci)
         out.append((math.nan if mean is None else mean, math.nan if sd is None else sd, *interval, nans[g],
                     per_run[f"{m}_count"][g] or 0))
     return out

@@ -163,10 +163,24 @@ class SweepResult:
         values, group = self._groups(by)
         runs = self._runs.append_column("_group", pa.array(group, pa.int64()))
         pooled = [a for a in self.axes if a not in by]
-        rows = stats.describe(runs, values, by, metrics, ci, ", ".join(pooled) if pooled else None)
+        rows = stats.describe(runs, values, by, metrics, ci, ", ".join(pooled) if pooled else None,
+                              self._mixed(by, pooled))
         nan_counted = {n for r in rows for n, s in r.stats.items() if s.n_nan}
         missing_counted = {n for r in rows for n, s in r.stats.items() if s.n_missing}
         return Rows(rows, nan_counted=nan_counted, missing_counted=missing_counted)
+
+    def _mixed(self, by: list, pooled: list) -> set:
+        """The groups of `by` that pool runs of several data configurations (a pooled data axis or session
+        takes more than one value in them)."""
+        data_axes = [a for a in pooled if a.startswith("data.") or a == "session"]
+        if not data_axes:
+            return set()
+        _, coarse = self._groups(by)
+        _, fine = self._groups([*by, *data_axes])
+        seen: dict = {}
+        for g, f in zip(coarse, fine):
+            seen.setdefault(g, set()).add(f)
+        return {g for g, fines in seen.items() if len(fines) > 1}
 
     def best(self, metric: str, mode: str = "max", ci: float = 0.95) -> dict | None:
         """The configuration with the best mean `metric`, its CI, n, run ids and the exact overrides

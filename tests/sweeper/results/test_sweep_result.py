@@ -315,3 +315,15 @@ def test_a_planned_run_without_a_record_is_pending(grid, tmp_path):
     pending = again.runs(sweeper.RunStatus.PENDING)
     assert len(pending) == 12 and pending[0].metrics == {} and pending[0]["data.a"] == 1.0
     assert pending[0].data == grid.runs()[0].data and pending[0].seed_fit == grid.runs()[0].seed_fit
+
+
+def test_pooling_data_settings_gives_no_data_level_interval(grid):
+    """by=["fit.fail"] pools data.a: a row's datasets come from two data settings, not replicates of one, so
+    it has a mean and no interval, and says why; pooling a fit axis keeps the unit of the data."""
+    from sweeper.records import MIXED, ONE_DATASET
+
+    pooled = grid.configs("a", by=["fit.fail"])
+    ok = next(r for r in pooled if r.axes["fit.fail"] is False)
+    assert ok.ci_unit == MIXED and ok.n == 6 and math.isnan(ok.stat("a").low)
+    assert "several data configurations" in ok.stat("a").words() and "CI" not in ok.stat("a").words()
+    assert {r.ci_unit for r in grid.configs("a", by=["data.a"]) if r.n} == {ONE_DATASET}
