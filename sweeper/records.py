@@ -209,6 +209,14 @@ class Interval:
     n_datasets: int = 0
     n_nan: int = 0
     n_missing: int = 0
+    var_data: float = math.nan   # crossed data: the variance between datasets (data variance) ...
+    var_fit: float = math.nan    # ... and within a dataset (fitting variance), one-way random-effects ANOVA
+
+    @property
+    def share_data(self) -> float:
+        """The data variance's share of the two (NaN where they are not estimable)."""
+        total = self.var_data + self.var_fit
+        return self.var_data / total if total > 0 else math.nan
 
     @property
     def has_interval(self) -> bool:
@@ -248,7 +256,7 @@ class ConfigRow:
         """The Interval of a metric ("psnr" or "metrics.psnr")."""
         return self.stats[metric.removeprefix("metrics.")]
 
-    def columns(self, nan_counted=(), missing_counted=()) -> dict:
+    def columns(self, nan_counted=(), missing_counted=(), split=()) -> dict:
         """The row as the table form of `configs()` has it (axes, counts, `<metric>_mean` ... columns);
         `<metric>_nan` for the metrics in `nan_counted` (those with a NaN in any configuration), and
         `<metric>_missing` for those in `missing_counted` (a run without the metric in any)."""
@@ -259,6 +267,9 @@ class ConfigRow:
                 out[f"{name}_nan"] = s.n_nan
             if name in missing_counted:
                 out[f"{name}_missing"] = s.n_missing
+            if name in split:
+                out.update({f"{name}_var_data": s.var_data, f"{name}_var_fit": s.var_fit,
+                            f"{name}_share_data": s.share_data})
             out.update({f"{name}_{k}": v for k, v in zip(STATS, (s.mean, s.sd, s.sem, s.low, s.high))})
         if self.averaged_over is not None:
             out["averaged_over"] = self.averaged_over

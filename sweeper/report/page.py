@@ -26,7 +26,8 @@ def _cell(row, name) -> str:
     if s.unit == ONE_DATASET:
         return f"{fmt(s.mean)} (fitting SD {fmt(s.sd)})" + nan
     ci = f" [{fmt(s.low)}, {fmt(s.high)}]" if s.has_interval else ""
-    return fmt(s.mean) + ci + nan
+    split = f"; data {s.share_data:.0%} of the variance" if math.isfinite(s.share_data) else ""
+    return fmt(s.mean) + ci + split + nan
 
 
 def _provenance(result) -> list:

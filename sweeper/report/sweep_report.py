@@ -131,4 +131,5 @@ def _figures(result, metric, maximize, axes, out: Path, ci: float) -> list:
                                      ci))
     for x in chosen:
         paths.append(figures.metric_vs_axis(result, [metric], x, out / f"{name}_vs_{_slug(x)}.png", ci))
-    return paths
+    split = figures.variance_split(result, [metric], out / f"variance_split_{name}.png")
+    return paths + ([split] if split else [])

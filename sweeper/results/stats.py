@@ -64,12 +64,29 @@ def describe(runs: pa.Table, values: list, by: list, metrics: list, ci: float, a
     n_datasets = [d or 0 for d in ds["data_key_count_distinct"]]
     units = [MIXED if g in mixed else ci_unit(n, d) for g, (n, d) in enumerate(zip(counts["ok"], n_datasets))]
     per_metric = {m.removeprefix("metrics."): _metric_stats(ok, m, n_groups, units, ci) for m in metrics}
+    split = {m.removeprefix("metrics."): _variance_split(ok, m, units) for m in metrics}
     return [ConfigRow(dict(zip(by, values[g])), counts["ok"][g], counts["failed"][g], counts["pending"][g],
                       n_datasets[g], units[g],
                       {name: Interval(*s[g][:5], counts["ok"][g], units[g], ci, n_datasets[g], s[g][5],
-                                      counts["ok"][g] - s[g][6] - s[g][5])
+                                      counts["ok"][g] - s[g][6] - s[g][5], *split[name].get(g, (math.nan,) * 2))
                        for name, s in per_metric.items()}, averaged_over)
             for g in range(n_groups)]
+
+
+def _variance_split(ok: pa.Table, m: str, units: list) -> dict:
+    """{group: (data variance, fitting variance)} of metric `m` where the group's runs are crossed (several
+    datasets, several fits on some: unit "datasets"), by `variance_components` with datasets as groups."""
+    crossed = {g for g, u in enumerate(units) if u == "datasets"}
+    if not crossed or not ok.num_rows:
+        return {}
+    by: dict = {}
+    for g, key, v in zip(*(ok.column(c).to_pylist() for c in ("_group", "data_key", m))):
+        if g in crossed and v is not None:
+            by.setdefault(g, ([], []))
+            by[g][0].append(v)
+            by[g][1].append(key)
+    parts = {g: variance_components(values, keys) for g, (values, keys) in by.items()}
+    return {g: (p["var_between"], p["var_within"]) for g, p in parts.items()}
 
 
 def ci_unit(n: int, n_datasets: int) -> str:

@@ -167,7 +167,8 @@ class SweepResult:
                               self._mixed(by, pooled))
         nan_counted = {n for r in rows for n, s in r.stats.items() if s.n_nan}
         missing_counted = {n for r in rows for n, s in r.stats.items() if s.n_missing}
-        return Rows(rows, nan_counted=nan_counted, missing_counted=missing_counted)
+        split = {n for r in rows for n, s in r.stats.items() if math.isfinite(s.var_data)}
+        return Rows(rows, nan_counted=nan_counted, missing_counted=missing_counted, split=split)
 
     def _mixed(self, by: list, pooled: list) -> set:
         """The groups of `by` that pool runs of several data configurations (a pooled data axis or session

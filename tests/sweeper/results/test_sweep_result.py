@@ -327,3 +327,24 @@ def test_pooling_data_settings_gives_no_data_level_interval(grid):
     assert ok.ci_unit == MIXED and ok.n == 6 and math.isnan(ok.stat("a").low)
     assert "several data configurations" in ok.stat("a").words() and "CI" not in ok.stat("a").words()
     assert {r.ci_unit for r in grid.configs("a", by=["data.a"]) if r.n} == {ONE_DATASET}
+
+
+def test_crossed_configs_carry_the_variance_split(tmp_path, ray_session):
+    """Crossed data: each configuration's Interval has the data and fitting variance of
+    `variance_components` over its runs (datasets as groups); the table form has them as columns, the generic
+    report draws them and report.html states the share."""
+    from sweeper.results.stats import variance_components
+
+    res = sweeper.run({"study": "tests.fixtures.linear", "seed": 3, "data": {"n": 30, "a": 1.0, "b": 0.0, "noise": 0.5},
+                       "fit": {"bootstrap": True}, "data_mode": "crossed", "repeats": {"data": 4, "fit": 3},
+                       "sweep": {"data.noise": [0.2, 0.5]}, "report": {"metric": "metrics.a", "direction": "none"}},
+                      out=tmp_path, progress=False)
+    for row in res.configs("a"):
+        runs = [r for r in res.runs(sweeper.RunStatus.OK) if r["data.noise"] == row.axes["data.noise"]]
+        vc = variance_components([r.metrics["a"] for r in runs], [r.data_key for r in runs])
+        s = row.stat("a")
+        assert (s.var_data, s.var_fit) == pytest.approx((vc["var_between"], vc["var_within"]))
+        assert s.share_data == pytest.approx(vc["share_between"])
+    assert {"a_var_data", "a_var_fit", "a_share_data"} <= set(res.configs("a").table.column_names)
+    assert any(p.name == "variance_split_a.png" for p in res.figures)
+    assert "of the variance" in (res.dir / "report.html").read_text()
