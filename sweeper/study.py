@@ -35,6 +35,7 @@ class Finding:
     baseline: object = None
     where: dict = field(default_factory=dict)
     by: tuple | None = None
+    pair_by: str | None = None  # "repeat": the arms are paired by repeat though on datasets of their own
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ def _declared(result, study, ci) -> list:
         if f.axis is None:
             out += _means(result, f, ci)
             continue
-        for r in result.compare(f.metric, f.axis, f.baseline, ci=ci):
+        for r in result.compare(f.metric, f.axis, f.baseline, ci=ci, pair_by=f.pair_by):
             if any(k in r.at and key_of(r.at[k]) != key_of(v) for k, v in f.where.items()) or not math.isfinite(r.diff):
                 continue
             context = ", ".join(f"{a} = {fmt(r.at[a])}" for a in result.axes if a != f.axis)

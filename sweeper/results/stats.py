@@ -170,15 +170,19 @@ def _arm(records: list, metric: str, match: list) -> dict:
             if r.get(metric) is not None and not (isinstance(r[metric], float) and math.isnan(r[metric]))}
 
 
-def difference(base: list, arm: list, metric: str, match: list, ci: float) -> dict:
+def difference(base: list, arm: list, metric: str, match: list, ci: float, by_repeat: bool = False) -> dict:
     """The arm minus the baseline, over the right unit. Matched pairs that share dataset and fit seed: a paired
     t over the differences (their dataset means where datasets carry several pairs). Otherwise arms on the
     same datasets: a paired t over the datasets' mean differences; arms on different datasets: Welch over
     dataset means (over runs where each dataset has one run). Everything on one dataset: the difference and
-    the fitting SD, with no interval and no p (fits of one dataset say nothing of other datasets)."""
+    the fitting SD, with no interval and no p (fits of one dataset say nothing of other datasets).
+    `by_repeat`: the arms are paired by repeat though on datasets of their own (a design that gives each repeat
+    one object, scan and probe, and each arm its own noise): a paired t over the matched differences."""
     b, a = _arm(base, metric, match), _arm(arm, metric, match)
     common = [k for k in a if k in b]
-    if common and all(a[k]["data_key"] == b[k]["data_key"] and a[k]["seed_fit"] == b[k]["seed_fit"]
+    if by_repeat and common:
+        res = {**mean_ci([a[k][metric] - b[k][metric] for k in common], ci), "test": "paired t by repeat"}
+    elif common and all(a[k]["data_key"] == b[k]["data_key"] and a[k]["seed_fit"] == b[k]["seed_fit"]
                       for k in common):
         diffs, keys = [a[k][metric] - b[k][metric] for k in common], [a[k]["data_key"] for k in common]
         res = one_dataset(diffs) if len(set(keys)) == 1 else {**mean_ci(diffs, ci, keys), "test": "paired t"}
@@ -232,7 +236,7 @@ def one_dataset(diffs: list) -> dict:
 
 
 def compare_rows(records: list, metric: str, axis: str, baseline, keep: list, match: list, ci: float,
-                 averaged_over: str) -> list[Difference]:
+                 averaged_over: str, by_repeat: bool = False) -> list[Difference]:
     """One Difference per (kept axes, value of `axis` other than baseline): the difference to the baseline."""
     groups: dict = {}
     for r in records:
@@ -246,7 +250,8 @@ def compare_rows(records: list, metric: str, axis: str, baseline, keep: list, ma
                 continue
             arm = [r for r in members if key_of(r[axis]) == level_key]
             rows.append(Difference({k: members[0][k] for k in keep}, axis, level, baseline, metric,
-                                   averaged_over=averaged_over, **difference(base, arm, metric, match, ci)))
+                                   averaged_over=averaged_over,
+                                   **difference(base, arm, metric, match, ci, by_repeat)))
     return rows
 
 

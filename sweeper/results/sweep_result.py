@@ -218,7 +218,7 @@ class SweepResult:
         return [override(a, config[a]) for a in self.axes if a != "session"]
 
     def compare(self, metric: str, axis: str, baseline, by: list | None = None, ci: float = 0.95,
-                adjust: str | None = None) -> Rows:
+                adjust: str | None = None, pair_by: str | None = None) -> Rows:
         """For every other value of `axis`: a Difference, the mean difference of `metric` to `baseline` with its CI.
 
         Runs are matched by (the other axes, repeat). Where every matched pair shares its dataset and fit
@@ -226,6 +226,8 @@ class SweepResult:
         means where datasets carry several pairs); otherwise a paired t over the datasets both arms share, or
         Welch's t over dataset means (over runs where each dataset has one). `ci_unit` and `test` say which.
         Arms fitted on one dataset get the difference and `fit_sd`, no interval and no p value.
+        `pair_by="repeat"`: arms on datasets of their own, paired by repeat by design (one object and scan a
+        repeat, each arm its own noise): a paired t over the repeat-matched differences.
         `adjust="holm"` adds `p_holm`: Holm's step-down adjustment over every p value of the table (several
         arms or axis values tested at once).
         `by`: the other axes kept apart (default: all of them, one row each); the rest are pooled, matched
@@ -242,9 +244,12 @@ class SweepResult:
             raise ValueError(f"{baseline!r} is not a value of {axis}; values: {sorted(set(map(repr, levels)))}")
         if adjust not in (None, "holm"):
             raise ValueError(f"adjust is None or 'holm', got {adjust!r}")
+        if pair_by not in (None, "repeat"):
+            raise ValueError(f"pair_by is None or 'repeat', got {pair_by!r}")
         match = [a for a in others if a not in keep] + ["repeat_data", "repeat_fit"]
         pooled = ", ".join(a for a in others if a not in keep)
-        rows = stats.compare_rows(self.runs(RunStatus.OK), metric, axis, baseline, keep, match, ci, pooled)
+        rows = stats.compare_rows(self.runs(RunStatus.OK), metric, axis, baseline, keep, match, ci, pooled,
+                                  by_repeat=pair_by == "repeat")
         if adjust == "holm":
             rows = [dataclasses.replace(r, p_holm=q) for r, q in zip(rows, stats.holm([r.p_value for r in rows]))]
         return Rows(rows)

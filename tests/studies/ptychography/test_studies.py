@@ -215,6 +215,11 @@ def test_gridsize_quick_study_pairs_the_gridsizes_by_repeat(tmp_path, ray_sessio
             assert half == pytest.approx(12.706 * d.std(ddof=1) / np.sqrt(2), rel=1e-3)  # t(0.975, 1 df)
     for name in ("gridsize_pairs.png", "gridsize_reconstructions.png"):
         assert not_blank(res.dir / "figures" / name)
+    # the page states the CSV's test: the finding pairs the gridsizes by repeat, with the CSV's numbers
+    (ssim,) = [r for r in res.compare("ssim", "data.gridsize", 1, pair_by="repeat") if r.at["data.nphotons"] == 1e9]
+    csv_ssim = next(r for r in rows if r["metric"] == "ssim" and float(r["data.nphotons"]) == 1e9)
+    assert ssim.test == "paired t by repeat" and ssim.diff == pytest.approx(float(csv_ssim["diff_mean"]))
+    assert "paired t by repeat" in (res.dir / "report.html").read_text()
 
 
 def test_epie_runs_on_cupy_when_ray_assigned_the_fit_a_gpu(monkeypatch):

@@ -348,3 +348,21 @@ def test_crossed_configs_carry_the_variance_split(tmp_path, ray_session):
     assert {"a_var_data", "a_var_fit", "a_share_data"} <= set(res.configs("a").table.column_names)
     assert any(p.name == "variance_split_a.png" for p in res.figures)
     assert "of the variance" in (res.dir / "report.html").read_text()
+
+
+def test_compare_pairs_by_repeat_when_asked(tmp_path, ray_session):
+    """Arms on datasets of their own (a data axis) are compared by Welch's t unless paired by repeat by design:
+    pair_by="repeat" gives scipy's paired t over the repeat-matched differences."""
+    res = sweeper.run({"study": "tests.fixtures.linear", "seed": 6, "data": {"n": 30, "a": 1.0, "b": 0.0, "noise": 0.3},
+                       "fit": {}, "sweep": {"data.a": [1.0, 2.0]}, "data_mode": "independent", "repeats": 5},
+                      out=tmp_path, progress=False)
+    (welch,) = res.compare("a", "data.a", 1.0)
+    (paired,) = res.compare("a", "data.a", 1.0, pair_by="repeat")
+    value = {(r["data.a"], r.repeat_data): r.metrics["a"] for r in res.runs(sweeper.RunStatus.OK)}
+    d = [value[(2.0, k)] - value[(1.0, k)] for k in range(5)]
+    expected = stats.ttest_1samp(d, 0.0)
+    assert welch.test == "Welch t" and paired.test == "paired t by repeat" and paired.n == 5
+    assert paired.diff == pytest.approx(np.mean(d)) and paired.p_value == pytest.approx(expected.pvalue)
+    assert (paired.ci_low, paired.ci_high) == pytest.approx(tuple(expected.confidence_interval(0.95)))
+    with pytest.raises(ValueError, match="pair_by"):
+        res.compare("a", "data.a", 1.0, pair_by="dataset")
