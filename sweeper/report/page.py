@@ -32,7 +32,8 @@ def _cell(row, name) -> str:
 
 def _provenance(result) -> list:
     info = result.provenance()
-    hosts = sorted({str(r.node).split("@")[-1] for r in result.runs() if r.node})
+    nodes = result.table.column("node").to_pylist() if "node" in result.table.column_names else []
+    hosts = sorted({str(h).split("@")[-1] for h in nodes if h})  # results.parquet has them: no record read
     rows = [("started", info.get("started")), ("finished", info.get("finished")),
             ("wall time", f"{info['wall_s']:.1f} s" if "wall_s" in info else None),
             ("hosts", ", ".join(hosts) or None), ("git commit", info.get("git_commit")),

@@ -47,11 +47,6 @@ def _status_counts(runs: pa.Table, n_groups: int) -> dict:
     return counts
 
 
-def interval_words(mean, sd, low, high, n: int, n_datasets: int, unit: str, ci: float = 0.95) -> str:
-    """`Interval.words` of loose numbers (a `best()` dict, a CSV row)."""
-    return Interval(mean, sd, math.nan, low, high, n, unit, ci, n_datasets).words()
-
-
 def describe(runs: pa.Table, values: list, by: list, metrics: list, ci: float, averaged_over: str | None,
              mixed=()) -> list:
     """One ConfigRow per group (`values`: each group's values of the axes `by`): n, n_failed, n_pending,

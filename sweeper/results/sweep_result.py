@@ -95,6 +95,7 @@ class SweepResult:
         self.figures = list(figures)
         self._grouped: dict = {}
         self._levels: dict = {}
+        self._decoded: dict = {}
 
     # -- what was planned and what came back ----------------------------------------------------------------
     @cached_property
@@ -138,7 +139,7 @@ class SweepResult:
         return self._grouped[tuple(axes)]
 
     def _group(self, axes: list) -> tuple[list, list]:
-        values = {a: decode(self.plan, a) for a in axes}
+        values = {a: self._planned(a) for a in axes}
         index, firsts, group = {}, [], []
         for i in range(self.plan.num_rows):
             v = [values[a][i] for a in axes]
@@ -262,8 +263,15 @@ class SweepResult:
         """The distinct planned values of a swept axis, typed, in first-planned order (decoded once)."""
         self.check_axes([axis])
         if axis not in self._levels:
-            self._levels[axis] = list({key_of(v): v for v in decode(self.plan, axis)}.values())
+            self._levels[axis] = list({key_of(v): v for v in self._planned(axis)}.values())
         return self._levels[axis]
+
+    def _planned(self, axis: str) -> list:
+        """Every plan row's typed value of `axis` (plan.parquet's column decoded once, shared by the groups,
+        the levels and the records)."""
+        if axis not in self._decoded:
+            self._decoded[axis] = decode(self.plan, axis)
+        return self._decoded[axis]
 
     def contrast(self, metric: str, config: dict, baseline: dict, ci: float = 0.95) -> Difference:
         """`config` minus `baseline` (two configurations, as {axis: value}) in `metric`, over the right unit as
@@ -290,7 +298,7 @@ class SweepResult:
     def _records(self) -> list[RunRecord]:
         stored = self.store.read_records()
         columns = {c: self.plan.column(c).to_pylist() for c in PLAN_COLUMNS}
-        axes = {a: decode(self.plan, a) for a in self.axes if a != "session"}
+        axes = {a: self._planned(a) for a in self.axes if a != "session"}
         out = []
         for i, rid in enumerate(columns["run_id"]):
             record = stored.get(rid) or _pending(columns, i)

@@ -194,21 +194,34 @@ def _check_keys(values, origins, path) -> None:
             raise SpecError("expected a mapping of parameters", where=origins.get(section, path), key=section)
 
 
+def _declared_field(study: Study, key: str):
+    """The pydantic field a dotted data./fit. key names in the study's params, or None."""
+    section, _, name = str(key).partition(".")
+    model = {"data": study.data_params, "fit": study.fit_params}.get(section)
+    return model.model_fields.get(name) if model is not None else None
+
+
+def _field_problem(field, value) -> dict | None:
+    """The first pydantic error of `value` checked against one field alone (its type and bounds), or None."""
+    try:
+        pydantic.TypeAdapter(Annotated[field.annotation, field]).validate_python(value)
+    except pydantic.ValidationError as e:
+        return e.errors()[0]
+    return None
+
+
 def _check_swept_bases(study: Study, params: dict, axes: list, origins, path) -> None:
     """A swept key's own value in data or fit is never run, but it is what the spec says: it is checked
     against the field alone (its type and bounds; checks across fields need a whole point)."""
     for axis in axes:
         section, _, name = axis.partition(".")
-        model = study.data_params if section == "data" else study.fit_params
-        field = model.model_fields.get(name) if model is not None else None
+        field = _declared_field(study, axis)
         if field is None or name not in params[section] or origins.get(axis, "").startswith("study "):
             continue
-        try:
-            pydantic.TypeAdapter(Annotated[field.annotation, field]).validate_python(params[section][name])
-        except pydantic.ValidationError as e:
-            err = e.errors()[0]
+        err = _field_problem(field, params[section][name])
+        if err is not None:
             raise SpecError(f"{err['msg'].removeprefix('Value error, ')}, got {err.get('input')!r} (the value "
-                            f"{axis} takes where it is not swept)", where=origins.get(axis, path), key=axis) from None
+                            f"{axis} takes where it is not swept)", where=origins.get(axis, path), key=axis)
 
 
 def _check_findings(study: Study, params: dict) -> None:
@@ -219,19 +232,14 @@ def _check_findings(study: Study, params: dict) -> None:
             [(k, v, "where") for k, v in f.where.items()]
         for key, value, role in named:
             section, _, name = str(key).partition(".")
-            model = {"data": study.data_params, "fit": study.fit_params}.get(section)
-            field = model.model_fields.get(name) if model is not None else None
+            field = _declared_field(study, key)
             where = f"study {study.name}, findings[{i}] ({f.metric})"
             if section not in params or (field is None and name not in params[section]):
                 raise SpecError(f"{key} is not a parameter of the study (the finding's {role})", where=where,
                                 key=str(key))
-            if field is None:
-                continue
-            try:
-                pydantic.TypeAdapter(Annotated[field.annotation, field]).validate_python(value)
-            except pydantic.ValidationError as e:
-                raise SpecError(f"{value!r} is not a value {key} can take ({e.errors()[0]['msg']})", where=where,
-                                key=str(key)) from None
+            err = _field_problem(field, value) if field is not None else None
+            if err is not None:
+                raise SpecError(f"{value!r} is not a value {key} can take ({err['msg']})", where=where, key=str(key))
 
 
 def _params(values, origins, path, study: Study) -> tuple[dict, dict, dict]:
