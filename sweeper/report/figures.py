@@ -176,7 +176,8 @@ def variance_split(result, metrics: list, path: Path) -> Path | None:
         return None
     plt = pyplot()
     fig, axs = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 3.6), squeeze=False)
-    labels = [", ".join(f"{a}={fmt(v)}" for a, v in r.axes.items()) or "all runs" for r in rows]
+    labels = [(", ".join(f"{a}={fmt(v)}" for a, v in r.axes.items()) or "all runs")
+              + f"\n{r.n} runs on {r.n_datasets} datasets" for r in rows]
     for ax, metric in zip(axs[0], metrics):
         stats = [r.stat(metric) for r in rows]
         data, fit = np.array([s.var_data for s in stats]), np.array([s.var_fit for s in stats])
@@ -184,9 +185,10 @@ def variance_split(result, metrics: list, path: Path) -> Path | None:
         ax.bar(range(len(rows)), fit, bottom=np.nan_to_num(data), label="fitting (within a dataset)")
         ax.set_xticks(range(len(rows)), labels, rotation=30, ha="right", fontsize=7)
         ax.set_title(f"{metric.removeprefix('metrics.')}: variance split", fontsize=9)
+        ax.set_ylabel("variance")
     axs[0, 0].legend(fontsize=7)
-    fig.text(0.5, -0.02, "one-way random-effects ANOVA, datasets as groups (method of moments); n per bar: the "
-             "configuration's runs", ha="center", va="top", fontsize=8)
+    fig.text(0.5, -0.02, "one-way random-effects ANOVA over each configuration's runs, datasets as groups "
+             "(method of moments); runs and datasets under each bar", ha="center", va="top", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
