@@ -6,6 +6,7 @@ heartbeat is younger than STALE_S. A dead holder's lock is taken over; a live on
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -60,18 +61,31 @@ class DirLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         me = {"pid": os.getpid(), "host": socket.gethostname()}
         for _ in range(3):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
+            if not self._create(me):
                 self.check_free()
                 self._take_over()
                 continue
-            with os.fdopen(fd, "w") as f:
-                json.dump(me, f)
             self._held = me
             self._start_heartbeat()
             return
         raise LockError(f"could not take {self.path}: it keeps reappearing; is another sweep starting?")
+
+    def _create(self, holder: dict) -> bool:
+        """Create the lock holding `holder`, or False if it exists. The holder is written aside and hard-linked
+        into place (atomic, also on NFS), so no reader ever finds the lock without its holder."""
+        aside = self.path.with_name(f"{self.path.name}.new.{socket.gethostname()}.{os.getpid()}")
+        aside.write_text(json.dumps(holder))
+        try:
+            os.link(aside, self.path)
+            return True
+        except FileExistsError:
+            return False
+        except OSError as e:
+            if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
+                raise
+            return _create_in_place(self.path, holder)  # a filesystem without hard links
+        finally:
+            aside.unlink(missing_ok=True)
 
     def _take_over(self) -> None:
         """Move a dead holder's lock aside. The rename is atomic, so of two drivers taking over at once only one
@@ -119,14 +133,12 @@ class DirLock:
     def _restore(self) -> bool:
         """Put back the lock removed while this sweep held it; False (and said) if another driver has one."""
         try:
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            log.error("the lock %s was removed while this sweep held it, and another driver took it", self.path)
-            return False
+            created = self._create(self._held)
         except OSError:
             return True  # the folder is unreachable just now: the next beat tries again
-        with os.fdopen(fd, "w") as f:
-            json.dump(self._held, f)
+        if not created:
+            log.error("the lock %s was removed while this sweep held it, and another driver took it", self.path)
+            return False
         log.warning("the lock %s was removed while this sweep held it; it is back", self.path)
         return True
 
@@ -143,11 +155,22 @@ class DirLock:
         self._held = None
 
 
+def _create_in_place(path: Path, holder: dict) -> bool:
+    """Create `path` exclusively and write `holder` into it; False if it exists."""
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as f:
+        json.dump(holder, f)
+    return True
+
+
 def _parse(text: str) -> dict:
     try:
         return json.loads(text or "{}")
     except ValueError:
-        return {}  # being written: the heartbeat's age decides
+        return {}  # unreadable (or mid-write where there are no hard links): the heartbeat's age decides
 
 
 def _live(holder: dict, age: float) -> bool:

@@ -133,9 +133,29 @@ def test_the_heartbeat_survives_a_failed_touch_and_puts_back_a_removed_lock(tmp_
         assert caplog.text.count("could not be touched") == 1  # said once, not every beat
         (tmp_path / ".lock").unlink()
         deadline = time.time() + 10  # a clock of its own: the first phase may have used the first one up
-        while not (tmp_path / ".lock").exists() and time.time() < deadline:
+        while "it is back" not in caplog.text and time.time() < deadline:  # the sentence ends the put-back
             time.sleep(0.02)
         assert json.loads((tmp_path / ".lock").read_text())["pid"] == os.getpid() and "it is back" in caplog.text
+    finally:
+        lk.release()
+    assert not (tmp_path / ".lock").exists()
+
+
+@pytest.mark.parametrize("links", [True, False], ids=["hard-links", "no-hard-links"])
+def test_the_lock_holds_its_holder_from_the_moment_it_exists(tmp_path, monkeypatch, links):
+    """Written aside and linked into place, so another driver never reads an empty lock; where the filesystem
+    has no hard links (EPERM), it is created in place and still exclusive."""
+    if not links:
+        def no_link(*a, **k):
+            raise OSError(1, "Operation not permitted")
+        monkeypatch.setattr(lockmod.os, "link", no_link)
+    lk = DirLock(tmp_path / ".lock")
+    lk.acquire()
+    try:
+        assert json.loads((tmp_path / ".lock").read_text()) == {"pid": os.getpid(), "host": socket.gethostname()}
+        assert sorted(p.name for p in tmp_path.iterdir()) == [".lock"]  # nothing left aside
+        with pytest.raises(LockError, match="another sweep"):
+            DirLock(tmp_path / ".lock").acquire()
     finally:
         lk.release()
     assert not (tmp_path / ".lock").exists()
