@@ -48,6 +48,8 @@ class Study:
     `findings` (the `Finding`s report.html states in words), and for `pack: K` both `fit_packed(datasets,
     fits, seeds) -> [result, ...]` (several runs trained as one program) and `pack_key(data, fit)` (runs with
     equal keys may pack; None: never).
+    `metrics` (the names `fit` may report, e.g. ("ssim", "psnr")): declared, a precision or Finding metric that
+    is not one is refused when the spec is loaded, not after the first round.
     `ref` is how a worker or the CLI finds it again ("pkg.module" or "pkg.module:ATTR"); None for a study
     defined in a script or notebook."""
 
@@ -63,6 +65,7 @@ class Study:
     description: str | None = None
     ref: str | None = None
     findings: tuple = ()
+    metrics: tuple = ()
     fit_packed: Callable | None = None
     pack_key: Callable | None = None
 
@@ -72,6 +75,8 @@ class Study:
                 raise TypeError(f"Study {self.name!r}: {part} must be callable")
         if not all(isinstance(f, Finding) for f in self.findings):
             raise TypeError(f"Study {self.name!r}: findings must be sweeper.Finding(metric, axis, baseline, where)")
+        if isinstance(self.metrics, str) or not all(isinstance(m, str) for m in self.metrics):
+            raise TypeError(f"Study {self.name!r}: metrics must be a tuple of names, such as ('ssim', 'psnr')")
         for part in ("data_params", "fit_params"):
             model = getattr(self, part)
             if model is not None and not (isinstance(model, type) and issubclass(model, pydantic.BaseModel)):
@@ -124,6 +129,7 @@ def adapt(obj, ref: str | None, where=None) -> Study:
                  fit_params=get("fit_params", "FitParams"), version=None if version is None else str(version),
                  report=get("report"), setup=get("setup"), teardown=get("teardown", "cleanup"),
                  description=get("description"), ref=ref, findings=tuple(get("findings") or ()),
+                 metrics=tuple(get("metrics", "METRICS") or ()),
                  fit_packed=get("fit_packed"), pack_key=get("pack_key"))
 
 

@@ -414,7 +414,10 @@ def _keras_device() -> str:
     return "cpu"
 
 
+METRICS = ("mae", "mse", "psnr", "ssim", "frc_1_7", "resolution_px", "phase_mae", "covered_fraction",
+           "final_fourier_error", "final_train_loss", "epochs_trained", "final_val_loss")  # score() and the fits'
 study = Study("ptychography", simulate, fit, data_params=DataParams, fit_params=FitParams, version=VERSION,
+              metrics=METRICS,
               fit_packed=fit_packed, pack_key=packed.pack_key,
               setup=setup, teardown=cleanup,
               description="How well does a network reconstruct a ptychographic object from its diffraction?")

@@ -351,7 +351,10 @@ def _variance_figure(rows: list, axes: list, path: Path) -> Path:
     return path
 
 
+METRICS = (*PARAMS, *(f"{p}_error" for p in PARAMS), *(f"{p}_start" for p in PARAMS), "nll_type1", "nll_meta", "nll",
+           "converged", "n_evals")  # what fit reports, declared so a precision or finding typo fails at load
 study = Study("parameter_recovery", simulate, fit, data_params=DataParams, fit_params=FitParams, version=VERSION,
+              metrics=METRICS,
               report=report, description="Does maximum likelihood recover the parameters of a signal-detection "
               "model of perception and confidence, and is the spread data variance or fitting variance?",
               findings=(*(Finding(f"metrics.{p}_error", by=("data.nsamples", "fit.method"))

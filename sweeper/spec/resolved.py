@@ -165,6 +165,7 @@ def from_config(cfg: config.Config, path: str | None = None) -> Spec:
     _check_findings(study, {"data": data, "fit": fit})
     rd, rf = design.repeat_counts()
     precise = precision.parse(values, origins, path)
+    _check_metrics(study, precise, origins, path)
     if precise:  # the plan holds every repeat precision may use; the driver runs them round by round
         rd, rf = (rd, precise["max_repeats"]) if design.data_mode == "shared" else (precise["max_repeats"], rf)
         if "repeats" in values and not isinstance(values["repeats"], dict):
@@ -240,6 +241,23 @@ def _check_findings(study: Study, params: dict) -> None:
             err = _field_problem(field, value) if field is not None else None
             if err is not None:
                 raise SpecError(f"{value!r} is not a value {key} can take ({err['msg']})", where=where, key=str(key))
+
+
+def _check_metrics(study: Study, precise: dict, origins, path) -> None:
+    """Where the study declares its metrics, the precision metric and every Finding's metric must be one."""
+    if not study.metrics:
+        return
+    declared = [f"metrics.{m}" for m in study.metrics]
+    named = [(f.metric, f"study {study.name}, findings[{i}]", "metric") for i, f in enumerate(study.findings)]
+    if precise:
+        named.append((precise["metric"], origins.get("precision.metric", origins.get("precision", path)),
+                      "precision.metric"))
+    for metric, where, key in named:
+        if metric not in declared:
+            near = difflib.get_close_matches(metric, declared, n=1)
+            hint = f"did you mean {near[0]}? " if near else ""
+            raise SpecError(f"{metric} is not a metric of the study ({hint}it reports {', '.join(declared)})",
+                            where=where, key=key)
 
 
 def _params(values, origins, path, study: Study) -> tuple[dict, dict, dict]:

@@ -113,3 +113,20 @@ def test_shared_data_grows_fits_on_its_one_dataset(tmp_path, linear_spec):
     assert count()[0] == 1 and c["repeats"] > 3 and c["unit"] == "fits on one dataset"
     page = (res.dir / "report.html").read_text()
     assert "<h2>Precision</h2>" in page and f"<td>{c['repeats']}</td><td>{c['repeats']} (fits on one dataset)" in page
+
+
+def test_a_metric_the_study_does_not_declare_is_refused_at_load(tmp_path):
+    from tests.fixtures import linear
+
+    declared = sweeper.Study("lin", linear.simulate, linear.fit, metrics=("a", "b", "data_sum"))
+    spec = {"study": declared, "seed": 1, "data": {"n": 10, "a": 1.0, "b": 0.0, "noise": 0.1}}
+    p = {"metric": "metrics.aa", "half_width": 0.1, "max_repeats": 20}
+    with pytest.raises(SpecError, match=r"precision.metric.*metrics.aa is not a metric of the study \(did you mean "
+                                        r"metrics.a\? it reports metrics.a, metrics.b, metrics.data_sum\)"):
+        sweeper.load_spec({**spec, "precision": p})
+    assert sweeper.load_spec({**spec, "precision": {**p, "metric": "metrics.b"}}).precision["metric"] == "metrics.b"
+    typo = sweeper.Study("lin", linear.simulate, linear.fit, metrics=("a", "b"), findings=(sweeper.Finding("metrics.c"),))
+    with pytest.raises(SpecError, match=r"findings\[0\].*metrics.c is not a metric"):
+        sweeper.load_spec({**spec, "study": typo})
+    undeclared = sweeper.Study("lin", linear.simulate, linear.fit)  # nothing declared: checked after round 1
+    assert sweeper.load_spec({**spec, "study": undeclared, "precision": p}).precision["metric"] == "metrics.aa"
