@@ -211,10 +211,12 @@ def check_infrastructure(result: SweepResult) -> None:
     counts, errors = result.counts(), result.errors()
     if counts["ok"] or not counts["failed"] or len(errors) != 1:
         return
-    name = errors[0]["error"].split(":")[0].strip()
-    if name in INFRASTRUCTURE:
-        raise SweepFailed(f"all {counts['failed']} runs failed with {name}: {INFRASTRUCTURE[name]} (the results "
-                          f"are saved in {result.dir})")
+    first = errors[0]["error"].splitlines()[0]
+    name = first.split(":")[0].strip()
+    if name in INFRASTRUCTURE:  # what killed the workers where the scheduler found it (crashes.cause), else why
+        said = first if first.startswith(f"{name}: the worker died while fitting the run: ") else \
+            f"{name}: {INFRASTRUCTURE[name]}"
+        raise SweepFailed(f"all {counts['failed']} runs failed with {said} (the results are saved in {result.dir})")
 
 
 def write_reports(result: SweepResult, spec: Spec) -> None:

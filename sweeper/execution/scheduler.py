@@ -91,6 +91,10 @@ class Scheduler:
         return data_ref, meta_ref, None
 
     def run(self) -> None:
+        with crashes.worker_deaths_in_the_runs():
+            self._run()
+
+    def _run(self) -> None:
         try:
             while self.queue.pending if self.saver.failure else self.queue:
                 if not self.saver.failure:  # a failed write starts no more runs; those in flight come back
@@ -267,7 +271,11 @@ class Scheduler:
                         f"; its worker's last output:\n{said}" if said else "")
             return None
         error = f"{type(e).__name__}: {e}"
-        if said:  # the first line is the same for every such run: the summary gives it once
+        killed_by = crashes.cause(said)
+        if killed_by:  # the first line: what killed it and where in the study (runs that died alike group)
+            error = (f"{type(e).__name__}: the worker died while fitting the run: {killed_by}; its stack is in "
+                     f"the run's run.log")
+        elif said:  # the first line is the same for every such run: the summary gives it once
             lines = said.splitlines()
             error = (f"{type(e).__name__}: the worker died while fitting the run; the end of its output is in its "
                      f"run.log\nrun {run.run_id}, the last line it printed: {lines[-2] if len(lines) > 1 else '(none)'}")

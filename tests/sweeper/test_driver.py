@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import types
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import sweeper
+from sweeper.execution import crashes
 from sweeper.store.sweep_store import SweepStore
 from sweeper import LockError
 from tests import REPO
@@ -231,6 +233,50 @@ def test_a_crashed_worker_names_its_run_and_keeps_its_last_output(tmp_path):
     assert f"run {row['run_id']}, the last line it printed: the last words of seed {row['seed_fit']}" in row["error"]
     log = res.run(row["run_id"]).log
     assert "loading the model: 1.2 GB" in log and "worker-" in log
+
+
+def _segfault_fit(dataset, params, seed):
+    import ctypes
+
+    print("about to read address 0", flush=True)
+    ctypes.string_at(0)
+
+
+def test_a_segfaulting_fit_is_summed_up_first_in_one_line_and_its_stack_kept_in_run_log(tmp_path, capfd):
+    """Ray prints a paragraph per dead worker; the sweep says once what killed them and where in the study,
+    first, and keeps the fault handler's stack in each run's run.log."""
+    study = types.SimpleNamespace(simulate=lambda data, seed: {"x": np.zeros(2)}, fit=_segfault_fit,
+                                  __name__="segfaults")
+    spec = {"study": study, "name": "segfaults", "seed": 1, "data": {}, "fit": {"k": 0}, "retries": 0,
+            "sweep": {"fit.k": [1, 2]}}
+    line = _segfault_fit.__code__.co_firstlineno + 4  # its ctypes.string_at(0)
+    with pytest.raises(sweeper.SweepFailed, match=rf"^all 2 runs failed with WorkerCrashedError: the worker died "
+                                                  rf"while fitting the run: Fatal Python error: Segmentation fault "
+                                                  rf"in _segfault_fit \(.*test_driver.py:{line}\); its stack is in "
+                                                  rf"the run's run.log \(the results are saved in"):
+        sweeper.run(spec, out=tmp_path / "out", progress=False, report=False)
+    time.sleep(1.0)  # Ray's error messages come asynchronously: give a late one time to print
+    printed = capfd.readouterr()
+    assert "A worker died" not in printed.out + printed.err
+    res = sweeper.load(next((tmp_path / "out" / "segfaults").iterdir()))
+    for row in res.runs(status="failed"):
+        assert "Stack (most recent call first)" in res.run(row.run_id).log
+
+
+def test_a_crash_s_cause_is_the_fatal_error_and_the_study_s_frame():
+    said = f"""about to read
+Fatal Python error: Segmentation fault
+
+Stack (most recent call first):
+  File "/usr/lib/python3.11/ctypes/__init__.py", line 519 in string_at
+  File "/home/me/mystudy.py", line 9 in fit
+  File "{Path(crashes.__file__).parent / 'worker.py'}", line 149 in _fit
+  File "/site/ray/_private/worker.py", line 1069 in main_loop
+"""
+    assert crashes.cause(said) == "Fatal Python error: Segmentation fault in fit (/home/me/mystudy.py:9)"
+    assert crashes.cause(said.replace(str(Path(crashes.__file__).parent), "/elsewhere")) == \
+        "Fatal Python error: Segmentation fault"  # no engine frame: which one is the study's is unknown
+    assert crashes.cause("the last words\n") is None and crashes.cause(None) is None
 
 
 def _kinds(d, p, s):
