@@ -125,7 +125,7 @@ def execute(spec: Spec, plan, store: SweepStore, max_in_flight, progress, starte
     ids = plan.run_ids()
     store.adopt_legacy_results()
     done = store.completed(ids)
-    todo = plan.runs_at([i for i, rid in enumerate(ids) if rid not in done])
+    todo = plan.take([i for i, rid in enumerate(ids) if rid not in done])  # its Runs made as they are submitted
     if done and first_round:
         log.info("resuming %s: %d of %d runs already done", store.root, len(done), len(ids))
     failure = None
@@ -157,26 +157,26 @@ def output_failed(e: OSError, store: SweepStore, ids: list) -> OutputFailed:
 
 def execute_to_precision(spec: Spec, plan, store: SweepStore, max_in_flight, progress, started,
                          need_ray) -> SweepResult:
-    """Rounds of `execute`: spec.precision's min_repeats of every configuration, then more only where the
-    interval of its metric is still wider than asked (sweeper.spec.precision). Each round's plan is the rows
-    below their configuration's count, so a re-run replays the same rounds from the results it finds."""
+    """Rounds of `execute`: spec.precision's first stage (min_repeats) of every configuration, then the total
+    its SD fixes (sweeper.spec.precision: Stein's two-stage procedure). Each round's plan is the rows below
+    their configuration's count, so a re-run replays the same rounds from the results it finds."""
     p = spec.precision
     _, config = np.unique(plan.point, return_inverse=True)  # plan order is point order
     counts = np.full(int(config.max()) + 1 if len(config) else 0, p["min_repeats"], dtype=np.int64)
-    repeat = plan.repeat()
+    stages, repeat = precision.Stages(len(counts)), plan.repeat()
     for round_ in itertools.count(1):
         this = plan.take(np.nonzero(repeat < counts[config])[0])
         result = execute(spec, this, store, max_in_flight, progress, started, prepare(store, spec, this), need_ray,
                          round_ == 1)
         rows = _precision_rows(result, p, spec)
-        grown = precision.next_counts(counts, rows, p)
+        grown = precision.next_counts(counts, rows, p, stages)
         if (grown == counts).all():
             break
-        log.info("precision round %d: %d of %d configurations have %s intervals wider than +-%g; adding %d runs",
+        log.info("precision round %d: %d of %d configurations need more units of %s for +-%g; adding %d runs",
                  round_, int((grown > counts).sum()), len(counts), p["metric"], p["half_width"],
                  int(np.sum((repeat >= counts[config]) & (repeat < grown[config]))))
         counts = grown
-    summary = precision.summary_rows(counts, rows, result.axes, p)
+    summary = precision.summary_rows(counts, rows, result.axes, p, stages)
     store.write_json(store.paths.precision, {**p, "rounds": round_, "configurations": summary})
     met = sum(r["met"] for r in summary)
     log.info("precision: %d of %d configurations reached +-%g on %s in %d round(s)", met, len(summary),

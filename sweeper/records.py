@@ -211,6 +211,7 @@ class Interval:
     n_missing: int = 0
     var_data: float = math.nan   # crossed data: the variance between datasets (data variance) ...
     var_fit: float = math.nan    # ... and within a dataset (fitting variance), one-way random-effects ANOVA
+    first_stage: int = 0         # precision's two-stage interval: t and SD of the first `first_stage` units
 
     @property
     def share_data(self) -> float:
@@ -233,7 +234,8 @@ class Interval:
         if not self.has_interval:
             return f"{self.mean:.4g} (n={self.n}: no interval)"
         over = f"{self.n_datasets} dataset means of {self.n} runs" if self.unit == "datasets" else f"{self.n} runs"
-        return f"{self.mean:.4g}, {self.ci:.0%} CI [{self.low:.4g}, {self.high:.4g}] over {over}"
+        how = f" (two-stage: the t and SD of the first {self.first_stage})" if self.first_stage else ""
+        return f"{self.mean:.4g}, {self.ci:.0%} CI [{self.low:.4g}, {self.high:.4g}] over {over}{how}"
 
 
 STATS = ("mean", "sd", "sem", "ci_low", "ci_high")

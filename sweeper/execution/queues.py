@@ -5,6 +5,8 @@ from __future__ import annotations
 import collections
 import time
 
+import numpy as np
+
 
 class DatasetPool:
     """The datasets alive: one ref per data key while runs still need submitting (Ray frees it after the
@@ -12,7 +14,9 @@ class DatasetPool:
     `make(run)` starts a dataset: (data ref, meta ref, None) to simulate, or (data ref, None, meta) if saved."""
 
     def __init__(self, runs, limit: int, make):
-        self.remaining = collections.Counter(r.data_key for r in runs)
+        keys = runs.data_key.to_pylist() if hasattr(runs, "data_key") and not isinstance(runs, list) else \
+            [r.data_key for r in runs]
+        self.remaining = collections.Counter(keys)  # data key -> runs not yet taken; forgotten once done
         self.in_flight = collections.Counter()
         self.refs: dict = {}      # data key -> data ref, while runs still need submitting
         self.meta: dict = {}      # data key -> metadata once known
@@ -66,6 +70,13 @@ class DatasetPool:
         self.in_flight[run.data_key] -= 1
         self._update(run.data_key)
 
+    def forget(self, key) -> None:
+        """Drop what is kept of a dataset none of whose runs is left to take or in flight (its metadata, its
+        count), so the pool holds the datasets in use, not every dataset of the sweep."""
+        if self.remaining[key] <= 0 and key not in self.live:
+            self.meta.pop(key, None)
+            self.remaining.pop(key, None)
+
     def known(self, meta_ref, meta, size_limit) -> tuple:
         """Record a dataset's metadata; the first one sets the limit from its size. (data key, data ref)."""
         key, data_ref = self.waiting.pop(meta_ref)
@@ -78,17 +89,38 @@ class DatasetPool:
 
 class RunQueue:
     """Runs still to submit (a dataset's runs together), runs lost to a dead worker (first, while their
-    attempts last), and the runs in flight by result ref."""
+    attempts last), and the runs in flight by result ref. The runs to submit come from the plan a chunk at a
+    time as the queue drains, so the driver holds O(chunk + in flight) Run objects, not one per planned run."""
+
+    CHUNK = 1024
 
     def __init__(self, runs, retries: int):
-        order = {k: i for i, k in enumerate(dict.fromkeys(r.data_key for r in runs))}
-        self.new = collections.deque(sorted(runs, key=lambda r: order[r.data_key]))
+        """`runs`: the runs to do, a Plan (made into Runs as needed) or a list of runs."""
+        self._make, self._rows = _in_dataset_order(runs)
+        self._next = 0
+        self.new: collections.deque = collections.deque()   # made, not yet submitted (the head of the queue)
         self.retry: collections.deque = collections.deque()
         self.pending: dict = {}   # result ref -> [(run, data ref, attempt), ...]: the runs of one task
         self.retries = retries
 
     def __bool__(self) -> bool:
-        return bool(self.new or self.retry or self.pending)
+        return bool(self.unsubmitted() or self.retry or self.pending)
+
+    def unsubmitted(self) -> int:
+        """How many new runs wait to be submitted."""
+        return len(self.new) + len(self._rows) - self._next
+
+    def _fill(self, n: int) -> None:
+        """Make runs from the plan until `n` wait at the head (or the plan is used up)."""
+        while len(self.new) < n and self._next < len(self._rows):
+            chunk = self._rows[self._next:self._next + max(self.CHUNK, n - len(self.new))]
+            self._next += len(chunk)
+            self.new.extend(self._make(chunk))
+
+    def head(self):
+        """The next new run, or None."""
+        self._fill(1)
+        return self.new[0] if self.new else None
 
     def lost(self, run, data_ref, attempt: int) -> bool:
         """Queue a lost run again if it has attempts left; False if not."""
@@ -99,6 +131,7 @@ class RunQueue:
 
     def next_alone(self, size: int, alone) -> list:
         """Up to `size` new runs from the head of the queue whose datasets each have no other user."""
+        self._fill(size)
         batch = []
         while len(batch) < size and self.new and alone(self.new[0]):
             batch.append(self.new.popleft())
@@ -107,6 +140,7 @@ class RunQueue:
     def take_matching(self, size: int, window: int, accept) -> list:
         """Up to `size` new runs from the first `window` for which accept(run) holds (accept may take their
         datasets), in queue order; the rest keep their places."""
+        self._fill(window)
         picked, kept = [], []
         while self.new and len(picked) < size and len(picked) + len(kept) < window:
             run = self.new.popleft()
@@ -116,10 +150,22 @@ class RunQueue:
 
     def next_batch(self, size: int) -> list:
         """Up to `size` new runs of the dataset at the head of the queue (runs wait in dataset order)."""
+        self._fill(size)
         batch = [self.new.popleft()]
         while len(batch) < size and self.new and self.new[0].data_key == batch[0].data_key:
             batch.append(self.new.popleft())
         return batch
+
+
+def _in_dataset_order(runs) -> tuple:
+    """(make(rows) -> runs, the rows in queue order): each dataset's runs together, datasets in order of first
+    use. A Plan's runs are made from its columns when asked; a list's are its own."""
+    if hasattr(runs, "runs_at"):
+        first_use = runs.data_key.dictionary_encode().indices.to_numpy(zero_copy_only=False)  # first-use order
+        return runs.runs_at, np.argsort(first_use, kind="stable")
+    order = {k: i for i, k in enumerate(dict.fromkeys(r.data_key for r in runs))}
+    rows = sorted(range(len(runs)), key=lambda i: order[runs[i].data_key])
+    return (lambda chunk: [runs[i] for i in chunk]), rows
 
 
 class Deadlines:

@@ -22,12 +22,12 @@ from sweeper.spec.models import HowToRun
 log = logging.getLogger("sweeper")
 
 
-def packing_keys(pack: int, study, runs: list) -> dict:
-    """{run id: the study's pack key} when the spec packs (`pack` > 1) and the study can (fit_packed and
+def packing_key(pack: int, study):
+    """run -> the study's pack key when the spec packs (`pack` > 1) and the study can (fit_packed and
     pack_key); runs whose key is None, and every run otherwise, go alone."""
     if pack <= 1 or study.fit_packed is None or study.pack_key is None:
-        return {}
-    return {run.run_id: study.pack_key(run.data, run.fit) for run in runs}
+        return lambda run: None
+    return lambda run: study.pack_key(run.data, run.fit)
 
 
 def default_limits() -> tuple[int, int]:
@@ -49,9 +49,10 @@ def datasets_alive(nbytes: int) -> int:
 class Scheduler:
     """One sweep's runs through Ray: the wait loop over the pieces above."""
 
-    def __init__(self, study, how: HowToRun, store, todo: list, progress: str | None, options: dict):
+    def __init__(self, study, how: HowToRun, store, todo, progress: str | None, options: dict):
         """`how`: how the spec runs (max_in_flight as the driver settled it); `options`: what every task and
-        actor gets (the study's runtime_env, from the driver); `progress`: the bar's label, None for none."""
+        actor gets (the study's runtime_env, from the driver); `progress`: the bar's label, None for none;
+        `todo`: the runs to do, a Plan (its Runs made as they are submitted) or a list."""
         study_ref = StudyRef.of(study)
         if study_ref.obj is not None:
             study_ref = ray.put(study_ref)  # a script study (functions by value) is pickled once, not per task
@@ -71,7 +72,7 @@ class Scheduler:
         self.batcher = Batcher(self.executor.batches and not self.deadlines)  # a time limit is a run's own
         self.saver = Saver(store)
         self.counts = collections.Counter()
-        self.pack_keys = packing_keys(how.pack, study, todo)
+        self.pack_key = packing_key(how.pack, study)
         self.bar = tqdm(total=len(todo), desc=progress, unit="run", disable=progress is None, smoothing=0.05)
 
     def _simulate_options(self) -> dict:
@@ -97,7 +98,8 @@ class Scheduler:
     def _run(self) -> None:
         try:
             while self.queue.pending if self.saver.failure else self.queue:
-                if not self.saver.failure:  # a failed write starts no more runs; those in flight come back
+                # a failed write starts no more runs (those in flight come back), nor does a writer behind
+                if not self.saver.failure and not self.saver.backlogged(wait_s=0.0 if self.queue.pending else 0.5):
                     self._submit()
                 self._cancel_overdue()
                 self.saver.tick()
@@ -116,7 +118,7 @@ class Scheduler:
             # and crashed the driver (exit 1) now and then; the driver's exit ends them anyway
             self.bar.close()
             log.warning("stopped: %d runs saved, %d not run; run the same command again to resume",
-                        sum(self.counts.values()), len(self.queue.new) + len(self.queue.pending))
+                        sum(self.counts.values()), self.queue.unsubmitted() + len(self.queue.pending))
             raise
         finally:
             self.saver.close()
@@ -132,8 +134,8 @@ class Scheduler:
                 continue
             self.datasets.retake(run)
             self._pending(executor.submit([(run, attempt)], ref), [(run, ref, attempt)])
-        while q.new and len(q.pending) < self.limit and executor.ready():
-            if self.pack_keys.get(q.new[0].run_id) is not None:
+        while q.head() is not None and len(q.pending) < self.limit and executor.ready():
+            if self.pack_key(q.head()) is not None:
                 if not self._submit_pack():
                     break
                 continue
@@ -141,7 +143,7 @@ class Scheduler:
             if fused:
                 self._submit_fused(fused, 1)
                 continue
-            if not self.datasets.can_open(q.new[0].data_key):
+            if not self.datasets.can_open(q.head().data_key):
                 break
             batch = q.next_batch(self.batcher.size)
             ref = [self.datasets.take(run) for run in batch][0]
@@ -150,10 +152,10 @@ class Scheduler:
     def _submit_pack(self) -> bool:
         """Up to spec.pack runs compatible with the head of the queue (its pack key; looking a few packs
         ahead), each on its own dataset, as one program; False if no dataset can be opened now."""
-        key, taken = self.pack_keys[self.queue.new[0].run_id], {}
+        key, taken = self.pack_key(self.queue.head()), {}
 
         def accept(run):
-            if self.pack_keys.get(run.run_id) != key or not self.datasets.can_open(run.data_key):
+            if self.pack_key(run) != key or not self.datasets.can_open(run.data_key):
                 return False
             taken[run.run_id] = self.datasets.take(run)
             return True
@@ -285,6 +287,8 @@ class Scheduler:
         """The run's record (the plan's run, its outcome, its dataset's sha256) to the saver."""
         meta = self.datasets.meta.get(run.data_key)
         self.saver.run(RunRecord.of(run, outcome, meta["sha256"] if meta else None), outcome)
+        if not any(r.data_key == run.data_key for r, _, _ in self.queue.retry):  # a lost run may still need it
+            self.datasets.forget(run.data_key)
         self.counts[outcome.status] += 1
         self.bar.update(1)
         self.bar.set_postfix(ok=self.counts["ok"], failed=self.counts["failed"], refresh=False)

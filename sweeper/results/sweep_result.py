@@ -18,6 +18,7 @@ from sweeper.columns import decode, key_of, override
 from sweeper.records import Difference, RunRecord, RunStatus
 from sweeper.results import stats
 from sweeper.results.rows import Rows
+from sweeper.spec import precision
 from sweeper.store.sweep_store import SweepStore
 
 PLAN_COLUMNS = {"run_id", "data_key", "session", "repeat_data", "repeat_fit", "seed_data", "seed_fit", "params"}
@@ -166,10 +167,34 @@ class SweepResult:
         pooled = [a for a in self.axes if a not in by]
         rows = stats.describe(runs, values, by, metrics, ci, ", ".join(pooled) if pooled else None,
                               self._mixed(by, pooled))
+        if not pooled:
+            rows = self._two_stage(rows, ci)
         nan_counted = {n for r in rows for n, s in r.stats.items() if s.n_nan}
         missing_counted = {n for r in rows for n, s in r.stats.items() if s.n_missing}
         split = {n for r in rows for n, s in r.stats.items() if math.isfinite(s.var_data)}
         return Rows(rows, nan_counted=nan_counted, missing_counted=missing_counted, split=split)
+
+    def _two_stage(self, rows: list, ci: float) -> list:
+        """The precision metric's intervals as Stein's two-stage procedure gives them (the first stage's t and
+        SD over all the units), where `precision:` chose the repeats of these configurations."""
+        done = self.precision_rounds()
+        name = (done or {}).get("metric", "").removeprefix("metrics.")
+        if not done or len(done["configurations"]) != len(rows) or name not in (rows[0].stats if rows else {}):
+            return rows
+        out = []
+        for row, c in zip(rows, done["configurations"]):
+            if any(json.dumps(v, default=str) != json.dumps(c.get(a), default=str) for a, v in row.axes.items()):
+                return rows  # not the configurations precision.json describes
+            s = row.stats[name]
+            if not c.get("first_stage_units") or s.unit not in ("runs", "datasets") or not math.isfinite(s.mean):
+                out.append(row)
+                continue
+            n = s.n_datasets if s.unit == "datasets" else s.n
+            half = precision.stein_half_width(c["first_stage_sd"], c["first_stage_units"], n, ci)
+            two_stage = dataclasses.replace(s, low=s.mean - half, high=s.mean + half,
+                                            first_stage=c["first_stage_units"])
+            out.append(dataclasses.replace(row, stats={**row.stats, name: two_stage}))
+        return out
 
     def _mixed(self, by: list, pooled: list) -> set:
         """The groups of `by` that pool runs of several data configurations (a pooled data axis or session

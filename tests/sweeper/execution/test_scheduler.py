@@ -50,15 +50,44 @@ def test_a_saved_dataset_comes_with_its_metadata():
 def test_run_queue_keeps_a_datasets_runs_together_and_retries_while_attempts_last():
     todo = [SimpleNamespace(data_key=k, run_id=i) for i, k in enumerate("abab")]
     q = RunQueue(todo, retries=1)
-    assert [r.data_key for r in q.new] == ["a", "a", "b", "b"] and q
-    run = q.new.popleft()
-    assert q.lost(run, "ref", 1) and list(q.retry) == [(run, "ref", 2)]
+    assert q and q.unsubmitted() == 4 and q.head() is todo[0]
+    assert [r.run_id for r in q.next_batch(5)] == [0, 2] and [r.run_id for r in q.next_batch(5)] == [1, 3]
+    assert q.unsubmitted() == 0 and q.head() is None and not q
+    run = todo[0]
+    assert q.lost(run, "ref", 1) and list(q.retry) == [(run, "ref", 2)] and q
     assert not q.lost(run, "ref", 2)  # out of attempts: a failed run
-    q.new.clear()
     q.retry.clear()
     assert not q
     q.pending["r"] = [(run, "ref", 1)]
     assert q
+
+
+def test_a_plan_s_runs_are_made_a_chunk_at_a_time_in_dataset_order(monkeypatch):
+    """The queue holds the runs near its head, not one Run per planned run: 2 datasets x 10 fits, made 3 at a
+    time; every run comes out once, each dataset's runs together, datasets in order of first use."""
+    import sweeper
+    from sweeper.spec import plan as planmod
+
+    spec = sweeper.load_spec({"study": "tests.fixtures.linear", "seed": 1, "data": {"n": 4, "a": 1.0, "b": 0.0, "noise": 0.1},
+                              "fit": {"bootstrap": False},
+                              "data_mode": "shared",
+                              "repeats": 5, "sweep": {"fit.bootstrap": [False, True], "data.noise": [0.1, 0.2]}})
+    plan = planmod.expand(spec)
+    keys = plan.data_key.to_pylist()
+    assert len(set(keys)) == 2 and keys != sorted(keys, key=keys.index)  # plan order interleaves the datasets
+    made = []
+    monkeypatch.setattr(RunQueue, "CHUNK", 3)
+    monkeypatch.setattr(plan, "runs_at", lambda rows, real=plan.runs_at: made.append(len(rows)) or real(rows))
+    q = RunQueue(plan, retries=0)
+    assert q.unsubmitted() == 20 and not made  # nothing made until asked
+    first = q.head()
+    assert made == [3] and len(q.new) == 3
+    out = [first.data_key, *(r.data_key for r in q.next_batch(2))]
+    while q.head() is not None:
+        out += [r.data_key for r in q.next_batch(4)]
+        assert len(q.new) <= 4
+    assert len(out) == 21 and max(made) <= 4  # the head is counted twice: it is also the first batch's first run
+    assert out[1:] == sorted(keys, key=keys.index)
 
 
 def test_a_batch_takes_runs_of_the_head_dataset_only():
@@ -122,6 +151,31 @@ def test_saver_writes_on_one_thread_appends_records_in_batches_and_raises_a_fail
     failing.dataset("k", {}, {})
     with pytest.raises(OSError, match="disk full"):
         failing.close()
+
+
+def test_a_writer_behind_holds_the_scheduler_back_at_its_backlog(monkeypatch):
+    """A store slower than the runs: past BACKLOG waiting writes the saver says so (the scheduler then takes no
+    more runs) and, once the writes are done, frees them: the driver holds the backlog, not every result."""
+    gate = threading.Event()
+
+    class Slow:
+        def write_run_parts(self, record, outcome):
+            gate.wait(10)
+
+        def append_records(self, records):
+            pass
+
+    monkeypatch.setattr(Saver, "BACKLOG", 5)
+    saver = Saver(Slow())
+    for i in range(4):
+        saver.run(RunRecord(str(i), RunStatus.OK), None)
+    assert not saver.backlogged()
+    saver.run(RunRecord("4", RunStatus.OK), None)
+    assert saver.backlogged() and saver.backlogged(wait_s=0.05)  # the writer is stuck: still behind
+    gate.set()
+    assert not saver.backlogged(wait_s=5.0) and saver.outstanding < 5
+    saver.close()
+    assert saver.outstanding == 0
 
 
 def test_executors_share_one_explicit_interface():
@@ -192,5 +246,22 @@ def test_the_bookkeeping_holds_what_is_alive_not_every_dataset_ever_taken():
         if i % 100 == 99:
             saver.pool.submit(lambda: None).result()
             saver.tick()
-            assert len(saver.writes) <= 1  # only what was submitted since the last wait
+            assert saver.outstanding == 0  # a count of the writes not done, no future kept per run
     saver.close()
+
+
+def test_a_dataset_done_with_is_forgotten_and_one_in_use_is_not():
+    """The pool keeps the datasets in use: a dataset's metadata and count go once no run of it is left to take
+    or in flight (an independent sweep of 10^5 datasets must not keep 10^5 metadata dicts)."""
+    todo = runs({"a": 2})
+    pool = DatasetPool(todo, limit=2, make=lambda r: ("put-a", None, {"sha256": "s", "nbytes": 8}))
+    pool.take(todo[0])
+    pool.give_back(todo[0])
+    pool.forget("a")  # one run still to take
+    pool.take(todo[1])
+    pool.forget("a")  # one in flight
+    assert pool.meta["a"]["sha256"] == "s"
+    pool.give_back(todo[1])
+    pool.forget("a")
+    pool.forget("a")  # twice is harmless
+    assert "a" not in pool.meta and "a" not in pool.remaining and not pool.live
