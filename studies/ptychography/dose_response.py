@@ -31,7 +31,7 @@ from .pipeline import METRIC_RANGES
 from .plots import central_crop, log_axis, save_figure
 
 log = logging.getLogger("sweeper.studies.ptychography.dose_response")
-METRICS = ["metrics.mae", "metrics.mse", "metrics.psnr", "metrics.ssim", "metrics.frc_1_7",
+METRICS = ["metrics.mae", "metrics.mse", "metrics.psnr", "metrics.ssim", "metrics.frc_0_5", "metrics.frc_1_7",
            "metrics.resolution_px", "metrics.phase_mae"]
 
 
@@ -97,7 +97,7 @@ def dose_figure(result, rows, figures_dir: Path, patterns: dict) -> Path:
     return save_figure(fig, Path(figures_dir) / "dose_comparison.png")
 
 
-TABLE_METRICS = [("psnr", "PSNR dB", 1), ("ssim", "SSIM", 3), ("resolution_px", "FRC-1/7 res. px", 1)]
+TABLE_METRICS = [("psnr", "PSNR dB", 1), ("ssim", "SSIM", 3), ("resolution_px", "FRC-0.5 res. px", 1)]
 
 
 def _mean_ci(mean, low, high, digits, span=(-np.inf, np.inf), sign=False, unit="") -> str:

@@ -1,7 +1,7 @@
 """The dose series: reconstruction quality from 1e3 to 1e9 photons for the PINN under a Poisson NLL and an MAE
 loss, beside the ePIE reference, and the dose efficiency of NLL over MAE (issue 14, point 3).
 
-`report` draws PSNR, SSIM and the FRC-1/7 resolution against dose (log axis), one line per arm with 95% CIs
+`report` draws PSNR, SSIM and the FRC-0.5 resolution against dose (log axis), one line per arm with 95% CIs
 over repeats, and writes figures/dose_efficiency.json: the dose at which MAE reaches the quality NLL reaches
 at 1e4 photons, over 1e4, with a bootstrap interval over repeats (studies/ptychography/dose_efficiency.py).
 """
@@ -21,7 +21,7 @@ from .arms import extra_axes, extra_label, extra_of, extra_order, first_run
 from .dose_efficiency import dose_efficiency
 from .plots import central_crop, ci_line, save_figure
 
-PANELS = [("psnr", "PSNR (dB)"), ("ssim", "SSIM"), ("resolution_px", "FRC-1/7 resolution (px, lower is better)")]
+PANELS = [("psnr", "PSNR (dB)"), ("ssim", "SSIM"), ("resolution_px", "FRC-0.5 resolution (px, lower is better)")]
 ARM_KEYS = ["fit.model", "fit.loss"]
 REF_DOSE = 1e4
 

@@ -17,7 +17,7 @@ from . import pipeline
 from .plots import ci_line, log_axis, save_figure
 
 PANELS = [("metrics.mae", "MAE (amplitude)"), ("metrics.psnr", "PSNR (dB)"),
-          ("metrics.ssim", "SSIM"), ("metrics.resolution_px", "FRC-1/7 resolution (px)")]
+          ("metrics.ssim", "SSIM"), ("metrics.resolution_px", "FRC-0.5 resolution (px)")]
 
 
 def report(result, figures_dir: Path) -> list[Path]:

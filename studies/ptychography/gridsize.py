@@ -21,7 +21,7 @@ from .pipeline import METRIC_RANGES
 from .plots import central_crop, save_figure
 
 METRICS = ("psnr", "ssim", "resolution_px")
-LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM", "resolution_px": "FRC-1/7 resolution (px, lower is finer)"}
+LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM", "resolution_px": "FRC-0.5 resolution (px, lower is finer)"}
 
 
 def pairs(rows: list) -> dict:
