@@ -37,7 +37,7 @@ def sample():
         time.sleep(0.05)
 
 def count(s):
-    found = {{"runs made, not submitted": len(s.queue.new), "runs in flight": len(s.queue.pending),
+    found = {{"runs made, not submitted": len(s.queue.new), "tasks in flight": len(s.queue.pending),
               "datasets' metadata": len(s.datasets.meta), "datasets' counts": len(s.datasets.remaining),
               "saver writes not done": getattr(s.saver, "outstanding", None) if hasattr(s.saver, "outstanding")
               else len(s.saver.writes)}}
