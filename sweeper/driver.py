@@ -19,6 +19,7 @@ from sweeper.execution.slurm import note_job
 from sweeper.report.build import build_report
 from sweeper.report.provenance import provenance
 from sweeper.results.sweep_result import SweepResult
+from sweeper.columns import key_of
 from sweeper.spec import precision
 from sweeper.spec.plan import expand
 from sweeper.spec.resolved import Spec, load_spec
@@ -160,38 +161,53 @@ def execute_to_precision(spec: Spec, plan, store: SweepStore, max_in_flight, pro
     """Rounds of `execute`: spec.precision's first stage (min_repeats) of every configuration, then the total
     its SD fixes (sweeper.spec.precision: Stein's two-stage procedure). Each round's plan is the rows below
     their configuration's count, so a re-run replays the same rounds from the results it finds."""
-    p = spec.precision
+    p = precision.target(spec.precision, spec.study.findings)
     _, config = np.unique(plan.point, return_inverse=True)  # plan order is point order
     counts = np.full(int(config.max()) + 1 if len(config) else 0, p["min_repeats"], dtype=np.int64)
-    stages, repeat = precision.Stages(len(counts)), plan.repeat()
+    stages, repeat = precision.Stages(), plan.repeat()
     for round_ in itertools.count(1):
         this = plan.take(np.nonzero(repeat < counts[config])[0])
         result = execute(spec, this, store, max_in_flight, progress, started, prepare(store, spec, this), need_ray,
                          round_ == 1)
-        rows = _precision_rows(result, p, spec)
-        grown = precision.next_counts(counts, rows, p, stages)
+        units = _precision_units(result, p, spec)
+        grown = precision.next_counts(counts, units, p, stages)
         if (grown == counts).all():
             break
         log.info("precision round %d: %d of %d configurations need more units of %s for +-%g; adding %d runs",
                  round_, int((grown > counts).sum()), len(counts), p["metric"], p["half_width"],
                  int(np.sum((repeat >= counts[config]) & (repeat < grown[config]))))
         counts = grown
-    summary = precision.summary_rows(counts, rows, result.axes, p, stages)
+    summary = precision.summary_rows(counts, units, p, stages)
+    what = "configurations" if p.get("finding") is None else "comparisons"
     store.write_json(store.paths.precision, {**p, "rounds": round_, "configurations": summary})
-    met = sum(r["met"] for r in summary)
-    log.info("precision: %d of %d configurations reached +-%g on %s in %d round(s)", met, len(summary),
-             p["half_width"], p["metric"], round_)
+    log.info("precision: %d of %d %s reached +-%g on %s in %d round(s)", sum(r["met"] for r in summary),
+             len(summary), what, p["half_width"], p["metric"], round_)
     return result
 
 
-def _precision_rows(result: SweepResult, p: dict, spec: Spec) -> list:
+def _precision_units(result: SweepResult, p: dict, spec: Spec) -> list:
+    """This round's units of the precision rule: each configuration's interval of the metric, or each paired
+    comparison of the targeted Finding (sweeper.spec.precision)."""
     if p["metric"] not in result.metrics and result.counts()["ok"]:
         raise SpecError(f"precision.metric {p['metric']} is not a metric of the study (it gives "
                         f"{', '.join(result.metrics) or 'none'})", where=spec.origins.get("precision.metric", spec.path),
                         key="precision.metric")
     if p["metric"] not in result.metrics:  # nothing ran ok: no interval to narrow
-        return [{"n": 0, "n_datasets": 0, "ci_unit": "runs"}] * len(result.configurations())
-    return result.configs(p["metric"], ci=p["ci"]).to_pylist()
+        return [{"key": c, "members": [c], "n": 0} for c in range(len(result.configurations()))]
+    if p.get("finding") is None:
+        return precision.config_units(result.configs(p["metric"], ci=p["ci"]).to_pylist(), p, result.axes)
+    f = spec.study.findings[p["finding"]]
+    index = {tuple(key_of(c["axes"][a]) for a in result.axes): i for i, c in enumerate(result.configurations())}
+    config_of = lambda at: index[tuple(key_of(at[a]) for a in result.axes)]  # noqa: E731
+    rows = [d for d in result.compare(f.metric, f.axis, f.baseline, ci=p["ci"], pair_by=f.pair_by)
+            if all(key_of(d.at.get(k, v)) == key_of(v) for k, v in f.where.items())]
+    unpaired = next((d for d in rows if not d.test.startswith("paired")), None)
+    if unpaired is not None:
+        raise SpecError(f"precision.finding {p['finding']}: its arms are not paired ({unpaired.test}); the rule "
+                        "repeats paired differences (arms on shared datasets, or Finding(pair_by='repeat'))",
+                        where=spec.origins.get("precision", spec.path), key="precision.finding")
+    members = [[config_of({**d.at, f.axis: d.level}), config_of({**d.at, f.axis: f.baseline})] for d in rows]
+    return precision.difference_units(rows, members, f.axis, p["ci"])
 
 
 INFRASTRUCTURE = {  # Ray's errors that say the machinery failed, not the study, and their likely causes

@@ -14,8 +14,7 @@ class DatasetPool:
     `make(run)` starts a dataset: (data ref, meta ref, None) to simulate, or (data ref, None, meta) if saved."""
 
     def __init__(self, runs, limit: int, make):
-        keys = runs.data_key.to_pylist() if hasattr(runs, "data_key") and not isinstance(runs, list) else \
-            [r.data_key for r in runs]
+        keys = [r.data_key for r in runs] if isinstance(runs, list) else runs.data_key.to_pylist()  # or a Plan
         self.remaining = collections.Counter(keys)  # data key -> runs not yet taken; forgotten once done
         self.in_flight = collections.Counter()
         self.refs: dict = {}      # data key -> data ref, while runs still need submitting

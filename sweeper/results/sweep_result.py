@@ -179,7 +179,8 @@ class SweepResult:
         SD over all the units), where `precision:` chose the repeats of these configurations."""
         done = self.precision_rounds()
         name = (done or {}).get("metric", "").removeprefix("metrics.")
-        if not done or len(done["configurations"]) != len(rows) or name not in (rows[0].stats if rows else {}):
+        if not done or done.get("finding") is not None or len(done["configurations"]) != len(rows) or \
+                name not in (rows[0].stats if rows else {}):
             return rows
         out = []
         for row, c in zip(rows, done["configurations"]):
@@ -276,9 +277,31 @@ class SweepResult:
         pooled = ", ".join(a for a in others if a not in keep)
         rows = stats.compare_rows(self.runs(RunStatus.OK), metric, axis, baseline, keep, match, ci, pooled,
                                   by_repeat=pair_by == "repeat")
+        if by is None:
+            rows = self._two_stage_differences(rows, ci)
         if adjust == "holm":
             rows = [dataclasses.replace(r, p_holm=q) for r, q in zip(rows, stats.holm([r.p_value for r in rows]))]
         return Rows(rows)
+
+    def _two_stage_differences(self, rows: list, ci: float) -> list:
+        """The intervals of the comparisons `precision: {finding: ...}` repeated, as Stein's two-stage procedure
+        gives them: the first stage's t and SD of the paired differences over all the pairs."""
+        done = self.precision_rounds()
+        if not done or done.get("finding") is None or not rows or (rows[0].metric, rows[0].axis) != \
+                (done["metric"], done["axis"]) or key_of(rows[0].baseline) != key_of(done["baseline"]):
+            return rows
+        same = lambda a, b: json.dumps(a, default=str) == json.dumps(b, default=str)  # noqa: E731
+        out = []
+        for d in rows:
+            target = {**d.at, d.axis: d.level}
+            c = next((c for c in done["configurations"] if all(same(v, c.get(k)) for k, v in target.items())), None)
+            if c is None or not c.get("first_stage_units") or not math.isfinite(d.diff):
+                out.append(d)
+                continue
+            half = precision.stein_half_width(c["first_stage_sd"], c["first_stage_units"], d.n, ci)
+            out.append(dataclasses.replace(d, ci_low=d.diff - half, ci_high=d.diff + half,
+                                           test=f"{d.test}, two-stage (t and SD of the first {c['first_stage_units']})"))
+        return out
 
     def has_level(self, axis: str, value) -> bool:
         """Whether `value` is a planned value of `axis` (as configurations match: 1 == 1.0)."""

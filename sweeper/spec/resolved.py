@@ -164,7 +164,8 @@ def from_config(cfg: config.Config, path: str | None = None) -> Spec:
     _check_swept_bases(study, {"data": data, "fit": fit}, [*sweep, *zips], origins, path)
     _check_findings(study, {"data": data, "fit": fit})
     rd, rf = design.repeat_counts()
-    precise = precision.parse(values, origins, path)
+    precise = precision.check_finding(precision.parse(values, origins, path), study.findings,
+                                      origins.get("precision.finding", origins.get("precision", path)))
     _check_metrics(study, precise, origins, path)
     if precise:  # the plan holds every repeat precision may use; the driver runs them round by round
         rd, rf = (rd, precise["max_repeats"]) if design.data_mode == "shared" else (precise["max_repeats"], rf)
@@ -249,7 +250,7 @@ def _check_metrics(study: Study, precise: dict, origins, path) -> None:
         return
     declared = [f"metrics.{m}" for m in study.metrics]
     named = [(f.metric, f"study {study.name}, findings[{i}]", "metric") for i, f in enumerate(study.findings)]
-    if precise:
+    if precise and precise.get("metric") is not None:  # a targeted finding's metric is checked as the finding's
         named.append((precise["metric"], origins.get("precision.metric", origins.get("precision", path)),
                       "precision.metric"))
     for metric, where, key in named:

@@ -27,33 +27,38 @@ def row(n, sd, unit="runs", n_datasets=None):
             "a_mean": 0.0}
 
 
+def units(rows):
+    return precision.config_units(rows, P)
+
+
 @pytest.mark.parametrize("sd", [0.0, 0.05, 0.1, 0.2, 0.3, 0.5])
 def test_the_first_stage_s_sd_fixes_the_total_at_the_formula(sd):
-    stages = precision.Stages(1)
-    counts = precision.next_counts(np.array([10]), [row(10, sd)], P, stages)
+    stages = precision.Stages()
+    counts = precision.next_counts(np.array([10]), units([row(10, sd)]), P, stages)
     assert counts[0] == stages.total[0] == formula(sd) and stages.first_n[0] == 10 and stages.first_sd[0] == sd
     reached = precision.stein_half_width(sd, 10, int(counts[0]), 0.95)
     assert reached <= 0.1 and (counts[0] == 10 or precision.stein_half_width(sd, 10, int(counts[0]) - 1, 0.95) > 0.1)
     # the next round found every unit: done, whatever the SD over all of them now is
-    assert precision.next_counts(counts, [row(int(counts[0]), 3 * sd + 1)], P, stages).tolist() == counts.tolist()
+    assert precision.next_counts(counts, units([row(int(counts[0]), 3 * sd + 1)]), P, stages).tolist() == \
+        counts.tolist()
 
 
 def test_failed_units_are_made_up_and_the_cap_holds():
     p = {**P, "max_repeats": 100}
-    stages = precision.Stages(5)
+    stages = precision.Stages()
     rows = [row(10, 5.0),   # needs thousands: capped
             row(10, 0.01),  # tight at the first stage
             row(0, None),   # nothing ran ok: left alone
             row(1, None),   # nine of ten failed: the first stage is made up first
             row(24, 0.3, "datasets", n_datasets=8)]  # crossed: datasets are the unit; two of ten failed
     counts = np.array([10, 10, 10, 10, 10])
-    out = precision.next_counts(counts, rows, p, stages)
+    out = precision.next_counts(counts, units(rows), p, stages)
     assert out.tolist() == [100, 10, 10, 19, 10 + formula(0.3, n1=8) - 8]
-    assert stages.first_n.tolist() == [10, 10, 0, 0, 8]
+    assert stages.first_n == {0: 10, 1: 10, 4: 8}
     # the next round: 3 of the crossed configuration's new datasets failed, so 3 more are asked for
     n_got = formula(0.3, n1=8) - 3
-    again = precision.next_counts(out, [row(100, 5.0), row(10, 0.01), row(0, None), row(9, 0.2),
-                                        row(3 * n_got, 0.3, "datasets", n_datasets=n_got)], p, stages)
+    again = precision.next_counts(out, units([row(100, 5.0), row(10, 0.01), row(0, None), row(9, 0.2),
+                                              row(3 * n_got, 0.3, "datasets", n_datasets=n_got)]), p, stages)
     assert again.tolist() == [100, 10, 10, 19 + formula(0.2, n1=9) - 9, out[4] + 3] and stages.first_n[3] == 9
 
 
@@ -62,19 +67,19 @@ def simulate_rule(sigma, h, sequences, rng, fail=0.0, p=P):
     it (units failing with probability `fail`): (the two-stage interval's coverage of 0, the naive t
     interval's over the same units, the mean count)."""
     p = {**p, "half_width": h, "max_repeats": 100_000}
-    counts, stages = np.full(sequences, p["min_repeats"]), precision.Stages(sequences)
-    units = [rng.normal(0.0, sigma, 10_000) for _ in range(sequences)]
+    counts, stages = np.full(sequences, p["min_repeats"]), precision.Stages()
+    draws = [rng.normal(0.0, sigma, 10_000) for _ in range(sequences)]
     ok = [rng.random(10_000) >= fail for _ in range(sequences)]
     while True:
-        got = [u[:c][k[:c]] for u, c, k in zip(units, counts, ok)]
+        got = [u[:c][k[:c]] for u, c, k in zip(draws, counts, ok)]
         rows = [row(len(g), float(np.std(g, ddof=1)) if len(g) > 1 else None) for g in got]
-        grown = precision.next_counts(counts, rows, p, stages)
+        grown = precision.next_counts(counts, units(rows), p, stages)
         if (grown == counts).all():
             break
         counts = grown
     two_stage = naive = 0
     for c, g in enumerate(got):
-        half = precision.stein_half_width(stages.first_sd[c], int(stages.first_n[c]), len(g), p["ci"])
+        half = precision.stein_half_width(stages.first_sd[c], stages.first_n[c], len(g), p["ci"])
         two_stage += abs(g.mean()) <= half
         naive += abs(g.mean()) <= stats.t.ppf(0.975, len(g) - 1) * np.std(g, ddof=1) / math.sqrt(len(g))
     return two_stage / sequences, naive / sequences, counts.mean()
@@ -156,6 +161,36 @@ def test_400_configurations_through_the_engine_cover_at_their_nominal_rate(tmp_p
     assert covered / 400 >= 0.93
     assert all((r.stat("a").high - r.stat("a").low) / 2 <= 0.05 for r in rows)
     assert 10 < np.mean([r.n for r in rows]) < 80
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_a_finding_is_repeated_until_its_paired_differences_are_that_tight(tmp_path):
+    """`precision: {finding: 0}`: both arms of each comparison grow together to the total the first stage's
+    SD of their paired differences fixes, and compare() (so the finding's sentence) gives the two-stage
+    interval, no wider than asked."""
+    from tests.fixtures import linear
+
+    study = sweeper.Study("lin", linear.simulate, linear.fit, findings=(sweeper.Finding("metrics.a", "fit.bootstrap", False),))
+    spec = {"study": study, "name": "paired", "seed": 4, "data_mode": "independent",
+            "data": {"n": 30, "a": 1.0, "b": 0.0, "noise": 0.3}, "fit": {"bootstrap": False},
+            "sweep": {"data.noise": [0.1, 0.3], "fit.bootstrap": [False, True]}}
+    p = {"finding": 0, "half_width": 0.06, "max_repeats": 80}
+    res = sweeper.run(spec, out=tmp_path / "out", progress=False, report=False, precision=p)
+    done = json.loads((res.dir / "precision.json").read_text())
+    assert done["finding"] == 0 and done["metric"] == "metrics.a" and len(done["configurations"]) == 2
+    by_noise = {c["data.noise"]: c for c in done["configurations"]}
+    for noise, c in by_noise.items():
+        assert c["repeats"] == formula(c["first_stage_sd"], h=0.06) and c["met"]
+        n = {r.axes["fit.bootstrap"]: r.n for r in res.configs("metrics.a") if r.axes["data.noise"] == noise}
+        assert n == {False: c["repeats"], True: c["repeats"]}  # both arms grew together
+    assert by_noise[0.3]["repeats"] > by_noise[0.1]["repeats"]
+    (d,) = [d for d in res.compare("metrics.a", "fit.bootstrap", False) if d.at["data.noise"] == 0.3]
+    assert "two-stage" in d.test and (d.ci_high - d.ci_low) / 2 == pytest.approx(by_noise[0.3]["half_width"])
+    assert by_noise[0.3]["half_width"] <= 0.06
+    with pytest.raises(SpecError, match=r"precision.finding.*declares 1 finding"):
+        sweeper.load_spec({**spec, "precision": {**p, "finding": 1}})
+    with pytest.raises(SpecError, match=r"either metric .* or finding"):
+        sweeper.load_spec({**spec, "precision": {**p, "metric": "metrics.a"}})
 
 
 @pytest.mark.usefixtures("ray_session")
