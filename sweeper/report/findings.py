@@ -77,7 +77,7 @@ _MISSING = object()
 def _setting(result, key: str):
     """The value a pinned (not swept) dotted key holds in the spec, or _MISSING."""
     node = result.spec
-    for part in [key.split(".", 1)[0], key.split(".", 1)[1]] if "." in key else [key]:
+    for part in key.split(".", 1):
         if not isinstance(node, dict) or part not in node:
             return _MISSING
         node = node[part]

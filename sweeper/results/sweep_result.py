@@ -184,7 +184,7 @@ class SweepResult:
             return rows
         out = []
         for row, c in zip(rows, done["configurations"]):
-            if any(json.dumps(v, default=str) != json.dumps(c.get(a), default=str) for a, v in row.axes.items()):
+            if not all(_same(v, c.get(a)) for a, v in row.axes.items()):
                 return rows  # not the configurations precision.json describes
             s = row.stats[name]
             if not c.get("first_stage_units") or s.unit not in ("runs", "datasets") or not math.isfinite(s.mean):
@@ -290,11 +290,10 @@ class SweepResult:
         if not done or done.get("finding") is None or not rows or (rows[0].metric, rows[0].axis) != \
                 (done["metric"], done["axis"]) or key_of(rows[0].baseline) != key_of(done["baseline"]):
             return rows
-        same = lambda a, b: json.dumps(a, default=str) == json.dumps(b, default=str)  # noqa: E731
         out = []
         for d in rows:
             target = {**d.at, d.axis: d.level}
-            c = next((c for c in done["configurations"] if all(same(v, c.get(k)) for k, v in target.items())), None)
+            c = next((c for c in done["configurations"] if all(_same(v, c.get(k)) for k, v in target.items())), None)
             if c is None or not c.get("first_stage_units") or not math.isfinite(d.diff):
                 out.append(d)
                 continue
@@ -452,6 +451,11 @@ class SweepResult:
 
 
 CONFIG_KEYS = ("run_id", "data_key", "session", "data", "fit", "repeat_data", "repeat_fit", "seed_data", "seed_fit")
+
+
+def _same(value, stored) -> bool:
+    """Whether an axis value equals one read back from precision.json (JSON has no tuples, and floats print alike)."""
+    return json.dumps(value, default=str) == json.dumps(stored, default=str)
 
 
 def _pending(plan: dict, i: int) -> RunRecord:
