@@ -260,13 +260,33 @@ def preview_png(truth, recon, title: str) -> bytes:
     return buf.getvalue()
 
 
+CPU_ISA = "AVX2"  # oneDNN's and XLA's CPU kernels capped here: every x86-64 machine of the last decade has it
+
+
 def setup() -> None:
-    """Once per worker process, before its first fit: GPU memory grows on demand (cards can be shared); Keras
-    imported once."""
+    """Once per worker process, before its first fit: GPU memory grows on demand (cards can be shared); the
+    CPU's numerics pinned (`pin_cpu_numerics`); Keras imported once."""
     os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    pin_cpu_numerics(os.environ)
     import keras  # noqa: F401
+
+
+def pin_cpu_numerics(env) -> None:
+    """The same run gives the same numbers on any machine of one kind: TensorFlow's and XLA's CPU kernels use
+    the run's own thread count (Ray sets OMP_NUM_THREADS to its `num_cpus`; 1 outside Ray), not the machine's
+    cores, and oneDNN's and XLA's kernels an instruction set every machine has, not the CPU's best (each
+    moves a run's digits: benchmarks/RESULTS.md, "What moves a PINN run's numbers"). Settings already in
+    `env` are kept; read when TensorFlow or JAX loads, so this runs before either."""
+    threads = str(max(1, int(float(env.get("OMP_NUM_THREADS") or 1))))
+    env.setdefault("TF_NUM_INTRAOP_THREADS", threads)
+    env.setdefault("ONEDNN_MAX_CPU_ISA", CPU_ISA)
+    xla = env.get("XLA_FLAGS", "")
+    wanted = {"--xla_cpu_max_isa": CPU_ISA, "--xla_cpu_multi_thread_eigen": "false" if threads == "1" else "true",
+              "intra_op_parallelism_threads": threads}
+    extra = [f"{k}={v}" for k, v in wanted.items() if k not in xla]
+    env["XLA_FLAGS"] = " ".join([xla, *extra]).strip()
 
 
 def cleanup() -> None:
