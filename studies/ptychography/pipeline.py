@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import os
+import platform
 import tempfile
 from typing import Literal
 
@@ -276,15 +277,17 @@ def setup() -> None:
 def pin_cpu_numerics(env) -> None:
     """The same run gives the same numbers on any machine of one kind: TensorFlow's and XLA's CPU kernels use
     the run's own thread count (Ray sets OMP_NUM_THREADS to its `num_cpus`; 1 outside Ray), not the machine's
-    cores, and oneDNN's and XLA's kernels an instruction set every machine has, not the CPU's best (each
-    moves a run's digits: benchmarks/RESULTS.md, "What moves a PINN run's numbers"). Settings already in
-    `env` are kept; read when TensorFlow or JAX loads, so this runs before either."""
+    cores, and on x86-64 oneDNN's and XLA's kernels an instruction set every such machine has, not the CPU's
+    best (each moves a run's digits: benchmarks/RESULTS.md, "What moves a PINN run's numbers"). Settings
+    already in `env` are kept; read when TensorFlow or JAX loads, so this runs before either."""
     threads = str(max(1, int(float(env.get("OMP_NUM_THREADS") or 1))))
     env.setdefault("TF_NUM_INTRAOP_THREADS", threads)
-    env.setdefault("ONEDNN_MAX_CPU_ISA", CPU_ISA)
-    xla = env.get("XLA_FLAGS", "")
-    wanted = {"--xla_cpu_max_isa": CPU_ISA, "--xla_cpu_multi_thread_eigen": "false" if threads == "1" else "true",
+    wanted = {"--xla_cpu_multi_thread_eigen": "false" if threads == "1" else "true",
               "intra_op_parallelism_threads": threads}
+    if platform.machine().lower() in ("x86_64", "amd64"):  # the ISA names are x86's
+        env.setdefault("ONEDNN_MAX_CPU_ISA", CPU_ISA)
+        wanted["--xla_cpu_max_isa"] = CPU_ISA
+    xla = env.get("XLA_FLAGS", "")
     extra = [f"{k}={v}" for k, v in wanted.items() if k not in xla]
     env["XLA_FLAGS"] = " ".join([xla, *extra]).strip()
 
