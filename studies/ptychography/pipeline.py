@@ -275,21 +275,17 @@ def setup() -> None:
 
 
 def pin_cpu_numerics(env) -> None:
-    """The same run gives the same numbers on any machine of one kind: TensorFlow's and XLA's CPU kernels use
-    the run's own thread count (Ray sets OMP_NUM_THREADS to its `num_cpus`; 1 outside Ray), not the machine's
-    cores, and on x86-64 oneDNN's and XLA's kernels an instruction set every such machine has, not the CPU's
-    best (each moves a run's digits: benchmarks/RESULTS.md, "What moves a PINN run's numbers"). Settings
-    already in `env` are kept; read when TensorFlow or JAX loads, so this runs before either."""
-    threads = str(max(1, int(float(env.get("OMP_NUM_THREADS") or 1))))
-    env.setdefault("TF_NUM_INTRAOP_THREADS", threads)
-    wanted = {"--xla_cpu_multi_thread_eigen": "false" if threads == "1" else "true",
-              "intra_op_parallelism_threads": threads}
+    """The same run gives the same numbers on any machine of one kind: TensorFlow's intra-op threads follow
+    the run's `num_cpus` (Ray sets OMP_NUM_THREADS to it; 1 outside Ray), not the machine's cores, and on
+    x86-64 oneDNN's and XLA's kernels use an instruction set every such machine has, not the CPU's best (each
+    moves a run's digits: benchmarks/RESULTS.md, "What moves a PINN run's numbers", which also says what is
+    left: XLA's CPU thread pool follows the cores). Settings already in `env` are kept; read when TensorFlow
+    or JAX loads, so this runs before either."""
+    env.setdefault("TF_NUM_INTRAOP_THREADS", str(max(1, int(float(env.get("OMP_NUM_THREADS") or 1)))))
     if platform.machine().lower() in ("x86_64", "amd64"):  # the ISA names are x86's
         env.setdefault("ONEDNN_MAX_CPU_ISA", CPU_ISA)
-        wanted["--xla_cpu_max_isa"] = CPU_ISA
-    xla = env.get("XLA_FLAGS", "")
-    extra = [f"{k}={v}" for k, v in wanted.items() if k not in xla]
-    env["XLA_FLAGS"] = " ".join([xla, *extra]).strip()
+        if "--xla_cpu_max_isa" not in env.get("XLA_FLAGS", ""):
+            env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_cpu_max_isa={CPU_ISA}".strip()
 
 
 def cleanup() -> None:
