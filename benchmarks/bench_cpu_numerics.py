@@ -16,8 +16,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
-
 REPO = Path(__file__).resolve().parent.parent
 SPEC = REPO / "studies" / "ptychography" / "specs" / "dose_response.yaml"
 # "0" and "ALL" are TensorFlow's and oneDNN's own words for "choose by the machine": setup() keeps them
@@ -37,14 +35,19 @@ print(json.dumps({{"fit_s": time.perf_counter() - t, "ssim": out["metrics"]["ssi
 """
 
 
-def _spec(epochs: int) -> tuple[dict, dict]:
-    spec = yaml.safe_load(SPEC.read_text())
-    return {**spec["data"], "nphotons": 1e9}, {**spec["fit"], "loss": "nll", "epochs": epochs, "save_model": False}
+def _run(epochs: int):
+    """The spec's NLL run at 1e9 photons (its data and fit), at `epochs`."""
+    from sweeper import expand, load_spec
+
+    overrides = ["data.nphotons=1e9", "fit.model=pinn", "fit.loss=nll", f"fit.epochs={epochs}", "fit.save_model=false",
+                 "repeats=1"]
+    return expand(load_spec(SPEC, overrides)).runs[0]
 
 
 def _round(env: dict, concurrent: int, child: str) -> list[dict]:
-    base = {k: v for k, v in os.environ.items()
-            if k not in ("TF_NUM_INTRAOP_THREADS", "ONEDNN_MAX_CPU_ISA", "OMP_NUM_THREADS", "XLA_FLAGS")}
+    from studies.ptychography.pipeline import CPU_NUMERICS_ENV
+
+    base = {k: v for k, v in os.environ.items() if k not in CPU_NUMERICS_ENV}
     procs = [subprocess.Popen([sys.executable, "-c", child], env={**base, "KERAS_BACKEND": "tensorflow",
                               "TF_CPP_MIN_LOG_LEVEL": "3", **env}, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                               text=True) for _ in range(concurrent)]
@@ -57,8 +60,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--concurrent", type=int, default=2)
     args = ap.parse_args()
-    data, fit = _spec(args.epochs)
-    child = CHILD.format(repo=str(REPO), data=data, fit=fit)
+    run = _run(args.epochs)
+    child = CHILD.format(repo=str(REPO), data=run.data, fit=run.fit)
     runs = {name: [] for name in SETTINGS}
     for r in range(args.rounds):
         for name, env in SETTINGS.items():

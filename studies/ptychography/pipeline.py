@@ -262,6 +262,7 @@ def preview_png(truth, recon, title: str) -> bytes:
 
 
 CPU_ISA = "AVX2"  # oneDNN's and XLA's CPU kernels capped here: every x86-64 machine of the last decade has it
+CPU_NUMERICS_ENV = ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "ONEDNN_MAX_CPU_ISA", "XLA_FLAGS")  # read or set
 
 
 def setup() -> None:

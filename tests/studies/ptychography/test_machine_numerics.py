@@ -26,11 +26,10 @@ data = P.simulate({"N": 16, "object_size": 64, "n_lines": 20, "probe_radius": 4.
 out = P.fit(data, {"loss": "nll", "epochs": 3, "width": 8, "depth": 2, "save_model": False}, 2)
 print(json.dumps({"metrics": out["metrics"], "loss": out["history"]["train_loss"]}))
 """
-PINNED = ("TF_NUM_INTRAOP_THREADS", "ONEDNN_MAX_CPU_ISA", "XLA_FLAGS", "OMP_NUM_THREADS")
 
 
 def _fit(cpus: str, **env) -> str:
-    clean = {k: v for k, v in os.environ.items() if k not in PINNED}
+    clean = {k: v for k, v in os.environ.items() if k not in P.CPU_NUMERICS_ENV}
     cmd = [sys.executable, "-c", FIT]
     if cpus:
         cmd = [shutil.which("taskset"), "-c", cpus, *cmd]
